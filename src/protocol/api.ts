@@ -1,0 +1,166 @@
+import {z} from 'zod'
+import {ByteCount, ChunkId, FileName, NodeId, Sha256Hex, Version, Zone} from './names.js'
+
+// HTTP bodies. Every route requires `authorization: Bearer <cluster token>` except GET /healthz.
+//
+// master:
+//   GET    /healthz                      -> Health (no credential)
+//   GET    /api/nodes                    -> NodeList
+//   POST   /api/uploads                  UploadPlanRequest -> UploadPlan
+//   POST   /api/uploads/:uploadId/replan ReplanRequest -> PlannedChunk
+//   POST   /api/uploads/:uploadId/commit (empty JSON {}) -> CommitResult
+//   GET    /api/files                    -> FileList
+//   GET    /api/files/:name              -> FileManifest   (name URL-encoded as ONE segment: encodeURIComponent)
+//   DELETE /api/files/:name              -> RemoveResult
+//   GET    /api/status[?name=NAME]       -> StatusDoc      (SPEC.md "chunky status --json")
+//   POST   /api/bad-replica              BadReplicaReport -> {ok: true}
+//   GET    /ws                           WebSocket upgrade for nodes (messages.ts)
+// node:
+//   GET    /healthz                      -> Health (no credential; clients time it to find the nearest node)
+//   PUT    /chunks/:chunkId/:version     raw bytes, content-length = planned size; headers x-chunky-grant
+//                                        (grant.ts), x-chunky-chain (ChainHeader JSON) -> WriteResult
+//   GET    /chunks/:chunkId/:version     -> raw bytes, header x-chunky-sha256; 404 unless that version is held
+//   POST   /transfer                     TransferRequest -> tar stream (repair; one entry per replica)
+// Errors from either: ErrorBody with the matching HTTP status (errors.ts).
+
+export const ErrorBody = z.object({error: z.object({code: z.string(), message: z.string()})})
+export type ErrorBody = z.infer<typeof ErrorBody>
+
+export const Health = z.object({ok: z.literal(true), role: z.enum(['master', 'node']), id: z.string().optional()})
+
+export const NodeSummary = z.object({id: NodeId, url: z.string(), zone: Zone, state: z.enum(['alive', 'dead'])})
+export const NodeList = z.object({nodes: z.array(NodeSummary)})
+export type NodeSummary = z.infer<typeof NodeSummary>
+
+export const ChunkPlanInput = z.object({index: z.number().int().nonnegative(), size: ByteCount, sha256: Sha256Hex})
+export const UploadPlanRequest = z.object({
+  name: FileName,
+  size: ByteCount,
+  chunkSize: z.number().int().positive(),
+  chunks: z.array(ChunkPlanInput).max(1_000_000),
+  /** The node the client measured nearest (or chose with --node); placed first in every chunk's chain. */
+  entryNode: NodeId.optional(),
+  exclude: z.array(NodeId).max(1000).default([]),
+})
+export type UploadPlanRequest = z.input<typeof UploadPlanRequest>
+
+export const Target = z.object({id: NodeId, url: z.string(), zone: Zone})
+export type Target = z.infer<typeof Target>
+
+export const PlannedChunk = z.object({
+  index: z.number().int().nonnegative(),
+  chunkId: ChunkId,
+  version: Version,
+  size: ByteCount,
+  sha256: Sha256Hex,
+  /** True when the cluster already holds these bytes at `version`: nothing to send. */
+  skip: z.boolean(),
+  /** Chain order: targets[0] receives from the client and forwards to targets[1], and so on. Empty when skip. */
+  targets: z.array(Target),
+  /** Signed write grant for targets (grant.ts); "" when skip. */
+  grant: z.string(),
+})
+export type PlannedChunk = z.infer<typeof PlannedChunk>
+
+export const UploadPlan = z.object({
+  uploadId: z.string(),
+  name: FileName,
+  size: ByteCount,
+  chunkSize: z.number().int().positive(),
+  replicas: z.number().int().positive(),
+  minReplicas: z.number().int().positive(),
+  chunks: z.array(PlannedChunk),
+})
+export type UploadPlan = z.infer<typeof UploadPlan>
+
+/** Re-place one chunk of an upload (same version, same bytes) avoiding nodes that failed. */
+export const ReplanRequest = z.object({index: z.number().int().nonnegative(), exclude: z.array(NodeId).max(1000)})
+export type ReplanRequest = z.infer<typeof ReplanRequest>
+
+export const CommitResult = z.object({name: FileName, size: ByteCount, chunks: z.number().int().nonnegative(), committedAt: z.string()})
+export type CommitResult = z.infer<typeof CommitResult>
+
+/** What a write to a node (and its chain) achieved: the nodes that hold the chunk durably, and those that failed. */
+export const WriteResult = z.object({
+  stored: z.array(z.object({node: NodeId, version: Version, sha256: Sha256Hex})),
+  failed: z.array(z.object({node: NodeId, error: z.string()})),
+})
+export type WriteResult = z.infer<typeof WriteResult>
+
+/** x-chunky-chain: the nodes after this one, in order. JSON, ASCII only. */
+export const ChainHeader = z.array(Target).max(16)
+
+export const TransferRequest = z.object({replicas: z.array(z.object({chunkId: ChunkId, version: Version})).min(1).max(1000)})
+export type TransferRequest = z.infer<typeof TransferRequest>
+/** PAX header keys on each tar entry of a transfer; the entry name is `<chunkId>.<version>`. */
+export const TRANSFER_PAX = {chunkId: 'chunky.chunk_id', version: 'chunky.version', sha256: 'chunky.sha256'} as const
+
+export const ManifestChunk = z.object({
+  index: z.number().int().nonnegative(),
+  chunkId: ChunkId,
+  version: Version,
+  size: ByteCount,
+  sha256: Sha256Hex,
+  /** Fresh replicas on alive nodes, in the master's preferred order. */
+  replicas: z.array(Target),
+})
+export const FileManifest = z.object({
+  name: FileName,
+  size: ByteCount,
+  chunkSize: z.number().int().positive(),
+  committedAt: z.string(),
+  chunks: z.array(ManifestChunk),
+})
+export type FileManifest = z.infer<typeof FileManifest>
+
+export const FileListEntry = z.object({
+  name: FileName,
+  size: ByteCount,
+  chunks: z.number().int().nonnegative(),
+  committedAt: z.string(),
+  /** The lowest count of fresh replicas on alive nodes over the file's chunks. */
+  minReplicas: z.number().int().nonnegative(),
+})
+export const FileList = z.object({files: z.array(FileListEntry)})
+
+export const RemoveResult = z.object({name: FileName, removedChunks: z.number().int().nonnegative()})
+
+export const BadReplicaReport = z.object({chunkId: ChunkId, version: Version, node: NodeId, reason: z.string().max(1000)})
+
+// SPEC.md `chunky status --json`: every field required, more welcome.
+export const StatusReplica = z.object({node: NodeId, version: Version, state: z.enum(['fresh', 'stale', 'corrupt'])})
+export const StatusChunk = z.object({
+  index: z.number().int().nonnegative(),
+  id: ChunkId,
+  version: Version,
+  size: ByteCount,
+  sha256: Sha256Hex,
+  replicas: z.array(StatusReplica),
+})
+export const StatusFile = z.object({name: FileName, size: ByteCount, chunkSize: z.number().int().positive(), chunks: z.array(StatusChunk)})
+export const StatusNode = z.object({
+  id: NodeId,
+  url: z.string(),
+  zone: Zone,
+  state: z.enum(['alive', 'dead']),
+  lastHeartbeatMsAgo: z.number().int().nonnegative(),
+  chunks: z.number().int().nonnegative(),
+  bytes: ByteCount,
+  freeBytes: ByteCount.optional(),
+})
+export const StatusDoc = z.object({
+  nodes: z.array(StatusNode),
+  files: z.array(StatusFile),
+  summary: z.object({
+    nodes: z.number().int().nonnegative(),
+    aliveNodes: z.number().int().nonnegative(),
+    files: z.number().int().nonnegative(),
+    chunks: z.number().int().nonnegative(),
+    underReplicated: z.number().int().nonnegative(),
+    stale: z.number().int().nonnegative(),
+    corrupt: z.number().int().nonnegative(),
+  }),
+  replicas: z.number().int().positive().optional(),
+  minReplicas: z.number().int().positive().optional(),
+})
+export type StatusDoc = z.infer<typeof StatusDoc>

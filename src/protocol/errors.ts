@@ -1,0 +1,44 @@
+// One table of error codes and the HTTP status each maps to. Servers turn a ChunkyError into a
+// response in one place; clients turn a response back into a ChunkyError with the same code.
+export const HTTP_STATUS = {
+  BAD_REQUEST: 400,
+  BAD_MESSAGE: 400,
+  BAD_NAME: 400,
+  UNAUTHORIZED: 401,
+  FORBIDDEN: 403,
+  NOT_FOUND: 404,
+  FILE_NOT_FOUND: 404,
+  CHUNK_NOT_FOUND: 404,
+  UPLOAD_NOT_FOUND: 404,
+  VERSION_CONFLICT: 409,
+  NOT_DURABLE: 409,
+  BODY_TOO_LARGE: 413,
+  CHUNK_TOO_LARGE: 413,
+  CHECKSUM_MISMATCH: 422,
+  LENGTH_MISMATCH: 422,
+  INTERNAL: 500,
+  NO_NODES: 503,
+  MASTER_UNREACHABLE: 503,
+  NODE_UNREACHABLE: 503,
+} as const satisfies Record<string, number>
+
+export type ErrorCode = keyof typeof HTTP_STATUS
+
+export class ChunkyError extends Error {
+  override name = 'ChunkyError'
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options)
+  }
+
+  get status(): number {
+    return HTTP_STATUS[this.code]
+  }
+}
+
+export function isErrorCode(code: unknown): code is ErrorCode {
+  return typeof code === 'string' && Object.hasOwn(HTTP_STATUS, code)
+}

@@ -1,0 +1,6 @@
+export * from './api.js'
+export * from './constants.js'
+export * from './errors.js'
+export * from './grant.js'
+export * from './messages.js'
+export * from './names.js'
