@@ -1,0 +1,45 @@
+import {Args, Flags} from '@oclif/core'
+import {ChunkyCommand} from '../src/cli/base-command.js'
+import {clientFlags, fileName} from '../src/cli/flags.js'
+import {transferView} from '../src/cli/transfer-view.js'
+import {downloadFile, type DownloadResult} from '../src/client/index.js'
+import {formatBytes} from '../src/util/parse.js'
+
+export default class Download extends ChunkyCommand {
+  static override summary = 'Download a file: fetch every chunk from the nearest fresh copy and verify it'
+  static override description = `Reads the file's manifest once (so it never mixes an old and a new version), fetches each chunk at the version the manifest names from the nearest fresh replica, and checks its size and SHA-256. A copy that fails or does not match is skipped for the next one (and a mismatch is reported to the master, which repairs it).
+
+The bytes go to a temporary file next to the output, which is fsynced and renamed into place at the end: an existing output file is replaced atomically, and an interrupted download leaves it untouched.`
+
+  static override examples = [
+    {description: 'Download into ./keynote.mp4', command: '<%= config.bin %> <%= command.id %> talks/2026/keynote.mp4'},
+    {description: 'Choose where to write it', command: '<%= config.bin %> <%= command.id %> talks/2026/keynote.mp4 -o /tmp/keynote.mp4'},
+    {description: 'For scripts', command: '<%= config.bin %> <%= command.id %> keynote.mp4 -o copy.mp4 --json'},
+  ]
+
+  static override enableJsonFlag = true
+  static override args = {name: Args.string({description: 'name of the file in the cluster', required: true, parse: fileName})}
+  static override flags = {
+    ...clientFlags,
+    output: Flags.string({char: 'o', description: "where to write it (replaced atomically if it exists) [default: NAME's last segment, here]", helpValue: '<file>'}),
+    concurrency: Flags.integer({description: 'chunks fetched at once', default: 4, min: 1, max: 32}),
+  }
+
+  async run(): Promise<DownloadResult> {
+    const {args, flags} = await this.parse(Download)
+    const view = transferView({interactive: this.showProgress(), quiet: this.jsonEnabled()})
+    let result: DownloadResult
+    try {
+      result = await downloadFile(
+        {name: args.name, output: flags.output, master: flags.master, token: flags.token, concurrency: flags.concurrency, signal: this.interrupt.signal},
+        view,
+      )
+    } finally {
+      view.stop()
+    }
+    if (!this.jsonEnabled()) {
+      this.log(`downloaded ${result.name} to ${result.output}: ${formatBytes(result.size)} in ${result.chunks} chunks, verified, in ${result.seconds}s`)
+    }
+    return result
+  }
+}

@@ -1,0 +1,65 @@
+import {Flags} from '@oclif/core'
+import {ChunkyCommand} from '../src/cli/base-command.js'
+import {listenUrl, untilAborted} from '../src/cli/daemon.js'
+import {UsageError} from '../src/cli/failure.js'
+import {durationFlag, httpUrl} from '../src/cli/flags.js'
+import {startNode} from '../src/node/index.js'
+import {DEFAULT_NODE_PORT, NodeId, Zone} from '../src/protocol/index.js'
+import {stdoutLogger} from '../src/util/log.js'
+
+export default class StorageNode extends ChunkyCommand {
+  static override summary = 'Run a storage node: keeps chunk bytes on its disk, linked to the master'
+  static override description = `A node connects to the master over WebSocket (and reconnects by itself), serves and stores chunk bytes over HTTP, forwards writes down the replica chain, re-hashes its chunks in the background (scrubbing), and copies chunks from other nodes when the master asks it to repair.
+
+Its id is kept in --data-dir (made up the first time unless --id is given). --public-url is the address others use to reach it, when that is not http://HOST:PORT (behind a proxy or NAT). It prints "listening on http://HOST:PORT" once it accepts connections.`
+
+  static override examples = [
+    {description: 'Join the master running on this machine', command: '<%= config.bin %> <%= command.id %> --master http://127.0.0.1:7400 --token $CHUNKY_TOKEN'},
+    {description: 'A second node on the same machine, in another zone', command: '<%= config.bin %> <%= command.id %> --master http://127.0.0.1:7400 --port 7402 --data-dir .chunky/node2 --zone b'},
+    {description: 'A node on another machine, reachable at its LAN address', command: '<%= config.bin %> <%= command.id %> --master http://10.0.0.5:7400 --host 0.0.0.0 --public-url http://10.0.0.7:7401 --zone rack-2'},
+  ]
+
+  static override flags = {
+    master: Flags.string({description: 'address of the master', env: 'CHUNKY_MASTER', required: true, helpValue: '<url>', parse: async (input) => httpUrl(input)}),
+    host: Flags.string({description: 'address to listen on (0.0.0.0 for every interface)', default: '127.0.0.1'}),
+    port: Flags.integer({description: 'port to listen on (0 picks a free one)', default: DEFAULT_NODE_PORT, min: 0, max: 65535}),
+    'public-url': Flags.string({description: 'the URL the master, clients and other nodes use to reach this node [default: http://HOST:PORT]', helpValue: '<url>', parse: async (input) => httpUrl(input)}),
+    id: Flags.string({description: 'node id [default: the one saved in DATA_DIR, else a new one]', parse: async (input) => check(NodeId, input, 'id')}),
+    zone: Flags.string({description: 'failure zone (rack, room, region): replicas are spread over zones', default: '', parse: async (input) => check(Zone, input, 'zone')}),
+    'data-dir': Flags.string({description: 'where chunk bytes live', default: '.chunky/node'}),
+    'heartbeat-interval': durationFlag({default: '2s', description: 'how often the node tells the master it is alive'}),
+    'scrub-interval': durationFlag({default: '24h', description: 'how often every stored chunk is re-hashed to find rotten bytes'}),
+    token: Flags.string({description: 'cluster credential (`chunky master` prints it)', env: 'CHUNKY_TOKEN', helpValue: '<token>'}),
+  }
+
+  async run(): Promise<void> {
+    const {flags} = await this.parse(StorageNode)
+    if (!flags.token) {
+      throw new UsageError('a node needs the cluster token: pass --token or set CHUNKY_TOKEN (`chunky master` prints it when it starts)')
+    }
+    const node = await startNode({
+      masterUrl: flags.master,
+      host: flags.host,
+      port: flags.port,
+      publicUrl: flags['public-url'],
+      id: flags.id,
+      zone: flags.zone,
+      dataDir: flags['data-dir'],
+      heartbeatIntervalMs: flags['heartbeat-interval'],
+      scrubIntervalMs: flags['scrub-interval'],
+      token: flags.token,
+      log: stdoutLogger,
+    })
+    this.log(`listening on ${listenUrl(flags.host, node.port)}`)
+    await untilAborted(this.interrupt.signal)
+    stdoutLogger(`node ${node.id} shutting down`)
+    await node.close()
+    this.exit(0)
+  }
+}
+
+function check(schema: typeof NodeId | typeof Zone, input: string, what: string): string {
+  const result = schema.safeParse(input)
+  if (!result.success) throw new Error(`"${input}" is not a valid ${what}: ${result.error.issues[0]?.message ?? 'bad value'}`)
+  return result.data
+}

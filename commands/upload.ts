@@ -1,0 +1,62 @@
+import {Args, Flags} from '@oclif/core'
+import {ChunkyCommand} from '../src/cli/base-command.js'
+import {clientFlags, fileName, sizeFlag} from '../src/cli/flags.js'
+import {transferView} from '../src/cli/transfer-view.js'
+import {uploadFile, type UploadResult} from '../src/client/index.js'
+import {MAX_CHUNK_SIZE, MIN_CHUNK_SIZE} from '../src/protocol/index.js'
+import {formatBytes} from '../src/util/parse.js'
+
+export default class Upload extends ChunkyCommand {
+  static override summary = 'Upload a file: split it into chunks and stream them to the nearest node'
+  static override description = `Hashes FILE chunk by chunk, asks the master for a plan (a version and a chain of nodes for every chunk), and streams the chunks to the nearest alive node (lowest measured round trip, or --node), which forwards each one down its chain. Chunks the cluster already holds at their current version are skipped, so uploading a changed file again sends only the chunks that changed.
+
+If a node fails during a chunk, that chunk is re-planned on other nodes and sent again. The command exits 0 only once the master has committed the whole file with every chunk durable on at least W nodes.`
+
+  static override examples = [
+    {description: 'Upload a video under its file name', command: '<%= config.bin %> <%= command.id %> keynote.mp4'},
+    {description: 'Choose the name in the cluster', command: '<%= config.bin %> <%= command.id %> ./out/final.mp4 --name talks/2026/keynote.mp4'},
+    {description: 'Bigger chunks, more in flight, through a chosen node', command: '<%= config.bin %> <%= command.id %> big.mov --chunk-size 64MiB --concurrency 8 --node n2'},
+    {description: 'For scripts: one JSON document on stdout', command: '<%= config.bin %> <%= command.id %> keynote.mp4 --json'},
+  ]
+
+  static override enableJsonFlag = true
+  static override args = {file: Args.string({description: 'the file to upload', required: true})}
+  static override flags = {
+    ...clientFlags,
+    name: Flags.string({description: "name in the cluster, a path like talks/2026/keynote.mp4 [default: FILE's base name]", parse: fileName}),
+    'chunk-size': sizeFlag({default: '10MiB', min: MIN_CHUNK_SIZE, max: MAX_CHUNK_SIZE, description: `chunk size (${formatBytes(MIN_CHUNK_SIZE)} to ${formatBytes(MAX_CHUNK_SIZE)}); 10MB means 10,000,000 bytes`}),
+    concurrency: Flags.integer({description: 'chunks in flight at once', default: 4, min: 1, max: 32}),
+    node: Flags.string({description: 'entry node, by id or URL [default: the nearest alive node]', helpValue: '<id|url>'}),
+  }
+
+  async run(): Promise<UploadResult> {
+    const {args, flags} = await this.parse(Upload)
+    const view = transferView({interactive: this.showProgress(), quiet: this.jsonEnabled()})
+    let result: UploadResult
+    try {
+      result = await uploadFile(
+        {
+          path: args.file,
+          name: flags.name,
+          chunkSize: flags['chunk-size'],
+          concurrency: flags.concurrency,
+          node: flags.node,
+          master: flags.master,
+          token: flags.token,
+          signal: this.interrupt.signal,
+        },
+        view,
+      )
+    } finally {
+      view.stop()
+    }
+    if (!this.jsonEnabled()) {
+      const rate = result.seconds > 0 && result.skippedChunks === 0 ? ` (${formatBytes(result.size / result.seconds)}/s)` : ''
+      this.log(
+        `uploaded ${result.name}: ${formatBytes(result.size)} in ${result.chunks} chunk${result.chunks === 1 ? '' : 's'}` +
+          ` (${result.uploadedChunks} sent, ${result.skippedChunks} already stored) through ${result.entryNode} in ${result.seconds}s${rate}`,
+      )
+    }
+    return result
+  }
+}

@@ -1,0 +1,64 @@
+import {Flags} from '@oclif/core'
+import {DEFAULT_MASTER_URL, fileNameProblem} from '../protocol/index.js'
+import {formatBytes, parseDuration, parseSize} from '../util/parse.js'
+
+// Flags shared by several commands. Durations and sizes are parsed by src/util/parse.ts; a bad value
+// is a usage error (exit 2) carrying the parser's message.
+
+/** A duration flag (`500ms`, `2s`, `10m`, `24h`) whose value is milliseconds; help shows the default as written. */
+export function durationFlag(opts: {default: string; description: string; env?: string}) {
+  return Flags.custom<number>({
+    parse: async (input) => parseDuration(input),
+    helpValue: '<duration>',
+    env: opts.env,
+  })({description: opts.description, default: parseDuration(opts.default), defaultHelp: async () => opts.default})
+}
+
+/** A size flag (`10MiB`, `10MB` = 10,000,000, or plain bytes) whose value is bytes. */
+export function sizeFlag(opts: {default: string; description: string; min?: number; max?: number}) {
+  const parse = async (input: string) => {
+    const bytes = parseSize(input)
+    if (opts.min !== undefined && bytes < opts.min) throw new Error(`"${input}" is too small: at least ${formatBytes(opts.min)}`)
+    if (opts.max !== undefined && bytes > opts.max) throw new Error(`"${input}" is too big: at most ${formatBytes(opts.max)}`)
+    return bytes
+  }
+  return Flags.custom<number>({parse, helpValue: '<size>'})({
+    description: opts.description,
+    default: parseSize(opts.default),
+    defaultHelp: async () => opts.default,
+  })
+}
+
+export function httpUrl(input: string): string {
+  let url: URL
+  try {
+    url = new URL(input)
+  } catch {
+    throw new Error(`"${input}" is not a URL: use something like http://127.0.0.1:7400`)
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error(`"${input}" is not an http:// or https:// URL`)
+  return input.replace(/\/+$/, '')
+}
+
+export const masterFlag = Flags.string({
+  description: 'address of the master',
+  env: 'CHUNKY_MASTER',
+  default: DEFAULT_MASTER_URL,
+  helpValue: '<url>',
+  parse: async (input) => httpUrl(input),
+})
+
+export const tokenFlag = Flags.string({
+  description: 'cluster credential (`chunky master` prints it when it starts)',
+  env: 'CHUNKY_TOKEN',
+  helpValue: '<token>',
+})
+
+/** The flags every client command takes. */
+export const clientFlags = {master: masterFlag, token: tokenFlag}
+
+export async function fileName(input: string): Promise<string> {
+  const problem = fileNameProblem(input)
+  if (problem) throw new Error(`"${input}" is not a valid name: ${problem}`)
+  return input
+}

@@ -1,0 +1,115 @@
+import got, {type Method} from 'got'
+import {z} from 'zod'
+import {
+  CommitResult,
+  FileList,
+  FileManifest,
+  NodeList,
+  PlannedChunk,
+  RemoveResult,
+  StatusDoc,
+  UploadPlan,
+  type BadReplicaReport,
+  type ReplanRequest,
+  type UploadPlanRequest,
+} from '../protocol/index.js'
+import {ChunkyError} from '../protocol/index.js'
+import {credentialRefused, errorFromResponse, InterruptedError, masterUnreachable, networkErrorCode, requestSignal} from './errors.js'
+
+// Typed calls to the master's HTTP API (src/protocol/api.ts). Every answer is validated with its
+// schema; every failure becomes a ChunkyError whose message says what to do.
+
+export interface MasterApi {
+  readonly url: string
+  nodes(): Promise<z.infer<typeof NodeList>>
+  planUpload(request: UploadPlanRequest): Promise<UploadPlan>
+  replan(uploadId: string, request: ReplanRequest): Promise<PlannedChunk>
+  commit(uploadId: string): Promise<CommitResult>
+  files(): Promise<z.infer<typeof FileList>>
+  manifest(name: string): Promise<FileManifest>
+  remove(name: string): Promise<z.infer<typeof RemoveResult>>
+  status(name?: string): Promise<StatusDoc>
+  reportBadReplica(report: z.input<typeof BadReplicaReport>): Promise<void>
+}
+
+export interface MasterApiOptions {
+  signal?: AbortSignal
+  /** Per-request time limit; planning a huge file can take a while, so it is generous. */
+  timeoutMs?: number
+}
+
+const Ok = z.object({ok: z.literal(true)})
+
+export function masterApi(masterUrl: string, token: string | undefined, opts: MasterApiOptions = {}): MasterApi {
+  const base = normalizeUrl(masterUrl)
+  const headers: Record<string, string> = token ? {authorization: `Bearer ${token}`} : {}
+
+  async function call<T>(schema: z.ZodType<T>, method: Method, path: string, body?: unknown): Promise<T> {
+    let response
+    const request = requestSignal(opts.signal)
+    try {
+      response = await got(new URL(path, base), {
+        method,
+        headers,
+        json: body,
+        responseType: 'text',
+        throwHttpErrors: false,
+        signal: request.signal,
+        timeout: {connect: 5_000, request: opts.timeoutMs ?? 60_000},
+        // Only reads are repeated, and only when no answer came (a master restarting): writes may have happened.
+        retry: {limit: 2, methods: ['GET'], calculateDelay: ({attemptCount, computedValue}) => (computedValue ? 250 * attemptCount : 0)},
+      })
+    } catch (err) {
+      if (opts.signal?.aborted) throw new InterruptedError()
+      const code = networkErrorCode(err)
+      throw masterUnreachable(base.origin, code ?? (err instanceof Error ? err.message : String(err)))
+    } finally {
+      request.dispose()
+    }
+    if (response.statusCode === 401) throw credentialRefused(Boolean(token))
+    if (response.statusCode >= 400) throw errorFromResponse(response.statusCode, response.body, `the master at ${base.origin}`)
+    let json: unknown
+    try {
+      json = JSON.parse(response.body)
+    } catch {
+      throw new ChunkyError('BAD_MESSAGE', `the server at ${base.origin} did not answer JSON to ${method} ${path}: is it a chunky master?`)
+    }
+    const parsed = schema.safeParse(json)
+    if (!parsed.success) {
+      throw new ChunkyError('BAD_MESSAGE', `unexpected answer from the master to ${method} ${path}: ${z.prettifyError(parsed.error).replace(/\s+/g, ' ')}`)
+    }
+    return parsed.data
+  }
+
+  const file = (name: string) => `/api/files/${encodeURIComponent(name)}`
+  const upload = (id: string, action: string) => `/api/uploads/${encodeURIComponent(id)}/${action}`
+
+  return {
+    url: base.origin,
+    nodes: () => call(NodeList, 'GET', '/api/nodes'),
+    planUpload: (request) => call(UploadPlan, 'POST', '/api/uploads', request),
+    replan: (uploadId, request) => call(PlannedChunk, 'POST', upload(uploadId, 'replan'), request),
+    commit: (uploadId) => call(CommitResult, 'POST', upload(uploadId, 'commit'), {}),
+    files: () => call(FileList, 'GET', '/api/files'),
+    manifest: (name) => call(FileManifest, 'GET', file(name)),
+    remove: (name) => call(RemoveResult, 'DELETE', file(name)),
+    status: (name) => call(StatusDoc, 'GET', name === undefined ? '/api/status' : `/api/status?name=${encodeURIComponent(name)}`),
+    reportBadReplica: async (report) => {
+      await call(Ok, 'POST', '/api/bad-replica', report)
+    },
+  }
+}
+
+/** The master's base URL; a bad one is a usage error the caller should have caught, so it says so plainly. */
+export function normalizeUrl(input: string): URL {
+  let url: URL
+  try {
+    url = new URL(input)
+  } catch {
+    throw new ChunkyError('BAD_REQUEST', `"${input}" is not a URL: use something like http://127.0.0.1:7400`)
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new ChunkyError('BAD_REQUEST', `"${input}" is not an http(s) URL: use something like http://127.0.0.1:7400`)
+  }
+  return url
+}

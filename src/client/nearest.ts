@@ -1,0 +1,98 @@
+import {performance} from 'node:perf_hooks'
+import got from 'got'
+import {ChunkyError, Health, type NodeSummary} from '../protocol/index.js'
+
+// Finding the nearest storage node: time GET /healthz a few times on every alive node, in parallel,
+// and take the lowest median round trip. The median ignores one slow outlier (a GC pause, a cold
+// connection).
+
+/** Times one GET /healthz; resolves to milliseconds, rejects if the node does not answer as a node. */
+export type Probe = (nodeUrl: string) => Promise<number>
+
+export const PROBES_PER_NODE = 3
+export const PROBE_TIMEOUT_MS = 1_000
+
+export const httpProbe: Probe = async (nodeUrl) => {
+  const started = performance.now()
+  const body = await got(new URL('/healthz', nodeUrl), {timeout: {request: PROBE_TIMEOUT_MS}, retry: {limit: 0}}).json()
+  const elapsed = performance.now() - started
+  Health.parse(body)
+  return elapsed
+}
+
+export interface NodeRtt {
+  node: NodeSummary
+  /** Median round trip in ms, or undefined when no probe succeeded. */
+  rttMs: number | undefined
+}
+
+export function median(values: number[]): number | undefined {
+  if (values.length === 0) return undefined
+  const sorted = [...values].sort((a, b) => a - b)
+  const middle = Math.floor(sorted.length / 2)
+  return sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1]! + sorted[middle]!) / 2
+}
+
+/** Probes every node (in parallel; a node's probes one after another) and returns each one's median RTT. */
+export async function measureNodes(nodes: NodeSummary[], probe: Probe = httpProbe, probes = PROBES_PER_NODE): Promise<NodeRtt[]> {
+  return Promise.all(
+    nodes.map(async (node) => {
+      const rtts: number[] = []
+      for (let i = 0; i < probes; i++) {
+        try {
+          rtts.push(await probe(node.url))
+        } catch {
+          // an unanswered probe counts as no sample
+        }
+      }
+      return {node, rttMs: median(rtts)}
+    }),
+  )
+}
+
+/** The node with the lowest median RTT (ties keep the master's order); undefined if none answered. */
+export function pickNearest(measured: NodeRtt[]): NodeRtt | undefined {
+  let best: NodeRtt | undefined
+  for (const entry of measured) {
+    if (entry.rttMs === undefined) continue
+    if (!best || entry.rttMs < best.rttMs!) best = entry
+  }
+  return best
+}
+
+/** The node `--node` names: by id first, then by URL (trailing slashes ignored). */
+export function matchNode(nodes: NodeSummary[], idOrUrl: string): NodeSummary | undefined {
+  const byId = nodes.find((node) => node.id === idOrUrl)
+  if (byId) return byId
+  const trim = (url: string) => url.replace(/\/+$/, '')
+  return nodes.find((node) => trim(node.url) === trim(idOrUrl))
+}
+
+export interface NearestOptions {
+  /** `--node ID|URL`: skip the measurement and use this node. */
+  override?: string
+  probe?: Probe
+}
+
+/** The entry node for an upload: the `--node` one, else the nearest alive node that answers. */
+export async function findNearestNode(nodes: NodeSummary[], opts: NearestOptions = {}): Promise<NodeRtt> {
+  const alive = nodes.filter((node) => node.state === 'alive')
+  if (opts.override !== undefined) {
+    const chosen = matchNode(nodes, opts.override)
+    if (!chosen) {
+      const known = nodes.map((node) => node.id).join(', ') || 'none'
+      throw new ChunkyError('NO_NODES', `no node matches --node ${opts.override} (known nodes: ${known})`)
+    }
+    if (chosen.state !== 'alive') throw new ChunkyError('NO_NODES', `node ${chosen.id} (--node) is dead: pick another or leave --node out`)
+    return {node: chosen, rttMs: undefined}
+  }
+  if (alive.length === 0) {
+    throw new ChunkyError('NO_NODES', 'no storage node is alive: start one with `chunky node --master URL --token T`')
+  }
+  const nearest = pickNearest(await measureNodes(alive, opts.probe))
+  if (!nearest) {
+    const urls = alive.map((node) => node.url).join(', ')
+    throw new ChunkyError('NODE_UNREACHABLE', `none of the alive nodes answered from here (${urls}): check the network or their --public-url`)
+  }
+  return nearest
+}

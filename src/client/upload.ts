@@ -1,0 +1,190 @@
+import {stat} from 'node:fs/promises'
+import {basename} from 'node:path'
+import {performance} from 'node:perf_hooks'
+import {setTimeout as sleep} from 'node:timers/promises'
+import {ChunkyError, DEFAULT_CHUNK_SIZE, fileNameProblem, type PlannedChunk, type UploadPlan} from '../protocol/index.js'
+import {InterruptedError, throwIfAborted} from './errors.js'
+import {hashChunks} from './hash.js'
+import {masterApi, type MasterApi} from './master-api.js'
+import {findNearestNode, type Probe} from './nearest.js'
+import {planChunks, rangeSize, type ChunkRange} from './plan.js'
+import {runPool} from './pool.js'
+import {NodeFailure, putChunk} from './put-chunk.js'
+import type {TransferView} from './view.js'
+
+export interface UploadOptions {
+  path: string
+  /** Name in the cluster; defaults to the file's base name. */
+  name?: string
+  chunkSize?: number
+  concurrency?: number
+  /** `--node ID|URL`: the entry node, instead of the nearest one. */
+  node?: string
+  master: string
+  token?: string
+  signal?: AbortSignal
+  /** Replaces the HTTP RTT probe (tests). */
+  probe?: Probe
+}
+
+/** SPEC.md `chunky upload --json`. */
+export interface UploadResult {
+  name: string
+  size: number
+  chunks: number
+  uploadedChunks: number
+  skippedChunks: number
+  entryNode: string
+  seconds: number
+}
+
+/** Tries per chunk (the first included) before the upload gives up on it. */
+export const CHUNK_TRIES = 5
+
+export async function uploadFile(opts: UploadOptions, view: TransferView): Promise<UploadResult> {
+  const started = performance.now()
+  const name = opts.name ?? basename(opts.path)
+  const nameProblem = fileNameProblem(name)
+  if (nameProblem) throw new ChunkyError('BAD_NAME', `bad name "${name}": ${nameProblem} (set one with --name)`)
+  const info = await stat(opts.path).catch(() => {
+    throw new ChunkyError('BAD_REQUEST', `cannot read ${opts.path}: no such file`)
+  })
+  if (!info.isFile()) throw new ChunkyError('BAD_REQUEST', `${opts.path} is not a regular file`)
+  const ranges = planChunks(info.size, opts.chunkSize ?? DEFAULT_CHUNK_SIZE)
+  const api = masterApi(opts.master, opts.token, {signal: opts.signal})
+
+  view.step('asking the master for the storage nodes')
+  const {nodes} = await api.nodes() // before hashing: a wrong --master or token fails in a second, not after a minute
+
+  view.start('hashing', info.size)
+  const digests = await hashChunks(opts.path, ranges, (done) => view.overall(done), opts.signal)
+
+  view.step(opts.node ? `using node ${opts.node}` : 'finding the nearest node')
+  const entry = await findNearestNode(nodes, {override: opts.node, probe: opts.probe})
+  throwIfAborted(opts.signal)
+
+  view.step(`planning ${ranges.length} chunks`)
+  const plan = await api.planUpload({
+    name,
+    size: info.size,
+    chunkSize: opts.chunkSize ?? DEFAULT_CHUNK_SIZE,
+    chunks: ranges.map((range, i) => ({index: range.index, size: rangeSize(range), sha256: digests[i]!})),
+    entryNode: entry.node.id,
+  })
+  checkPlan(plan, ranges, digests)
+
+  const toSend = plan.chunks.filter((chunk) => !chunk.skip)
+  await sendChunks(plan, toSend, ranges, api, opts, view)
+
+  view.step('committing')
+  await api.commit(plan.uploadId)
+  view.stop()
+  return {
+    name,
+    size: info.size,
+    chunks: ranges.length,
+    uploadedChunks: toSend.length,
+    skippedChunks: ranges.length - toSend.length,
+    entryNode: entry.node.id,
+    seconds: Math.round(performance.now() - started) / 1000,
+  }
+}
+
+/** The plan must describe exactly the chunks we hashed; anything else is a master bug, not a retry. */
+function checkPlan(plan: UploadPlan, ranges: ChunkRange[], digests: string[]): void {
+  const ok =
+    plan.chunks.length === ranges.length &&
+    plan.chunks.every((chunk, i) => chunk.index === i && chunk.size === rangeSize(ranges[i]!) && chunk.sha256 === digests[i])
+  if (!ok) throw new ChunkyError('BAD_MESSAGE', 'the master answered with a plan that does not match the file: upload again')
+}
+
+async function sendChunks(
+  plan: UploadPlan,
+  toSend: PlannedChunk[],
+  ranges: ChunkRange[],
+  api: MasterApi,
+  opts: UploadOptions,
+  view: TransferView,
+): Promise<void> {
+  const total = toSend.reduce((sum, chunk) => sum + chunk.size, 0)
+  const inFlight = new Map<number, number>()
+  let finished = 0
+  const report = () => view.overall(finished + [...inFlight.values()].reduce((a, b) => a + b, 0))
+  view.start('uploading', total)
+
+  await runPool(toSend, opts.concurrency ?? 4, async (planned, signal) => {
+    const range = ranges[planned.index]!
+    const onSent = (bytes: number) => {
+      inFlight.set(planned.index, bytes)
+      view.chunk(planned.index, bytes, planned.size)
+      report()
+    }
+    try {
+      await sendOneChunk(plan, planned, range, api, opts, view, onSent, signal)
+      finished += planned.size
+    } finally {
+      inFlight.delete(planned.index)
+      view.chunkDone(planned.index)
+      report()
+    }
+  }, opts.signal)
+}
+
+/** Writes one chunk to at least W nodes, re-planning it away from nodes that fail, a bounded number of times. */
+async function sendOneChunk(
+  plan: UploadPlan,
+  planned: PlannedChunk,
+  range: ChunkRange,
+  api: MasterApi,
+  opts: UploadOptions,
+  view: TransferView,
+  onSent: (bytes: number) => void,
+  signal: AbortSignal,
+): Promise<void> {
+  const failedNodes = new Set<string>()
+  let chunk = planned
+  for (let attempt = 1; ; attempt++) {
+    let problem: string
+    try {
+      const result = await putChunk({path: opts.path, range, chunk, token: opts.token, onSent, signal})
+      const stored = result.stored.filter((copy) => copy.version === chunk.version)
+      if (stored.length >= plan.minReplicas) return
+      for (const failure of result.failed) failedNodes.add(failure.node)
+      const why = result.failed.map((f) => `${f.node}: ${f.error}`).join('; ')
+      problem = `only ${stored.length} of the ${plan.minReplicas} copies needed were stored${why ? ` (${why})` : ''}`
+    } catch (err) {
+      if (signal.aborted) throw new InterruptedError()
+      if (err instanceof NodeFailure) {
+        failedNodes.add(err.node)
+        problem = err.message
+      } else if (err instanceof ChunkyError && (err.code === 'CHECKSUM_MISMATCH' || err.code === 'LENGTH_MISMATCH')) {
+        throw new ChunkyError(err.code, `${opts.path} changed while it was being uploaded (chunk ${range.index}: ${err.message}): upload it again once it is complete`)
+      } else if (err instanceof ChunkyError && err.code === 'FORBIDDEN' && /expired/i.test(err.message)) {
+        problem = err.message // a re-plan brings a fresh grant
+      } else {
+        throw err
+      }
+    }
+    onSent(0)
+    const excluded = [...failedNodes]
+    if (attempt >= CHUNK_TRIES) {
+      throw new ChunkyError(
+        'NOT_DURABLE',
+        `chunk ${range.index} could not be stored on ${plan.minReplicas} nodes after ${CHUNK_TRIES} tries` +
+          `${excluded.length > 0 ? ` (failed nodes: ${excluded.join(', ')})` : ''}; last problem: ${problem}`,
+      )
+    }
+    view.note(`chunk ${range.index}: ${problem}; retrying${excluded.length > 0 ? ` without ${excluded.join(', ')}` : ''}`)
+    await sleep(Math.min(2_000, 100 * 2 ** attempt), undefined, {signal}).catch(() => {
+      throw new InterruptedError()
+    })
+    try {
+      chunk = await api.replan(plan.uploadId, {index: range.index, exclude: excluded})
+    } catch (err) {
+      if (err instanceof ChunkyError) {
+        throw new ChunkyError(err.code, `chunk ${range.index} failed (${problem}) and could not be re-planned: ${err.message}`)
+      }
+      throw err
+    }
+  }
+}

@@ -1,0 +1,73 @@
+import {randomBytes} from 'node:crypto'
+import {mkdirSync} from 'node:fs'
+import {join} from 'node:path'
+import Database from 'better-sqlite3'
+
+export type Db = Database.Database
+
+// The master's metadata. A chunk's identity is (file name, index) -> chunk_id, stable across
+// re-uploads so its versions keep rising on the same id. chunks.max_version is the highest version
+// ever handed out (invariant 2); committed_version 0 means "never committed".
+// A replica's state is derived, never stored: version == committed and not corrupt -> fresh,
+// version < committed -> stale, corrupt = 1 -> corrupt, version > committed -> pending.
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS nodes (
+  id TEXT PRIMARY KEY, url TEXT NOT NULL, zone TEXT NOT NULL,
+  free_bytes INTEGER NOT NULL DEFAULT 0, used_bytes INTEGER NOT NULL DEFAULT 0,
+  chunk_count INTEGER NOT NULL DEFAULT 0, last_heartbeat_ms INTEGER
+);
+CREATE TABLE IF NOT EXISTS chunk_ids (
+  name TEXT NOT NULL, idx INTEGER NOT NULL, chunk_id TEXT NOT NULL UNIQUE, PRIMARY KEY (name, idx)
+);
+CREATE TABLE IF NOT EXISTS chunks (
+  chunk_id TEXT PRIMARY KEY, committed_version INTEGER NOT NULL DEFAULT 0,
+  max_version INTEGER NOT NULL DEFAULT 0, size INTEGER NOT NULL DEFAULT 0, sha256 TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS planned (
+  chunk_id TEXT NOT NULL, version INTEGER NOT NULL, size INTEGER NOT NULL, sha256 TEXT NOT NULL,
+  upload_id TEXT NOT NULL, PRIMARY KEY (chunk_id, version)
+);
+CREATE INDEX IF NOT EXISTS planned_upload ON planned (upload_id);
+CREATE TABLE IF NOT EXISTS uploads (
+  upload_id TEXT PRIMARY KEY, name TEXT NOT NULL, size INTEGER NOT NULL, chunk_size INTEGER NOT NULL,
+  chunk_count INTEGER NOT NULL, created_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS uploads_name ON uploads (name);
+CREATE TABLE IF NOT EXISTS upload_chunks (
+  upload_id TEXT NOT NULL, idx INTEGER NOT NULL, chunk_id TEXT NOT NULL, version INTEGER NOT NULL,
+  size INTEGER NOT NULL, sha256 TEXT NOT NULL, skip INTEGER NOT NULL, PRIMARY KEY (upload_id, idx)
+);
+CREATE TABLE IF NOT EXISTS files (
+  name TEXT PRIMARY KEY, size INTEGER NOT NULL, chunk_size INTEGER NOT NULL,
+  chunk_count INTEGER NOT NULL, committed_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS replicas (
+  chunk_id TEXT NOT NULL, node_id TEXT NOT NULL, version INTEGER NOT NULL, sha256 TEXT NOT NULL,
+  corrupt INTEGER NOT NULL DEFAULT 0,
+  seen TEXT, -- the id of the last chunk report that mentioned this replica (see report handling)
+  PRIMARY KEY (chunk_id, node_id, version)
+);
+CREATE INDEX IF NOT EXISTS replicas_node ON replicas (node_id);
+`
+
+/** Opens (creating when missing) the master's SQLite database in dataDir. */
+export function openDatabase(dataDir: string): Db {
+  mkdirSync(dataDir, {recursive: true})
+  const db = new Database(join(dataDir, 'master.sqlite'))
+  db.pragma('journal_mode = WAL')
+  db.pragma('synchronous = FULL') // a version is on disk before it is handed out (invariant 2)
+  db.pragma('foreign_keys = OFF')
+  db.pragma('busy_timeout = 5000')
+  db.exec(SCHEMA)
+  return db
+}
+
+/** The HMAC key for write grants: made once, kept in the database so grants survive a restart. */
+export function grantKey(db: Db): string {
+  const row = db.prepare('SELECT value FROM meta WHERE key = ?').get('grant_key') as {value: string} | undefined
+  if (row) return row.value
+  const key = randomBytes(32).toString('hex')
+  db.prepare('INSERT INTO meta (key, value) VALUES (?, ?)').run('grant_key', key)
+  return key
+}

@@ -1,0 +1,102 @@
+import type {IncomingMessage, ServerResponse} from 'node:http'
+import {pathSegments, queryParam, readJson, requireToken, sendError, sendJson} from '../http/server.js'
+import {
+  BadReplicaReport,
+  ChunkyError,
+  fileNameProblem,
+  MAX_JSON_BODY,
+  ReplanRequest,
+  UploadPlanRequest,
+} from '../protocol/index.js'
+import type {MasterContext} from './context.js'
+import type {Uploads} from './uploads.js'
+import type {Views} from './views.js'
+
+export interface HttpApiDeps {
+  ctx: MasterContext
+  uploads: Uploads
+  views: Views
+  token: string
+}
+
+/** The master's HTTP routes (src/protocol/api.ts). Every error becomes a response in sendError. */
+export function createHttpApi(deps: HttpApiDeps): (req: IncomingMessage, res: ServerResponse) => void {
+  return (req, res) => {
+    route(deps, req, res).catch((err: unknown) => {
+      if (!(err instanceof ChunkyError)) deps.ctx.log(`${req.method} ${req.url} failed: ${(err as Error)?.message ?? err}`)
+      sendError(res, err)
+    })
+  }
+}
+
+async function route(deps: HttpApiDeps, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const {ctx, uploads, views} = deps
+  const method = req.method ?? 'GET'
+  const segments = pathSegments(req)
+  if (!segments) throw new ChunkyError('BAD_REQUEST', 'the request path is not valid percent-encoding')
+  const [first, second, third, fourth, ...more] = segments
+
+  if (method === 'GET' && first === 'healthz' && segments.length === 1) {
+    return sendJson(res, 200, {ok: true, role: 'master'})
+  }
+  requireToken(req, deps.token)
+  if (first !== 'api') throw notFound(req)
+
+  if (second === 'nodes' && segments.length === 2 && method === 'GET') return sendJson(res, 200, views.nodeList())
+  if (second === 'status' && segments.length === 2 && method === 'GET') {
+    const name = queryParam(req, 'name')
+    if (name !== undefined) checkName(name)
+    return sendJson(res, 200, views.status(name))
+  }
+  if (second === 'uploads') {
+    if (segments.length === 2 && method === 'POST') {
+      const request = await readJson(req, UploadPlanRequest)
+      return sendJson(res, 200, uploads.plan(request))
+    }
+    if (third && segments.length === 4 && method === 'POST' && fourth === 'replan') {
+      const request = await readJson(req, ReplanRequest)
+      return sendJson(res, 200, uploads.replan(third, request))
+    }
+    if (third && segments.length === 4 && method === 'POST' && fourth === 'commit') {
+      await drain(req)
+      return sendJson(res, 200, uploads.commit(third))
+    }
+  }
+  if (second === 'files') {
+    if (segments.length === 2 && method === 'GET') return sendJson(res, 200, views.fileList())
+    // A name is one URL-encoded segment; a client that left its "/" unencoded still means the same file.
+    const name = [third, fourth, ...more].filter((s) => s !== undefined).join('/')
+    if (segments.length >= 3 && method === 'GET') return sendJson(res, 200, views.manifest(checkName(name)))
+    if (segments.length >= 3 && method === 'DELETE') return sendJson(res, 200, uploads.remove(checkName(name)))
+  }
+  if (second === 'bad-replica' && segments.length === 2 && method === 'POST') {
+    const report = await readJson(req, BadReplicaReport)
+    // Not trusted blindly: the node re-hashes the replica and answers `corrupt` only if it is.
+    const sent = ctx.nodes.send(report.node, {type: 'verify', chunkId: report.chunkId, version: report.version})
+    ctx.log(
+      `a reader reported chunk ${report.chunkId} v${report.version} on ${report.node} as bad (${report.reason}): ` +
+        (sent ? 'asked the node to verify it' : 'node not connected, it will be checked when it reports'),
+    )
+    return sendJson(res, 200, {ok: true})
+  }
+  throw notFound(req)
+}
+
+function checkName(name: string): string {
+  const problem = fileNameProblem(name)
+  if (problem) throw new ChunkyError('BAD_NAME', problem)
+  return name
+}
+
+function notFound(req: IncomingMessage): ChunkyError {
+  return new ChunkyError('NOT_FOUND', `no such route: ${req.method} ${(req.url ?? '/').split('?')[0]}`)
+}
+
+/** Reads and ignores a small body (commit takes `{}`), refusing a large one. */
+async function drain(req: IncomingMessage): Promise<void> {
+  let seen = 0
+  for await (const part of req as AsyncIterable<Buffer>) {
+    seen += part.length
+    if (seen > MAX_JSON_BODY) throw new ChunkyError('BODY_TOO_LARGE', `JSON bodies are at most ${MAX_JSON_BODY} bytes`)
+  }
+}

@@ -1,0 +1,178 @@
+import {createServer, type IncomingMessage} from 'node:http'
+import type {AddressInfo} from 'node:net'
+import type {Duplex} from 'node:stream'
+import {WebSocketServer} from 'ws'
+import {requireToken, toChunkyError} from '../http/server.js'
+import {MAX_WS_PAYLOAD, WS_CLOSE} from '../protocol/index.js'
+import {systemClock, type Clock} from '../util/clock.js'
+import {silentLogger, type Logger} from '../util/log.js'
+import {formatDuration} from '../util/parse.js'
+import type {MasterContext} from './context.js'
+import {grantKey, openDatabase} from './db.js'
+import {createHttpApi} from './http-api.js'
+import {NodeLinks} from './node-link.js'
+import {DeleteSender, NodeRegistry} from './nodes.js'
+import {RepairLoop} from './repair-loop.js'
+import {ReplicaRecords} from './replicas.js'
+import {Uploads} from './uploads.js'
+import {Views} from './views.js'
+
+export interface MasterOptions {
+  /** Bind address, e.g. '127.0.0.1'. */
+  host: string
+  /** 0 = any free port. */
+  port: number
+  /** SQLite lives here (created, recursively). */
+  dataDir: string
+  /** R, default 3. */
+  replicas: number
+  /** W, default min(2, R); must be 1..R. */
+  minReplicas: number
+  /** Silence after which a node is dead; default 10_000. */
+  nodeTimeoutMs: number
+  /** Default 5_000. */
+  repairIntervalMs: number
+  /** Cluster credential, never empty. */
+  token: string
+  log?: Logger
+  clock?: Clock
+}
+
+export interface RunningMaster {
+  /** http://HOST:PORT with the real port. */
+  url: string
+  port: number
+  close(): Promise<void>
+}
+
+/** Persist heartbeats (kept in memory between) this often. */
+const PERSIST_NODES_MS = 5_000
+
+export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
+  checkOptions(opts)
+  const log = opts.log ?? silentLogger
+  const clock = opts.clock ?? systemClock
+  const db = openDatabase(opts.dataDir)
+  const nodes = new NodeRegistry(db, clock, opts.nodeTimeoutMs)
+  const ctx: MasterContext = {
+    db,
+    nodes,
+    deletes: new DeleteSender(nodes, log),
+    log,
+    clock,
+    replicas: opts.replicas,
+    minReplicas: opts.minReplicas,
+    grantKey: grantKey(db),
+  }
+  const uploads = new Uploads(ctx)
+  const repair = new RepairLoop(ctx, (maxAgeMs) => uploads.expire(maxAgeMs))
+  const records = new ReplicaRecords(ctx)
+  const views = new Views(ctx, (nodeId) => repair.loadOf(nodeId))
+  const heartbeatMs = Math.max(100, Math.round(opts.nodeTimeoutMs / 5))
+  const links = new NodeLinks(ctx, records, repair, heartbeatMs)
+
+  const server = createServer(createHttpApi({ctx, uploads, views, token: opts.token}))
+  const wss = new WebSocketServer({noServer: true, maxPayload: MAX_WS_PAYLOAD})
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    socket.on('error', () => {}) // a peer that resets mid-upgrade must not crash the master
+    const refuse = (status: string, message: string) => {
+      const body = JSON.stringify({error: {code: status.startsWith('401') ? 'UNAUTHORIZED' : 'NOT_FOUND', message}})
+      const lines = `HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}`
+      socket.end(`${lines}\r\n\r\n${body}`, () => socket.destroy())
+    }
+    if ((req.url ?? '').split('?')[0] !== '/ws') return refuse('404 Not Found', 'WebSocket links go to /ws')
+    try {
+      requireToken(req, opts.token)
+    } catch (err) {
+      log(`refused a node link from ${req.socket.remoteAddress}: ${toChunkyError(err).message}`)
+      return refuse('401 Unauthorized', toChunkyError(err).message)
+    }
+    wss.handleUpgrade(req, socket, head, (ws) => links.accept(ws, `${req.socket.remoteAddress}:${req.socket.remotePort}`))
+  })
+  server.on('clientError', (_err, socket) => socket.destroy())
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(opts.port, opts.host, () => {
+      server.off('error', reject)
+      resolve()
+    })
+  }).catch((err) => {
+    db.close()
+    throw err
+  })
+  const port = (server.address() as AddressInfo).port
+
+  const timeoutText = opts.nodeTimeoutMs % 1000 === 0 ? `${opts.nodeTimeoutMs / 1000}s` : formatDuration(opts.nodeTimeoutMs)
+  let lastPersist = clock.now()
+  const sweep = setInterval(() => {
+    try {
+      for (const nodeId of nodes.sweep()) {
+        log(`node ${nodeId} is dead (no heartbeat for ${timeoutText})`)
+        repair.kick()
+      }
+      if (clock.now() - lastPersist >= PERSIST_NODES_MS) {
+        lastPersist = clock.now()
+        nodes.persist()
+      }
+    } catch (err) {
+      log(`liveness sweep failed: ${(err as Error).message}`)
+    }
+  }, Math.max(50, Math.min(1000, Math.round(opts.nodeTimeoutMs / 4))))
+  // ws-level pings keep idle links open through proxies and let nodes notice a dead master.
+  const ping = setInterval(() => {
+    for (const ws of wss.clients) ws.ping()
+  }, Math.min(heartbeatMs, 1000))
+  const repairTimer = setInterval(() => repair.runSafely(), opts.repairIntervalMs)
+
+  let closing: Promise<void> | undefined
+  const close = () =>
+    (closing ??= (async () => {
+      clearInterval(sweep)
+      clearInterval(ping)
+      clearInterval(repairTimer)
+      repair.stop()
+      nodes.closeAll(WS_CLOSE.GOING_AWAY, 'master shutting down')
+      await closeWebSockets(wss)
+      await closeHttp(server)
+      try {
+        nodes.persist()
+      } catch {
+        // best effort: last heartbeats are a convenience for status after a restart
+      }
+      db.close()
+    })())
+
+  const shownHost = opts.host.includes(':') ? `[${opts.host}]` : opts.host
+  return {url: `http://${shownHost}:${port}`, port, close}
+}
+
+function checkOptions(opts: MasterOptions): void {
+  const problems: string[] = []
+  if (!Number.isInteger(opts.replicas) || opts.replicas < 1) problems.push('--replicas must be a whole number ≥ 1')
+  if (!Number.isInteger(opts.minReplicas) || opts.minReplicas < 1 || opts.minReplicas > opts.replicas) {
+    problems.push(`--min-replicas must be between 1 and --replicas (${opts.replicas})`)
+  }
+  if (!(opts.nodeTimeoutMs > 0)) problems.push('--node-timeout must be positive')
+  if (!(opts.repairIntervalMs > 0)) problems.push('--repair-interval must be positive')
+  if (!opts.token) problems.push('a cluster token is needed (--token or CHUNKY_TOKEN)')
+  if (problems.length > 0) throw new Error(problems.join('; '))
+}
+
+/** Closes every link with 1001; a peer that does not finish the close handshake in 1s is cut. */
+async function closeWebSockets(wss: WebSocketServer): Promise<void> {
+  for (const ws of wss.clients) ws.close(WS_CLOSE.GOING_AWAY, 'master shutting down')
+  const deadline = Date.now() + 1000
+  while (wss.clients.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20))
+  for (const ws of wss.clients) ws.terminate()
+  await new Promise<void>((resolve) => wss.close(() => resolve()))
+}
+
+/** Stops accepting, ends idle keep-alive sockets, and cuts busy ones that take longer than 2s. */
+async function closeHttp(server: ReturnType<typeof createServer>): Promise<void> {
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()))
+  server.closeIdleConnections()
+  const timer = setTimeout(() => server.closeAllConnections(), 2000)
+  await closed
+  clearTimeout(timer)
+}

@@ -1,0 +1,132 @@
+import {setImmediate as yieldToEventLoop} from 'node:timers/promises'
+import type {WebSocket} from 'ws'
+import {decode, NodeToMaster, PROTOCOL_VERSION, WS_CLOSE} from '../protocol/index.js'
+import type {MasterContext} from './context.js'
+import type {RepairLoop} from './repair-loop.js'
+import type {ReplicaRecords} from './replicas.js'
+
+/** Keeps the master's answer to a node short enough for a WebSocket close reason (123 bytes). */
+function reason(text: string): string {
+  return Buffer.byteLength(text) <= 120 ? text : `${Buffer.from(text).subarray(0, 117).toString()}...`
+}
+
+/**
+ * The master's side of each node's WebSocket link. Messages are decoded at the edge, handled in
+ * arrival order, and never allowed to throw out of a handler: a malformed message closes the link
+ * with PROTOCOL_ERROR and a log line; an internal failure is logged and the link stays up.
+ */
+export class NodeLinks {
+  private nextLinkId = 1
+
+  constructor(
+    private readonly ctx: MasterContext,
+    private readonly records: ReplicaRecords,
+    private readonly repair: RepairLoop,
+    private readonly heartbeatMs: number,
+  ) {}
+
+  accept(ws: WebSocket, remote: string): void {
+    const link = {id: this.nextLinkId++, nodeId: undefined as string | undefined}
+    let queue: Promise<void> = Promise.resolve()
+    ws.on('message', (data: Buffer) => {
+      queue = queue
+        .then(() => (ws.readyState === ws.OPEN ? this.handle(ws, link, data, remote) : undefined))
+        .catch((err: Error) => this.ctx.log(`error on the link with ${link.nodeId ?? remote}: ${err.message}`))
+    })
+    ws.on('error', (err) => this.ctx.log(`link with ${link.nodeId ?? remote} failed: ${err.message}`))
+    ws.on('close', () => {
+      if (!link.nodeId) return
+      this.ctx.nodes.detach(link.nodeId, ws)
+      this.records.forgetReport(link.nodeId)
+    })
+  }
+
+  private async handle(ws: WebSocket, link: {id: number; nodeId: string | undefined}, data: Buffer, remote: string): Promise<void> {
+    const {ctx} = this
+    let msg: NodeToMaster
+    try {
+      msg = decode(NodeToMaster, data)
+    } catch (err) {
+      ctx.log(`malformed message from ${link.nodeId ?? remote}: ${(err as Error).message.split('\n').join(' ')}`)
+      ws.close(WS_CLOSE.PROTOCOL_ERROR, reason(`malformed message: ${(err as Error).message}`))
+      return
+    }
+    if (msg.type === 'hello') return this.hello(ws, link, msg)
+    const nodeId = link.nodeId
+    if (!nodeId) {
+      ctx.log(`link from ${remote} sent ${msg.type} before hello: closing it`)
+      ws.close(WS_CLOSE.BAD_HELLO, 'say hello first')
+      return
+    }
+
+    switch (msg.type) {
+      case 'heartbeat': {
+        if (ctx.nodes.heartbeat(nodeId, msg)) ctx.log(`node ${nodeId} is back`)
+        ws.ping() // feeds the node's silence detector at its own heartbeat rate
+        return
+      }
+      case 'stored': {
+        this.touch(nodeId)
+        let answer: {ok: boolean; error?: string}
+        try {
+          answer = this.records.stored(nodeId, link.id, msg.replica)
+        } catch (err) {
+          ctx.log(`could not record a replica from ${nodeId}: ${(err as Error).message}`)
+          answer = {ok: false, error: 'the master could not record the replica'}
+        }
+        ws.send(JSON.stringify({type: 'ack', reqId: msg.reqId, ...answer}))
+        return
+      }
+      case 'report': {
+        this.touch(nodeId)
+        await yieldToEventLoop() // one batch per turn: HTTP requests and heartbeats get their share
+        if (ws.readyState !== ws.OPEN) return
+        if (this.records.reportBatch(nodeId, link.id, msg)) this.repair.kick()
+        return
+      }
+      case 'deleted':
+        this.touch(nodeId)
+        this.records.deleted(nodeId, msg.chunkId, msg.version)
+        return
+      case 'corrupt':
+        this.touch(nodeId)
+        this.records.corrupt(nodeId, msg.chunkId, msg.version)
+        this.repair.kick()
+        return
+      case 'replicated': {
+        this.touch(nodeId)
+        // The copies are recorded like `stored` (checked against the committed record), in case the
+        // node sent only this summary.
+        const ok = msg.ok.filter((replica) => this.records.stored(nodeId, link.id, replica).ok)
+        this.repair.finish(msg.taskId, ok, msg.failed.length + msg.ok.length - ok.length)
+        for (const failure of msg.failed.slice(0, 3)) {
+          ctx.log(`repair ${msg.taskId}: chunk ${failure.chunkId} v${failure.version} failed on ${nodeId}: ${failure.error}`)
+        }
+        return
+      }
+    }
+  }
+
+  private hello(ws: WebSocket, link: {id: number; nodeId: string | undefined}, msg: Extract<NodeToMaster, {type: 'hello'}>): void {
+    const {ctx} = this
+    if (link.nodeId && link.nodeId !== msg.nodeId) {
+      ctx.log(`link of node ${link.nodeId} said hello as ${msg.nodeId}: closing it`)
+      ws.close(WS_CLOSE.BAD_HELLO, 'a link belongs to one node id')
+      return
+    }
+    link.nodeId = msg.nodeId
+    const how = ctx.nodes.hello(msg)
+    const previous = ctx.nodes.attach(msg.nodeId, ws)
+    if (previous) {
+      ctx.log(`node ${msg.nodeId} reconnected: closing its older link`)
+      previous.close(WS_CLOSE.REPLACED, 'replaced by a newer connection of the same node')
+    }
+    if (how === 'joined') ctx.log(`node ${msg.nodeId} joined (${msg.url}, zone ${msg.zone || '(none)'})`)
+    else if (how === 'back') ctx.log(`node ${msg.nodeId} is back (${msg.url})`)
+    ws.send(JSON.stringify({type: 'welcome', v: PROTOCOL_VERSION, grantKey: ctx.grantKey, heartbeatMs: this.heartbeatMs}))
+  }
+
+  private touch(nodeId: string): void {
+    if (this.ctx.nodes.touch(nodeId)) this.ctx.log(`node ${nodeId} is back`)
+  }
+}

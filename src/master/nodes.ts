@@ -1,0 +1,210 @@
+import type {Hello, MasterToNode} from '../protocol/index.js'
+import type {Clock} from '../util/clock.js'
+import type {Logger} from '../util/log.js'
+import type {Db} from './db.js'
+import {NodeLiveness} from './liveness.js'
+
+export interface NodeRecord {
+  id: string
+  url: string
+  zone: string
+  freeBytes: number
+  usedBytes: number
+  chunkCount: number
+  /** Epoch ms of the last hello/heartbeat; null if never heard from. */
+  lastHeartbeatMs: number | null
+}
+
+/** The part of a WebSocket the registry needs (so it can be faked in unit tests). */
+export interface NodeSocket {
+  send(text: string): void
+  close(code: number, reason: string): void
+}
+
+export interface Space {
+  freeBytes: number
+  usedBytes: number
+  chunkCount: number
+}
+
+type NodeRow = {id: string; url: string; zone: string; free_bytes: number; used_bytes: number; chunk_count: number; last_heartbeat_ms: number | null}
+
+// Every node the master knows: identity and space (persisted, so status shows them after a restart,
+// as dead until they say hello), liveness (in memory), and the open link to each (in memory).
+// A node can take writes and repairs only when it is alive AND its link is open.
+export class NodeRegistry {
+  private readonly nodes = new Map<string, NodeRecord>()
+  private readonly sockets = new Map<string, NodeSocket>()
+  private readonly liveness: NodeLiveness
+  private readonly upsert
+  private readonly saveSpace
+
+  constructor(
+    db: Db,
+    private readonly clock: Clock,
+    timeoutMs: number,
+  ) {
+    this.liveness = new NodeLiveness(clock, timeoutMs)
+    for (const row of db.prepare('SELECT * FROM nodes').all() as NodeRow[]) {
+      this.nodes.set(row.id, {
+        id: row.id,
+        url: row.url,
+        zone: row.zone,
+        freeBytes: row.free_bytes,
+        usedBytes: row.used_bytes,
+        chunkCount: row.chunk_count,
+        lastHeartbeatMs: row.last_heartbeat_ms,
+      })
+    }
+    this.upsert = db.prepare(`INSERT INTO nodes (id, url, zone, free_bytes, used_bytes, chunk_count, last_heartbeat_ms)
+      VALUES (@id, @url, @zone, @freeBytes, @usedBytes, @chunkCount, @lastHeartbeatMs)
+      ON CONFLICT (id) DO UPDATE SET url = excluded.url, zone = excluded.zone, free_bytes = excluded.free_bytes,
+        used_bytes = excluded.used_bytes, chunk_count = excluded.chunk_count, last_heartbeat_ms = excluded.last_heartbeat_ms`)
+    const upsert = this.upsert
+    this.saveSpace = db.transaction((records: NodeRecord[]) => {
+      for (const record of records) upsert.run(record)
+    })
+  }
+
+  /** Registers a hello. Returns whether the node is new to the master, back from dead, or was alive. */
+  hello(hello: Hello): 'joined' | 'back' | 'alive' {
+    const known = this.nodes.has(hello.nodeId)
+    const record: NodeRecord = {
+      id: hello.nodeId,
+      url: hello.url,
+      zone: hello.zone,
+      freeBytes: hello.freeBytes,
+      usedBytes: hello.usedBytes,
+      chunkCount: hello.chunkCount,
+      lastHeartbeatMs: this.clock.now(),
+    }
+    this.nodes.set(record.id, record)
+    this.upsert.run(record) // identity changes are rare and worth persisting at once
+    const cameBack = this.liveness.touch(record.id)
+    if (!known) return 'joined'
+    return cameBack ? 'back' : 'alive'
+  }
+
+  /** A heartbeat from a node that said hello. Returns true when it was dead and is alive again. */
+  heartbeat(nodeId: string, space: Space): boolean {
+    const record = this.nodes.get(nodeId)
+    if (!record) return false
+    Object.assign(record, space, {lastHeartbeatMs: this.clock.now()})
+    return this.liveness.touch(nodeId)
+  }
+
+  /** Any message from a node is a sign of life. Returns true when it was dead and is alive again. */
+  touch(nodeId: string): boolean {
+    const record = this.nodes.get(nodeId)
+    if (!record) return false
+    record.lastHeartbeatMs = this.clock.now()
+    return this.liveness.touch(nodeId)
+  }
+
+  /** Writes space and last-heartbeat of alive nodes (heartbeats are kept in memory between these). */
+  persist(): void {
+    const alive = this.liveness.alive().flatMap((id) => this.nodes.get(id) ?? [])
+    if (alive.length > 0) this.saveSpace(alive)
+  }
+
+  /** Nodes newly declared dead. */
+  sweep(): string[] {
+    return this.liveness.sweep()
+  }
+
+  get(nodeId: string): NodeRecord | undefined {
+    return this.nodes.get(nodeId)
+  }
+
+  all(): NodeRecord[] {
+    return [...this.nodes.values()].sort((a, b) => a.id.localeCompare(b.id))
+  }
+
+  isAlive(nodeId: string): boolean {
+    return this.liveness.isAlive(nodeId)
+  }
+
+  isConnected(nodeId: string): boolean {
+    return this.sockets.has(nodeId)
+  }
+
+  /** Alive nodes with an open link: the ones that can take writes and repairs. */
+  usable(): NodeRecord[] {
+    return this.all().filter((node) => this.isAlive(node.id) && this.isConnected(node.id))
+  }
+
+  aliveIds(): string[] {
+    return this.liveness.alive()
+  }
+
+  /** Binds a node id to its open link; returns the older link it replaces, if any. */
+  attach(nodeId: string, socket: NodeSocket): NodeSocket | undefined {
+    const previous = this.sockets.get(nodeId)
+    this.sockets.set(nodeId, socket)
+    return previous === socket ? undefined : previous
+  }
+
+  /** Unbinds a link when it closes (unless a newer link already replaced it). */
+  detach(nodeId: string, socket: NodeSocket): void {
+    if (this.sockets.get(nodeId) === socket) this.sockets.delete(nodeId)
+  }
+
+  socket(nodeId: string): NodeSocket | undefined {
+    return this.sockets.get(nodeId)
+  }
+
+  /** Sends one command; false when the node has no open link (it will learn at its next report). */
+  send(nodeId: string, message: MasterToNode): boolean {
+    const socket = this.sockets.get(nodeId)
+    if (!socket) return false
+    try {
+      socket.send(JSON.stringify(message))
+      return true
+    } catch {
+      return false
+    }
+  }
+
+  closeAll(code: number, reason: string): void {
+    for (const socket of this.sockets.values()) {
+      try {
+        socket.close(code, reason)
+      } catch {
+        // already closing
+      }
+    }
+    this.sockets.clear()
+  }
+}
+
+export type DeleteReason = 'stale' | 'corrupt' | 'unreferenced' | 'excess'
+
+/** Sends `delete` commands and logs them as one line per node and occasion, not one per replica. */
+export class DeleteSender {
+  private readonly counts = new Map<string, Map<DeleteReason, number>>()
+
+  constructor(
+    private readonly nodes: NodeRegistry,
+    private readonly log: Logger,
+  ) {}
+
+  send(nodeId: string, chunkId: string, version: number, reason: DeleteReason): boolean {
+    const sent = this.nodes.send(nodeId, {type: 'delete', chunkId, version, reason})
+    if (sent) {
+      const perNode = this.counts.get(nodeId) ?? new Map<DeleteReason, number>()
+      perNode.set(reason, (perNode.get(reason) ?? 0) + 1)
+      this.counts.set(nodeId, perNode)
+    }
+    return sent
+  }
+
+  /** Logs what was sent since the last flush, e.g. `sent 3 deletes to n1 (stale 2, unreferenced 1) after commit`. */
+  flush(occasion: string): void {
+    for (const [nodeId, perNode] of this.counts) {
+      const total = [...perNode.values()].reduce((a, b) => a + b, 0)
+      const detail = [...perNode].map(([reason, n]) => `${reason} ${n}`).join(', ')
+      this.log(`sent ${total} delete${total === 1 ? '' : 's'} to ${nodeId} (${detail}) ${occasion}`)
+    }
+    this.counts.clear()
+  }
+}

@@ -1,0 +1,161 @@
+import type {ReplicaInfo} from '../protocol/index.js'
+
+// The self-healing decisions, as pure functions of rows: which chunks to copy from where to where,
+// and which surplus replicas to delete. repair-loop.ts gathers the rows and carries the decisions out.
+
+export interface RepairReplica {
+  nodeId: string
+  version: number
+  sha256: string
+  corrupt: boolean
+}
+
+/** A committed chunk and every replica row of it. */
+export interface RepairChunk {
+  chunkId: string
+  version: number
+  size: number
+  sha256: string
+  replicas: readonly RepairReplica[]
+}
+
+export interface RepairNode {
+  id: string
+  zone: string
+  freeBytes: number
+  alive: boolean
+  /** Alive with an open link: can send and receive transfers, and take commands. */
+  usable: boolean
+}
+
+export interface ReplicationInput {
+  chunks: readonly RepairChunk[]
+  nodes: readonly RepairNode[]
+  /** R */
+  replicas: number
+  /** Transfers already running per node (as source or target). */
+  running: ReadonlyMap<string, number>
+  /** Chunks already part of a running transfer: never scheduled twice. */
+  busyChunks: ReadonlySet<string>
+  maxTasksPerNode?: number
+  maxReplicasPerTask?: number
+}
+
+export interface PlannedTransfer {
+  source: string
+  target: string
+  replicas: ReplicaInfo[]
+}
+
+export const MAX_TASKS_PER_NODE = 2
+export const MAX_REPLICAS_PER_TASK = 64
+
+export function isFresh(replica: RepairReplica, chunk: RepairChunk): boolean {
+  return !replica.corrupt && replica.version === chunk.version && replica.sha256 === chunk.sha256
+}
+
+/**
+ * Plans copies for chunks with fewer than R fresh replicas on alive nodes, fewest first. Source: a
+ * usable node holding a fresh replica, least busy first. Target: a usable node with no replica of the
+ * chunk at that version and room for it, on a zone the chunk lacks where possible, most free bytes
+ * first. Copies between the same two nodes share one transfer (up to maxReplicasPerTask); a node
+ * takes part in at most maxTasksPerNode transfers at once, so repair does not starve uploads.
+ * `unrepairable`: chunks with no fresh replica on any alive node (nothing to copy from).
+ */
+export function planReplication(input: ReplicationInput): {tasks: PlannedTransfer[]; unrepairable: string[]} {
+  const R = input.replicas
+  const maxTasks = input.maxTasksPerNode ?? MAX_TASKS_PER_NODE
+  const maxPerTask = input.maxReplicasPerTask ?? MAX_REPLICAS_PER_TASK
+  const nodes = new Map(input.nodes.map((node) => [node.id, node]))
+  const free = new Map(input.nodes.map((node) => [node.id, node.freeBytes]))
+  const load = new Map(input.running)
+  const loadOf = (id: string) => load.get(id) ?? 0
+  const tasks: PlannedTransfer[] = []
+  const open = new Map<string, PlannedTransfer>() // source→target transfers with room for more
+  const unrepairable: string[] = []
+
+  const work = input.chunks
+    .filter((chunk) => !input.busyChunks.has(chunk.chunkId))
+    .map((chunk) => ({chunk, fresh: chunk.replicas.filter((r) => isFresh(r, chunk) && nodes.get(r.nodeId)?.alive)}))
+    .filter(({fresh}) => fresh.length < R)
+    .sort((a, b) => a.fresh.length - b.fresh.length || a.chunk.chunkId.localeCompare(b.chunk.chunkId))
+
+  for (const {chunk, fresh} of work) {
+    if (fresh.length === 0) {
+      unrepairable.push(chunk.chunkId)
+      continue
+    }
+    const sources = fresh.map((r) => r.nodeId).filter((id) => nodes.get(id)?.usable)
+    const holders = new Set(chunk.replicas.filter((r) => r.version === chunk.version).map((r) => r.nodeId))
+    const zones = new Set(fresh.map((r) => nodes.get(r.nodeId)!.zone))
+    for (let copies = fresh.length; copies < R && sources.length > 0; copies++) {
+      const targets = input.nodes
+        .filter((node) => node.usable && !holders.has(node.id) && free.get(node.id)! >= chunk.size)
+        .sort(
+          (a, b) =>
+            Number(zones.has(a.zone)) - Number(zones.has(b.zone)) || free.get(b.id)! - free.get(a.id)! || a.id.localeCompare(b.id),
+        )
+      const transfer = pickTransfer(targets, sources)
+      if (!transfer) break
+      transfer.replicas.push({chunkId: chunk.chunkId, version: chunk.version, size: chunk.size, sha256: chunk.sha256})
+      if (transfer.replicas.length >= maxPerTask) open.delete(key(transfer.source, transfer.target))
+      holders.add(transfer.target)
+      zones.add(nodes.get(transfer.target)!.zone)
+      free.set(transfer.target, free.get(transfer.target)! - chunk.size)
+    }
+  }
+  return {tasks, unrepairable}
+
+  /** The first target (in preference order) reachable from a source: an open transfer, else a new one. */
+  function pickTransfer(targets: readonly RepairNode[], sources: readonly string[]): PlannedTransfer | undefined {
+    const bySourceLoad = [...sources].sort((a, b) => loadOf(a) - loadOf(b) || a.localeCompare(b))
+    for (const target of targets) {
+      for (const source of bySourceLoad) {
+        const existing = open.get(key(source, target.id))
+        if (existing) return existing
+      }
+      if (loadOf(target.id) >= maxTasks) continue
+      const source = bySourceLoad.find((id) => loadOf(id) < maxTasks)
+      if (source === undefined) continue
+      const transfer: PlannedTransfer = {source, target: target.id, replicas: []}
+      tasks.push(transfer)
+      open.set(key(source, target.id), transfer)
+      load.set(source, loadOf(source) + 1)
+      load.set(target.id, loadOf(target.id) + 1)
+      return transfer
+    }
+    return undefined
+  }
+}
+
+function key(source: string, target: string): string {
+  return `${source}\u0000${target}`
+}
+
+export interface ExcessDelete {
+  chunkId: string
+  version: number
+  nodeId: string
+}
+
+/**
+ * Chunks with more than R fresh replicas on alive nodes (a dead node came back after its chunks were
+ * repaired elsewhere): delete from the fullest usable holders until R remain.
+ */
+export function planExcess(chunks: readonly RepairChunk[], nodes: readonly RepairNode[], R: number): ExcessDelete[] {
+  const byId = new Map(nodes.map((node) => [node.id, node]))
+  const deletes: ExcessDelete[] = []
+  for (const chunk of chunks) {
+    const holders = chunk.replicas
+      .filter((r) => isFresh(r, chunk) && byId.get(r.nodeId)?.alive)
+      .map((r) => byId.get(r.nodeId)!)
+    let surplus = holders.length - R
+    if (surplus <= 0) continue
+    const fullestFirst = holders.filter((node) => node.usable).sort((a, b) => a.freeBytes - b.freeBytes || b.id.localeCompare(a.id))
+    for (const node of fullestFirst) {
+      if (surplus-- <= 0) break
+      deletes.push({chunkId: chunk.chunkId, version: chunk.version, nodeId: node.id})
+    }
+  }
+  return deletes
+}

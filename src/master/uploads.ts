@@ -1,0 +1,285 @@
+import {randomBytes} from 'node:crypto'
+import {
+  ChunkyError,
+  signGrant,
+  type CommitResult,
+  type PlannedChunk,
+  type ReplanRequest,
+  type Target,
+  type UploadPlan,
+  type UploadPlanRequest,
+} from '../protocol/index.js'
+import type {MasterContext} from './context.js'
+import {checkChunkLayout} from './layout.js'
+import {placeChunk, type PlacementCandidate} from './placement.js'
+
+/** Write grants last this long; a slow client asks for a replan, which signs a new one. */
+export const GRANT_TTL_MS = 15 * 60_000
+
+type ChunkRow = {chunk_id: string; committed_version: number; max_version: number; size: number; sha256: string}
+type UploadRow = {upload_id: string; name: string; size: number; chunk_size: number; chunk_count: number; created_ms: number}
+type UploadChunkRow = {upload_id: string; idx: number; chunk_id: string; version: number; size: number; sha256: string; skip: number}
+type Replica = {nodeId: string; chunkId: string; version: number}
+
+/** Upload planning, replanning and commit: where versions are handed out and manifests change. */
+export class Uploads {
+  private readonly q
+
+  constructor(private readonly ctx: MasterContext) {
+    const db = ctx.db
+    this.q = {
+      chunkIdOf: db.prepare('SELECT chunk_id FROM chunk_ids WHERE name = ? AND idx = ?').pluck(),
+      insertChunkId: db.prepare('INSERT INTO chunk_ids (name, idx, chunk_id) VALUES (?, ?, ?)'),
+      chunk: db.prepare('SELECT * FROM chunks WHERE chunk_id = ?'),
+      insertChunk: db.prepare('INSERT OR IGNORE INTO chunks (chunk_id) VALUES (?)'),
+      raiseMaxVersion: db.prepare('UPDATE chunks SET max_version = ? WHERE chunk_id = ?'),
+      plannedSame: db.prepare('SELECT version FROM planned WHERE chunk_id = ? AND size = ? AND sha256 = ? AND version > ? ORDER BY version DESC'),
+      planned: db.prepare('SELECT * FROM planned WHERE chunk_id = ? AND version = ?'),
+      insertPlanned: db.prepare('INSERT INTO planned (chunk_id, version, size, sha256, upload_id) VALUES (?, ?, ?, ?, ?)'),
+      goodHolders: db.prepare('SELECT node_id FROM replicas WHERE chunk_id = ? AND version = ? AND sha256 = ? AND corrupt = 0').pluck(),
+      insertUpload: db.prepare(
+        'INSERT INTO uploads (upload_id, name, size, chunk_size, chunk_count, created_ms) VALUES (?, ?, ?, ?, ?, ?)',
+      ),
+      insertUploadChunk: db.prepare(
+        'INSERT INTO upload_chunks (upload_id, idx, chunk_id, version, size, sha256, skip) VALUES (?, ?, ?, ?, ?, ?, ?)',
+      ),
+      upload: db.prepare('SELECT * FROM uploads WHERE upload_id = ?'),
+      uploadChunks: db.prepare('SELECT * FROM upload_chunks WHERE upload_id = ? ORDER BY idx'),
+      uploadChunk: db.prepare('SELECT * FROM upload_chunks WHERE upload_id = ? AND idx = ?'),
+      commitChunk: db.prepare('UPDATE chunks SET committed_version = ?, size = ?, sha256 = ? WHERE chunk_id = ?'),
+      olderReplicas: db.prepare('SELECT node_id AS nodeId, chunk_id AS chunkId, version FROM replicas WHERE chunk_id = ? AND version < ?'),
+      deletePlannedUpTo: db.prepare('DELETE FROM planned WHERE chunk_id = ? AND version <= ?'),
+      tailChunkIds: db.prepare('SELECT chunk_id FROM chunk_ids WHERE name = ? AND idx >= ?').pluck(),
+      replicasOf: db.prepare('SELECT node_id AS nodeId, chunk_id AS chunkId, version FROM replicas WHERE chunk_id = ?'),
+      deleteChunkIdsFrom: db.prepare('DELETE FROM chunk_ids WHERE name = ? AND idx >= ?'),
+      deleteChunk: db.prepare('DELETE FROM chunks WHERE chunk_id = ?'),
+      deletePlannedOf: db.prepare('DELETE FROM planned WHERE chunk_id = ?'),
+      upsertFile: db.prepare(`INSERT INTO files (name, size, chunk_size, chunk_count, committed_at) VALUES (?, ?, ?, ?, ?)
+        ON CONFLICT (name) DO UPDATE SET size = excluded.size, chunk_size = excluded.chunk_size,
+          chunk_count = excluded.chunk_count, committed_at = excluded.committed_at`),
+      file: db.prepare('SELECT * FROM files WHERE name = ?'),
+      deleteFile: db.prepare('DELETE FROM files WHERE name = ?'),
+      uploadsOf: db.prepare('SELECT upload_id FROM uploads WHERE name = ?').pluck(),
+      deleteUpload: db.prepare('DELETE FROM uploads WHERE upload_id = ?'),
+      deleteUploadChunks: db.prepare('DELETE FROM upload_chunks WHERE upload_id = ?'),
+      deletePlannedOfUpload: db.prepare('DELETE FROM planned WHERE upload_id = ?'),
+      expiredUploads: db.prepare('SELECT upload_id FROM uploads WHERE created_ms < ?').pluck(),
+    }
+  }
+
+  /**
+   * POST /api/uploads. Every new version is max_version + 1, committed to SQLite (synchronous=FULL)
+   * together with its planned row and the upload row BEFORE this returns (invariant 2).
+   */
+  plan(request: UploadPlanRequest & {exclude: string[]}): UploadPlan {
+    checkChunkLayout(request)
+    const {replicas: R, minReplicas: W} = this.ctx
+    const candidates = this.candidates()
+    const uploadId = randomBytes(12).toString('hex')
+    const now = this.ctx.clock.now()
+
+    const placed = this.ctx.db.transaction(() => {
+      this.q.insertUpload.run(uploadId, request.name, request.size, request.chunkSize, request.chunks.length, now)
+      return request.chunks.map((input) => {
+        const chunkId = this.chunkIdFor(request.name, input.index)
+        const chunk = this.q.chunk.get(chunkId) as ChunkRow
+        const skipVersion = this.versionAlreadyHeld(chunk, input.size, input.sha256)
+        if (skipVersion !== undefined) {
+          this.q.insertUploadChunk.run(uploadId, input.index, chunkId, skipVersion, input.size, input.sha256, 1)
+          return {index: input.index, chunkId, version: skipVersion, size: input.size, sha256: input.sha256, targets: [] as PlacementCandidate[], skip: true}
+        }
+        const version = chunk.max_version + 1
+        const targets = placeChunk({candidates, size: input.size, replicas: R, minReplicas: W, entryNode: request.entryNode, exclude: request.exclude})
+        for (const target of targets) target.freeBytes -= input.size // so a big file spreads over the nodes
+        this.q.raiseMaxVersion.run(version, chunkId)
+        this.q.insertPlanned.run(chunkId, version, input.size, input.sha256, uploadId)
+        this.q.insertUploadChunk.run(uploadId, input.index, chunkId, version, input.size, input.sha256, 0)
+        return {index: input.index, chunkId, version, size: input.size, sha256: input.sha256, targets, skip: false}
+      })
+    })() // throws (and rolls back: nothing handed out) on NO_NODES
+
+    const fresh = placed.filter((chunk) => !chunk.skip)
+    const versions = fresh.slice(0, 5).map((chunk) => `${chunk.index}:v${chunk.version}`).join(', ')
+    this.ctx.log(
+      `upload ${uploadId} of ${request.name}: ${fresh.length} version${fresh.length === 1 ? '' : 's'} handed out` +
+        (fresh.length > 0 ? ` (${versions}${fresh.length > 5 ? ', …' : ''})` : '') +
+        `, ${placed.length - fresh.length} chunk${placed.length - fresh.length === 1 ? '' : 's'} already held`,
+    )
+    return {
+      uploadId,
+      name: request.name,
+      size: request.size,
+      chunkSize: request.chunkSize,
+      replicas: R,
+      minReplicas: W,
+      chunks: placed.map((chunk) => this.planned(chunk, chunk.targets)),
+    }
+  }
+
+  /** POST /api/uploads/:id/replan: same version and bytes, new targets avoiding the failed ones, new grant. */
+  replan(uploadId: string, request: ReplanRequest): PlannedChunk {
+    if (!this.q.upload.get(uploadId)) throw uploadNotFound(uploadId)
+    const row = this.q.uploadChunk.get(uploadId, request.index) as UploadChunkRow | undefined
+    if (!row) throw new ChunkyError('BAD_REQUEST', `upload ${uploadId} has no chunk ${request.index}`)
+    const chunk = {index: row.idx, chunkId: row.chunk_id, version: row.version, size: row.size, sha256: row.sha256}
+    if (row.skip) return this.planned({...chunk, skip: true}, [])
+    if (!this.q.planned.get(row.chunk_id, row.version)) {
+      throw new ChunkyError('VERSION_CONFLICT', `chunk ${row.idx} was changed by a newer upload of this file: upload again`)
+    }
+    const {replicas: R, minReplicas: W} = this.ctx
+    const targets = placeChunk({candidates: this.candidates(), size: row.size, replicas: R, minReplicas: W, exclude: request.exclude})
+    this.ctx.log(`upload ${uploadId}: chunk ${row.idx} v${row.version} re-placed on ${targets.map((t) => t.id).join(', ')}`)
+    return this.planned({...chunk, skip: false}, targets)
+  }
+
+  /**
+   * POST /api/uploads/:id/commit. One transaction: check every chunk is durable (≥ W replicas at its
+   * planned version) and still current, then switch the manifest. Readers see the old or the new one.
+   */
+  commit(uploadId: string): CommitResult {
+    const {db, minReplicas: W} = this.ctx
+    const result = db.transaction(() => {
+      const upload = this.q.upload.get(uploadId) as UploadRow | undefined
+      if (!upload) throw uploadNotFound(uploadId)
+      const rows = this.q.uploadChunks.all(uploadId) as UploadChunkRow[]
+      const changed: UploadChunkRow[] = []
+      for (const row of rows) {
+        const chunk = this.q.chunk.get(row.chunk_id) as ChunkRow | undefined
+        if (!chunk) throw new ChunkyError('VERSION_CONFLICT', `chunk ${row.idx} no longer exists (the file was removed): upload again`)
+        if (chunk.committed_version === row.version && chunk.sha256 === row.sha256) continue // already current
+        if (chunk.committed_version >= row.version) {
+          throw new ChunkyError('VERSION_CONFLICT', `chunk ${row.idx} was changed by a newer upload of this file: upload again`)
+        }
+        const recorded = (this.q.goodHolders.all(row.chunk_id, row.version, row.sha256) as string[]).length
+        if (!this.q.planned.get(row.chunk_id, row.version) || recorded < W) {
+          throw new ChunkyError(
+            'NOT_DURABLE',
+            `chunk ${row.idx} has ${recorded} of the ${W} replicas needed at version ${row.version}: send it again, then commit`,
+          )
+        }
+        changed.push(row)
+      }
+
+      const stale: Replica[] = []
+      for (const row of changed) {
+        this.q.commitChunk.run(row.version, row.size, row.sha256, row.chunk_id)
+        stale.push(...(this.q.olderReplicas.all(row.chunk_id, row.version) as Replica[]))
+        this.q.deletePlannedUpTo.run(row.chunk_id, row.version)
+      }
+      const dropped = this.removeChunks(upload.name, rows.length) // a shorter file drops its tail
+      const committedAt = new Date(this.ctx.clock.now()).toISOString()
+      this.q.upsertFile.run(upload.name, upload.size, upload.chunk_size, rows.length, committedAt)
+      this.q.deleteUploadChunks.run(uploadId)
+      this.q.deleteUpload.run(uploadId)
+      return {commit: {name: upload.name, size: upload.size, chunks: rows.length, committedAt}, stale, dropped}
+    })()
+
+    for (const r of result.stale) this.ctx.deletes.send(r.nodeId, r.chunkId, r.version, 'stale')
+    for (const r of result.dropped) this.ctx.deletes.send(r.nodeId, r.chunkId, r.version, 'unreferenced')
+    this.ctx.deletes.flush(`after committing ${result.commit.name}`)
+    this.ctx.log(`committed ${result.commit.name} (${result.commit.chunks} chunk${result.commit.chunks === 1 ? '' : 's'})`)
+    return result.commit
+  }
+
+  /** DELETE /api/files/:name. Replica rows stay until the nodes confirm (or report them unreferenced). */
+  remove(name: string): {name: string; removedChunks: number} {
+    const result = this.ctx.db.transaction(() => {
+      if (!this.q.file.get(name)) throw new ChunkyError('FILE_NOT_FOUND', `no file named "${name}": see chunky status`)
+      const chunkCount = (this.q.tailChunkIds.all(name, 0) as string[]).length
+      const replicas = this.removeChunks(name, 0)
+      this.q.deleteFile.run(name)
+      for (const uploadId of this.q.uploadsOf.all(name) as string[]) this.dropUpload(uploadId)
+      return {chunkCount, replicas}
+    })()
+    for (const r of result.replicas) this.ctx.deletes.send(r.nodeId, r.chunkId, r.version, 'unreferenced')
+    this.ctx.deletes.flush(`after removing ${name}`)
+    this.ctx.log(`removed ${name} (${result.chunkCount} chunk${result.chunkCount === 1 ? '' : 's'})`)
+    return {name, removedChunks: result.chunkCount}
+  }
+
+  /** Forgets uploads never committed within maxAgeMs; their pending replicas become garbage. */
+  expire(maxAgeMs: number): number {
+    return this.ctx.db.transaction(() => {
+      const expired = this.q.expiredUploads.all(this.ctx.clock.now() - maxAgeMs) as string[]
+      for (const uploadId of expired) this.dropUpload(uploadId)
+      return expired.length
+    })()
+  }
+
+  private dropUpload(uploadId: string): void {
+    this.q.deletePlannedOfUpload.run(uploadId)
+    this.q.deleteUploadChunks.run(uploadId)
+    this.q.deleteUpload.run(uploadId)
+  }
+
+  /** Removes the chunks of `name` from index `from` on; returns their replicas (to be told to delete). */
+  private removeChunks(name: string, from: number): Replica[] {
+    const replicas: Replica[] = []
+    for (const chunkId of this.q.tailChunkIds.all(name, from) as string[]) {
+      replicas.push(...(this.q.replicasOf.all(chunkId) as Replica[]))
+      this.q.deleteChunk.run(chunkId)
+      this.q.deletePlannedOf.run(chunkId)
+    }
+    this.q.deleteChunkIdsFrom.run(name, from)
+    return replicas
+  }
+
+  private chunkIdFor(name: string, index: number): string {
+    let chunkId = this.q.chunkIdOf.get(name, index) as string | undefined
+    if (!chunkId) {
+      chunkId = randomBytes(12).toString('hex')
+      this.q.insertChunkId.run(name, index, chunkId)
+    }
+    this.q.insertChunk.run(chunkId)
+    return chunkId
+  }
+
+  /**
+   * The version to skip at, when the cluster already holds these bytes: the committed version with the
+   * same bytes and a fresh replica on an alive node, or a planned version with the same bytes and ≥ W
+   * replicas recorded (a re-run of an interrupted upload resumes instead of starting over).
+   */
+  private versionAlreadyHeld(chunk: ChunkRow, size: number, sha256: string): number | undefined {
+    const v = chunk.committed_version
+    if (v > 0 && chunk.size === size && chunk.sha256 === sha256) {
+      const holders = this.q.goodHolders.all(chunk.chunk_id, v, sha256) as string[]
+      if (holders.some((node) => this.ctx.nodes.isAlive(node))) return v
+    }
+    for (const version of this.q.plannedSame.all(chunk.chunk_id, size, sha256, v).map((r) => (r as {version: number}).version)) {
+      if ((this.q.goodHolders.all(chunk.chunk_id, version, sha256) as string[]).length >= this.ctx.minReplicas) return version
+    }
+    return undefined
+  }
+
+  private candidates(): PlacementCandidate[] {
+    return this.ctx.nodes.usable().map((node) => ({id: node.id, zone: node.zone, freeBytes: node.freeBytes}))
+  }
+
+  private planned(
+    chunk: {index: number; chunkId: string; version: number; size: number; sha256: string; skip: boolean},
+    placed: readonly PlacementCandidate[],
+  ): PlannedChunk {
+    const targets: Target[] = placed.map((p) => {
+      const node = this.ctx.nodes.get(p.id)!
+      return {id: node.id, url: node.url, zone: node.zone}
+    })
+    const grant = chunk.skip
+      ? ''
+      : signGrant(
+          {
+            chunkId: chunk.chunkId,
+            version: chunk.version,
+            size: chunk.size,
+            sha256: chunk.sha256,
+            nodes: targets.map((t) => t.id),
+            exp: this.ctx.clock.now() + GRANT_TTL_MS,
+          },
+          this.ctx.grantKey,
+        )
+    return {index: chunk.index, chunkId: chunk.chunkId, version: chunk.version, size: chunk.size, sha256: chunk.sha256, skip: chunk.skip, targets, grant}
+  }
+}
+
+function uploadNotFound(uploadId: string): ChunkyError {
+  return new ChunkyError('UPLOAD_NOT_FOUND', `no upload ${uploadId} in progress (it was committed, removed or expired): upload again`)
+}

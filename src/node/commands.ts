@@ -1,0 +1,34 @@
+import type {NodeContext} from './context.js'
+import type {NodeCommand} from './master-link.js'
+import {runReplication} from './replicate.js'
+
+/** Carries out what the master asks; each command's failure is its own (the link logs it). */
+export function commandHandler(ctx: NodeContext): (command: NodeCommand) => Promise<void> {
+  return async (command) => {
+    switch (command.type) {
+      case 'delete': {
+        await ctx.store.delete(command.chunkId, command.version)
+        ctx.log(`deleted chunk ${command.chunkId} v${command.version} (${command.reason})`)
+        await ctx.link.send({type: 'deleted', chunkId: command.chunkId, version: command.version})
+        return
+      }
+      case 'verify': {
+        if (!ctx.store.has(command.chunkId, command.version)) {
+          // Not held (any more): say so, so the master stops counting it here.
+          await ctx.link.send({type: 'deleted', chunkId: command.chunkId, version: command.version})
+          return
+        }
+        if (await ctx.store.verify(command.chunkId, command.version)) return
+        ctx.log(`verify: chunk ${command.chunkId} v${command.version} is corrupt (bytes no longer match its SHA-256)`)
+        await ctx.link.send({type: 'corrupt', chunkId: command.chunkId, version: command.version})
+        return
+      }
+      case 'report-request':
+        await ctx.link.sendInventory()
+        return
+      case 'replicate':
+        await runReplication(ctx, command)
+        return
+    }
+  }
+}

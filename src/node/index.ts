@@ -1,0 +1,118 @@
+import {createServer} from 'node:http'
+import type {AddressInfo} from 'node:net'
+import {mkdir} from 'node:fs/promises'
+import {join} from 'node:path'
+import {NodeId} from '../protocol/index.js'
+import {FileChunkStore} from '../storage/index.js'
+import {stdoutLogger, type Logger} from '../util/log.js'
+import {commandHandler} from './commands.js'
+import type {NodeContext} from './context.js'
+import {InflightWork} from './inflight.js'
+import {MasterLink} from './master-link.js'
+import {loadOrCreateNodeId} from './node-id.js'
+import {nodeRequestHandler} from './routes.js'
+import {Scrubber, type ScrubResult} from './scrub.js'
+
+export interface NodeOptions {
+  /** http(s)://host:port of the master; its WebSocket is ws(s)://host:port/ws */
+  masterUrl: string
+  host: string
+  /** 0 = any free port */
+  port: number
+  /** What others use to reach this node; default http://HOST:REALPORT */
+  publicUrl?: string
+  /** Default: DATA_DIR/node-id, else a new `node-<6 hex>` persisted there */
+  id?: string
+  zone: string
+  dataDir: string
+  heartbeatIntervalMs: number
+  /** 0 = off */
+  scrubIntervalMs: number
+  token: string
+  log?: Logger
+}
+
+export interface RunningNode {
+  /** public URL */
+  url: string
+  id: string
+  port: number
+  close(): Promise<void>
+  /** One scrub pass now (tests, commands); also runs every scrubIntervalMs. */
+  scrubNow(): Promise<ScrubResult>
+}
+
+/** How long close() lets writes in flight finish before cutting them off (their temp files are removed). */
+const CLOSE_GRACE_MS = 1000
+
+/**
+ * Starts a storage node: opens the chunk store (cleaning what a crash left), listens for HTTP, and
+ * links to the master in the background (reconnecting with backoff). Resolves once it listens.
+ */
+export async function startNode(opts: NodeOptions): Promise<RunningNode> {
+  const log = opts.log ?? stdoutLogger
+  await mkdir(opts.dataDir, {recursive: true})
+  const id = opts.id ?? (await loadOrCreateNodeId(opts.dataDir))
+  if (!NodeId.safeParse(id).success) throw new Error(`"${id}" is not a valid node id: use 1-64 letters, digits, ".", "_" or "-"`)
+  const store = await FileChunkStore.open(join(opts.dataDir, 'chunks'), {log})
+  const inflight = new InflightWork()
+  let publicUrl = opts.publicUrl ?? '' // known once listening; the link only asks after start()
+
+  const link = new MasterLink({
+    masterUrl: opts.masterUrl,
+    token: opts.token,
+    heartbeatIntervalMs: opts.heartbeatIntervalMs,
+    log,
+    identity: () => ({nodeId: id, url: publicUrl, zone: opts.zone}),
+    space: () => store.usage(),
+    inventory: () => store.list(),
+    onCommand: (command) => onCommand(command), // commands arrive only after start(), below
+  })
+  const ctx: NodeContext = {id, token: opts.token, store, inflight, log, link, closing: false}
+  const onCommand = commandHandler(ctx)
+
+  const server = createServer(nodeRequestHandler(ctx))
+  // Slow clients must not hold sockets forever, but a 10 MiB chunk on a slow link needs minutes.
+  server.requestTimeout = 5 * 60_000
+  server.headersTimeout = 30_000
+  server.keepAliveTimeout = 5_000
+  server.timeout = 2 * 60_000 // a socket silent this long (mid-body too) is dropped
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(opts.port, opts.host, () => {
+      server.off('error', reject)
+      resolve()
+    })
+  })
+  const port = (server.address() as AddressInfo).port
+  publicUrl ||= `http://${opts.host.includes(':') ? `[${opts.host}]` : opts.host}:${port}`
+
+  const scrubber = new Scrubber({
+    store,
+    intervalMs: opts.scrubIntervalMs,
+    log,
+    onCorrupt: (r) => link.send({type: 'corrupt', chunkId: r.chunkId, version: r.version}),
+  })
+  link.start()
+  scrubber.start()
+
+  let closing: Promise<void> | undefined
+  return {
+    url: publicUrl,
+    id,
+    port,
+    scrubNow: () => scrubber.scrubOnce(),
+    close: () =>
+      (closing ??= (async () => {
+        // Stop new work first; in-flight writes keep the link so their `stored` can still be acked.
+        ctx.closing = true
+        await scrubber.stop()
+        const httpClosed = new Promise<void>((resolve) => server.close(() => resolve()))
+        server.closeIdleConnections()
+        await inflight.drain(CLOSE_GRACE_MS)
+        await link.close()
+        server.closeAllConnections()
+        await httpClosed
+      })()),
+  }
+}

@@ -1,0 +1,256 @@
+import {randomBytes} from 'node:crypto'
+import {setTimeout as sleep} from 'node:timers/promises'
+import WebSocket from 'ws'
+import {
+  decode,
+  type Hello,
+  MAX_WS_PAYLOAD,
+  MasterToNode,
+  type NodeToMaster,
+  PROTOCOL_VERSION,
+  REPORT_BATCH_SIZE,
+  type ReplicaInfo,
+  WS_CLOSE,
+} from '../protocol/index.js'
+import type {StoreUsage} from '../storage/index.js'
+import type {Logger} from '../util/log.js'
+
+/** The commands a node carries out; `welcome` and `ack` are the link's own business. */
+export type NodeCommand = Exclude<MasterToNode, {type: 'welcome'} | {type: 'ack'}>
+
+export interface MasterLinkOptions {
+  masterUrl: string
+  token: string
+  heartbeatIntervalMs: number
+  log: Logger
+  /** Who this node is, asked on every (re)connect. */
+  identity(): {nodeId: string; url: string; zone: string}
+  space(): Promise<StoreUsage>
+  inventory(): AsyncIterable<ReplicaInfo>
+  onCommand(command: NodeCommand): Promise<void>
+  /** How long to wait for the master's `ack` of a `stored`. */
+  ackTimeoutMs?: number
+}
+
+interface PendingAck {
+  resolve(): void
+  reject(err: Error): void
+  timer: NodeJS.Timeout
+}
+
+const MAX_BACKOFF_MS = 30_000
+const MIN_SILENCE_MS = 10_000
+
+/** The WebSocket URL of a master given by its HTTP URL: ws(s)://host:port/ws. */
+export function masterWsUrl(masterUrl: string): string {
+  const url = new URL('/ws', masterUrl)
+  url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:'
+  return url.toString()
+}
+
+/** min(30 s, 0.5 s · 2^failures), jittered ±25% so a restarted master is not hit by every node at once. */
+export function backoffMs(failures: number): number {
+  const base = Math.min(MAX_BACKOFF_MS, 500 * 2 ** Math.min(failures, 16))
+  return Math.round(base * (0.75 + Math.random() * 0.5))
+}
+
+/**
+ * The node's one connection to the master: hello, heartbeats, inventory reports, `stored`/`ack`
+ * round trips, and commands. It reconnects with backoff until close(); a node is a member of the
+ * cluster exactly while this link is open.
+ */
+export class MasterLink {
+  /** Verifies write grants; learnt from `welcome`. Kept across reconnects: grants are checked by signature. */
+  grantKey: string | undefined
+  private ws: WebSocket | undefined
+  private welcomed = false
+  private closing = false
+  private readonly stopping = new AbortController()
+  private running: Promise<void> | undefined
+  private nextReqId = 1
+  private readonly pending = new Map<number, PendingAck>()
+
+  constructor(private readonly opts: MasterLinkOptions) {}
+
+  get connected(): boolean {
+    return this.welcomed && this.ws?.readyState === WebSocket.OPEN
+  }
+
+  start(): void {
+    this.running ??= this.run()
+  }
+
+  /** Sends one message; rejects when the link is down (the caller decides whether that matters). */
+  send(message: NodeToMaster): Promise<void> {
+    const ws = this.ws
+    if (!ws || !this.welcomed || ws.readyState !== WebSocket.OPEN) {
+      return Promise.reject(new Error('not connected to the master'))
+    }
+    return new Promise((resolve, reject) => ws.send(JSON.stringify(message), (err) => (err ? reject(err) : resolve())))
+  }
+
+  /** Tells the master a replica is durable here and waits for its ack; only an ok ack counts. */
+  async confirmStored(replica: ReplicaInfo): Promise<void> {
+    const reqId = this.nextReqId++
+    const timeoutMs = this.opts.ackTimeoutMs ?? 10_000
+    const acked = new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(reqId)
+        reject(new Error(`the master did not acknowledge within ${timeoutMs / 1000}s`))
+      }, timeoutMs)
+      this.pending.set(reqId, {resolve, reject, timer})
+    })
+    acked.catch(() => {}) // observed below; this stops an unhandled rejection if send() throws first
+    try {
+      await this.send({type: 'stored', reqId, replica})
+    } catch (err) {
+      this.settle(reqId, err as Error)
+    }
+    return acked
+  }
+
+  /** Sends the full inventory in batches of REPORT_BATCH_SIZE, one reportId, `done` on the last (even when empty). */
+  async sendInventory(): Promise<void> {
+    const reportId = randomBytes(8).toString('hex')
+    let batch: ReplicaInfo[] = []
+    for await (const replica of this.opts.inventory()) {
+      batch.push(replica)
+      if (batch.length === REPORT_BATCH_SIZE) {
+        await this.send({type: 'report', reportId, done: false, replicas: batch}) // awaits the socket: bounded memory
+        batch = []
+      }
+    }
+    await this.send({type: 'report', reportId, done: true, replicas: batch})
+  }
+
+  async close(): Promise<void> {
+    this.closing = true
+    this.stopping.abort()
+    this.ws?.close(WS_CLOSE.GOING_AWAY, 'node shutting down')
+    const ws = this.ws
+    const kill = setTimeout(() => ws?.terminate(), 1000) // do not wait ws's 30 s for a closing handshake
+    await this.running
+    clearTimeout(kill)
+  }
+
+  private async run(): Promise<void> {
+    let failures = 0
+    while (!this.closing) {
+      const {welcomed, reason} = await this.connectOnce()
+      if (this.closing) break
+      if (welcomed) failures = 0
+      const delay = backoffMs(failures++)
+      this.opts.log(`lost master link, retrying in ${(delay / 1000).toFixed(1)}s${reason ? ` (${reason})` : ''}`)
+      try {
+        await sleep(delay, undefined, {signal: this.stopping.signal})
+      } catch {
+        break // closing
+      }
+    }
+  }
+
+  /** One connection, from dial to close. Resolves (never rejects) with whether the master welcomed us. */
+  private connectOnce(): Promise<{welcomed: boolean; reason?: string}> {
+    return new Promise((resolve) => {
+      const ws = new WebSocket(masterWsUrl(this.opts.masterUrl), {
+        headers: {authorization: `Bearer ${this.opts.token}`},
+        maxPayload: MAX_WS_PAYLOAD,
+        handshakeTimeout: 10_000,
+      })
+      this.ws = ws
+      let welcomed = false
+      let reason: string | undefined
+      let heartbeat: NodeJS.Timeout | undefined
+      let silence: NodeJS.Timeout | undefined
+      let silenceMs = Math.max(3 * this.opts.heartbeatIntervalMs, MIN_SILENCE_MS)
+      const stillThere = () => {
+        // a half-open TCP link never closes by itself: anything heard from the master (pings too) proves it is there
+        clearTimeout(silence)
+        silence = setTimeout(() => {
+          reason = `nothing heard from the master for ${silenceMs / 1000}s`
+          ws.terminate()
+        }, silenceMs)
+      }
+
+      ws.on('error', (err) => {
+        reason = err.message // 'close' follows; with no listener an 'error' would crash the process
+      })
+      ws.on('open', () => {
+        stillThere()
+        this.sendHello(ws).catch((err: Error) => {
+          reason = `hello failed: ${err.message}`
+          ws.terminate()
+        })
+      })
+      ws.on('ping', stillThere)
+      ws.on('pong', stillThere)
+      ws.on('message', (data, isBinary) => {
+        stillThere()
+        let message: MasterToNode
+        try {
+          if (isBinary) throw new Error('binary frame')
+          message = decode(MasterToNode, data as Buffer)
+        } catch (err) {
+          this.opts.log(`ignored a malformed message from the master: ${(err as Error).message.slice(0, 200)}`)
+          return
+        }
+        if (message.type === 'welcome') {
+          this.grantKey = message.grantKey
+          const wasWelcomed = welcomed
+          welcomed = true
+          this.welcomed = true
+          silenceMs = Math.max(3 * Math.max(this.opts.heartbeatIntervalMs, message.heartbeatMs), MIN_SILENCE_MS)
+          stillThere()
+          if (wasWelcomed) return
+          this.opts.log('connected to master')
+          heartbeat = setInterval(() => {
+            this.sendHeartbeat()
+            if (ws.readyState === WebSocket.OPEN) ws.ping() // its pong proves the master is there even if it never pings us
+          }, this.opts.heartbeatIntervalMs)
+          this.sendInventory().catch((err: Error) => this.opts.log(`chunk report failed: ${err.message}`))
+          return
+        }
+        if (message.type === 'ack') {
+          this.settle(message.reqId, message.ok ? undefined : new Error(`the master refused: ${message.error ?? 'no reason given'}`))
+          return
+        }
+        if (!welcomed) {
+          this.opts.log(`ignored a ${message.type} command before welcome`)
+          return
+        }
+        this.opts.onCommand(message).catch((err: Error) => this.opts.log(`${message.type} failed: ${err.message}`))
+      })
+      ws.on('close', (code, why) => {
+        clearInterval(heartbeat)
+        clearTimeout(silence)
+        this.welcomed = false
+        if (this.ws === ws) this.ws = undefined
+        for (const reqId of [...this.pending.keys()]) this.settle(reqId, new Error('lost the master link before its ack'))
+        if (code !== 1000 && code !== 1005 && code !== 1006 && !reason) reason = `closed ${code}${why.length ? `: ${why.toString()}` : ''}`
+        resolve({welcomed, reason})
+      })
+    })
+  }
+
+  private async sendHello(ws: WebSocket): Promise<void> {
+    const space = await this.opts.space()
+    const hello: Hello = {type: 'hello', v: PROTOCOL_VERSION, ...this.opts.identity(), ...space}
+    await new Promise<void>((resolve, reject) => ws.send(JSON.stringify(hello), (err) => (err ? reject(err) : resolve())))
+  }
+
+  private sendHeartbeat(): void {
+    this.opts
+      .space()
+      .then((space) => this.send({type: 'heartbeat', ...space}))
+      .catch(() => {}) // a dropped link shows up in 'close'; nothing to add here
+  }
+
+  private settle(reqId: number, err?: Error): void {
+    const waiting = this.pending.get(reqId)
+    if (!waiting) return // late or unknown ack: its waiter already timed out
+    this.pending.delete(reqId)
+    clearTimeout(waiting.timer)
+    if (err) waiting.reject(err)
+    else waiting.resolve()
+  }
+}

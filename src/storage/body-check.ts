@@ -1,0 +1,43 @@
+import {createHash} from 'node:crypto'
+import {ChunkyError, ReplicaInfo} from '../protocol/index.js'
+import type {ChunkBody} from './chunk-store.js'
+
+/** Validates a replica description at the store's edge: ids and hashes are safe as file names only once checked. */
+export function checkReplica(replica: ReplicaInfo): ReplicaInfo {
+  const parsed = ReplicaInfo.safeParse(replica)
+  if (!parsed.success) throw new ChunkyError('BAD_REQUEST', `invalid replica: ${parsed.error.issues[0]?.message ?? 'malformed'}`)
+  return parsed.data
+}
+
+/**
+ * Counts and hashes a body in one pass as it streams through `pass()`, refusing a byte more than the
+ * declared size at once; `finish()` then refuses a short body or another SHA-256.
+ */
+export class BodyCheck {
+  private readonly hash = createHash('sha256')
+  private seen = 0
+
+  constructor(private readonly expected: {size: number; sha256: string}) {}
+
+  async *pass(body: ChunkBody): AsyncGenerator<Buffer> {
+    for await (const piece of body) {
+      const buf = Buffer.isBuffer(piece) ? piece : Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength)
+      this.seen += buf.length
+      if (this.seen > this.expected.size) {
+        throw new ChunkyError('CHUNK_TOO_LARGE', `body is longer than the declared ${this.expected.size} bytes`)
+      }
+      this.hash.update(buf)
+      yield buf
+    }
+  }
+
+  finish(): void {
+    if (this.seen !== this.expected.size) {
+      throw new ChunkyError('LENGTH_MISMATCH', `expected ${this.expected.size} bytes, got ${this.seen}`)
+    }
+    const got = this.hash.digest('hex')
+    if (got !== this.expected.sha256) {
+      throw new ChunkyError('CHECKSUM_MISMATCH', `SHA-256 mismatch: expected ${this.expected.sha256}, got ${got}`)
+    }
+  }
+}

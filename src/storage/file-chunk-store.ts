@@ -1,0 +1,170 @@
+import {randomBytes} from 'node:crypto'
+import {createReadStream, createWriteStream} from 'node:fs'
+import {mkdir, open, readdir, rm, stat, statfs, unlink} from 'node:fs/promises'
+import {join} from 'node:path'
+import {pipeline} from 'node:stream/promises'
+import type {ReplicaInfo} from '../protocol/index.js'
+import {commitFile, fsyncDir} from '../util/fs.js'
+import type {Logger} from '../util/log.js'
+import {BodyCheck, checkReplica} from './body-check.js'
+import {type ChunkBody, type ChunkStore, notFound, type OpenedReplica, replicaKey, type StoreUsage} from './chunk-store.js'
+import {parseReplicaFileName, prefixDir, replicaFileName} from './replica-names.js'
+
+export interface FileChunkStoreOptions {
+  log?: Logger
+}
+
+/**
+ * Replicas as files under `dir`: `<first 2 hex>/<chunkId>.<version>.<sha256>`. Writes go to
+ * `<final>.<random>.tmp` in the same directory and become visible with one fsync + rename + fsync-dir.
+ * An in-memory index (built at open) answers lookups without touching the disk.
+ */
+export class FileChunkStore implements ChunkStore {
+  private readonly index = new Map<string, ReplicaInfo>()
+  private usedBytes = 0
+
+  private constructor(readonly dir: string) {}
+
+  /** Opens (creating) the store, removing what a crash left behind: temp files and names that do not parse. */
+  static async open(dir: string, options: FileChunkStoreOptions = {}): Promise<FileChunkStore> {
+    const store = new FileChunkStore(dir)
+    await mkdir(dir, {recursive: true})
+    const removed = await store.scan()
+    if (removed > 0) options.log?.(`removed ${removed} leftover file(s) from ${dir}`)
+    return store
+  }
+
+  private async scan(): Promise<number> {
+    let removed = 0
+    for (const top of await readdir(this.dir, {withFileTypes: true})) {
+      if (!top.isDirectory()) {
+        await unlink(join(this.dir, top.name)) // nothing but prefix directories belongs here
+        removed++
+        continue
+      }
+      if (!/^[0-9a-f]{2}$/.test(top.name)) continue // not ours to judge: leave foreign directories alone
+      const sub = join(this.dir, top.name)
+      let removedHere = 0
+      for (const entry of await readdir(sub, {withFileTypes: true})) {
+        const parsed = entry.isFile() ? parseReplicaFileName(entry.name) : undefined
+        if (!parsed || prefixDir(parsed.chunkId) !== top.name) {
+          if (entry.isFile()) {
+            await rm(join(sub, entry.name), {force: true}) // a crash mid-write (`*.tmp`, invariant 6) or a stray
+            removedHere++
+          }
+          continue
+        }
+        const {size} = await stat(join(sub, entry.name))
+        const replica = {...parsed, size}
+        const key = replicaKey(parsed.chunkId, parsed.version)
+        const older = this.index.get(key)
+        if (older) {
+          // Two checksums for one version can only be a crash between a rename and the old name's unlink: keep one.
+          await rm(this.pathOf(older), {force: true})
+          this.usedBytes -= older.size
+          removedHere++
+        }
+        this.index.set(key, replica)
+        this.usedBytes += size
+      }
+      if (removedHere > 0) await fsyncDir(sub)
+      removed += removedHere
+    }
+    return removed
+  }
+
+  private pathOf(r: {chunkId: string; version: number; sha256: string}): string {
+    return join(this.dir, prefixDir(r.chunkId), replicaFileName(r))
+  }
+
+  async write(replica: ReplicaInfo, body: ChunkBody): Promise<ReplicaInfo> {
+    const wanted = checkReplica(replica)
+    const sub = join(this.dir, prefixDir(wanted.chunkId))
+    if ((await mkdir(sub, {recursive: true})) !== undefined) await fsyncDir(this.dir) // a new prefix dir must survive a crash too
+    const final = this.pathOf(wanted)
+    const tmp = `${final}.${randomBytes(6).toString('hex')}.tmp`
+    const check = new BodyCheck(wanted)
+    try {
+      await pipeline(check.pass(body), createWriteStream(tmp, {flags: 'wx'}))
+      check.finish()
+      await commitFile(tmp, final)
+    } catch (err) {
+      await rm(tmp, {force: true}) // a failed write leaves nothing behind
+      throw err
+    }
+    const info: ReplicaInfo = {chunkId: wanted.chunkId, version: wanted.version, size: wanted.size, sha256: wanted.sha256}
+    const key = replicaKey(info.chunkId, info.version)
+    const previous = this.index.get(key)
+    this.index.set(key, info)
+    this.usedBytes += info.size - (previous?.size ?? 0)
+    if (previous && previous.sha256 !== info.sha256) {
+      await rm(this.pathOf(previous), {force: true}) // same version, other bytes: the new name replaces it
+      await fsyncDir(sub)
+    }
+    return info
+  }
+
+  async open(chunkId: string, version: number): Promise<OpenedReplica> {
+    const replica = this.mustGet(chunkId, version)
+    let handle
+    try {
+      handle = await open(this.pathOf(replica), 'r')
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw notFound(chunkId, version)
+      throw err
+    }
+    const {size} = await handle.stat() // what is really there: a truncated file must not promise more
+    return {size, sha256: replica.sha256, stream: handle.createReadStream()}
+  }
+
+  has(chunkId: string, version: number): boolean {
+    return this.index.has(replicaKey(chunkId, version))
+  }
+
+  get(chunkId: string, version: number): ReplicaInfo | undefined {
+    return this.index.get(replicaKey(chunkId, version))
+  }
+
+  async delete(chunkId: string, version: number): Promise<boolean> {
+    const key = replicaKey(chunkId, version)
+    const replica = this.index.get(key)
+    if (!replica) return false
+    this.index.delete(key)
+    this.usedBytes -= replica.size
+    await rm(this.pathOf(replica), {force: true})
+    await fsyncDir(join(this.dir, prefixDir(chunkId)))
+    return true
+  }
+
+  async *list(): AsyncIterable<ReplicaInfo> {
+    yield* [...this.index.values()]
+  }
+
+  async verify(chunkId: string, version: number): Promise<boolean> {
+    const replica = this.mustGet(chunkId, version)
+    const check = new BodyCheck(replica)
+    try {
+      await pipeline(check.pass(createReadStream(this.pathOf(replica))), async (source: AsyncIterable<Buffer>) => {
+        for await (const _ of source); // the hash is taken on the way through
+      })
+      check.finish()
+      return true
+    } catch (err) {
+      const code = (err as {code?: string}).code
+      if (code === 'ENOENT') return false // the file vanished under us: as bad as rotten bytes
+      if (code === 'CHUNK_TOO_LARGE' || code === 'LENGTH_MISMATCH' || code === 'CHECKSUM_MISMATCH') return false
+      throw err
+    }
+  }
+
+  async usage(): Promise<StoreUsage> {
+    const fs = await statfs(this.dir)
+    return {usedBytes: this.usedBytes, chunkCount: this.index.size, freeBytes: fs.bavail * fs.bsize}
+  }
+
+  private mustGet(chunkId: string, version: number): ReplicaInfo {
+    const replica = this.index.get(replicaKey(chunkId, version))
+    if (!replica) throw notFound(chunkId, version)
+    return replica
+  }
+}

@@ -1,0 +1,54 @@
+import {describe, expect, it} from 'vitest'
+import {findNearestNode, matchNode, measureNodes, median, pickNearest, type Probe} from '../../src/client/nearest.js'
+import type {NodeSummary} from '../../src/protocol/index.js'
+
+const node = (id: string, state: 'alive' | 'dead' = 'alive'): NodeSummary => ({id, url: `http://${id}.test:7401`, zone: '', state})
+
+/** A probe that answers from a table of RTT samples per node URL; a missing entry fails like a dead host. */
+function fakeProbe(samples: Record<string, number[]>): Probe {
+  const left = new Map(Object.entries(samples).map(([id, rtts]) => [`http://${id}.test:7401`, [...rtts]]))
+  return async (url) => {
+    const next = left.get(url)?.shift()
+    if (next === undefined) throw new Error('ECONNREFUSED')
+    return next
+  }
+}
+
+describe('nearest node', () => {
+  it('takes the median, so one slow probe does not decide', () => {
+    expect(median([3, 400, 4])).toBe(4)
+    expect(median([1, 2])).toBe(1.5)
+    expect(median([])).toBeUndefined()
+  })
+
+  it('picks the lowest median RTT, ignoring an outlier', async () => {
+    const nodes = [node('a'), node('b'), node('c')]
+    // a has the single fastest probe but a slow median; b is steadily fast.
+    const measured = await measureNodes(nodes, fakeProbe({a: [1, 90, 80], b: [5, 6, 7], c: [20, 21, 22]}))
+    expect(measured.map((m) => m.rttMs)).toEqual([80, 6, 21])
+    expect(pickNearest(measured)?.node.id).toBe('b')
+  })
+
+  it('skips nodes that do not answer and dead nodes', async () => {
+    const nodes = [node('a', 'dead'), node('b'), node('c')]
+    const nearest = await findNearestNode(nodes, {probe: fakeProbe({a: [1, 1, 1], c: [9, 9, 9]})})
+    expect(nearest.node.id).toBe('c')
+  })
+
+  it('fails clearly when no alive node answers', async () => {
+    await expect(findNearestNode([node('a')], {probe: fakeProbe({})})).rejects.toMatchObject({code: 'NODE_UNREACHABLE'})
+    await expect(findNearestNode([node('a', 'dead')], {probe: fakeProbe({})})).rejects.toMatchObject({code: 'NO_NODES'})
+  })
+
+  it('lets --node choose by id or URL without probing', async () => {
+    const nodes = [node('a'), node('b')]
+    const probe: Probe = async () => {
+      throw new Error('must not probe')
+    }
+    expect((await findNearestNode(nodes, {override: 'b', probe})).node.id).toBe('b')
+    expect((await findNearestNode(nodes, {override: 'http://a.test:7401/', probe})).node.id).toBe('a')
+    expect(matchNode(nodes, 'zzz')).toBeUndefined()
+    await expect(findNearestNode(nodes, {override: 'zzz', probe})).rejects.toThrow(/no node matches --node zzz \(known nodes: a, b\)/)
+    await expect(findNearestNode([node('a', 'dead')], {override: 'a', probe})).rejects.toThrow(/dead/)
+  })
+})

@@ -1,0 +1,100 @@
+import {createServer} from 'node:net'
+import {beforeAll, describe, expect, it} from 'vitest'
+import {assertBuilt, runCli} from './run-cli.js'
+
+// The command-line contract of SPEC.md, checked on the built binary: help, exit codes, one-line
+// errors on stderr, and nothing but one JSON document on stdout with --json.
+
+let closedMaster: string
+
+beforeAll(async () => {
+  assertBuilt()
+  const server = createServer()
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  closedMaster = `http://127.0.0.1:${(server.address() as {port: number}).port}`
+  await new Promise((resolve) => server.close(resolve)) // a port nothing listens on
+})
+
+const HELP: Record<string, string[]> = {
+  master: ['--host', '--port', '--data-dir', '--replicas', '--min-replicas', '--node-timeout', '--repair-interval', '--token'],
+  node: ['--master', '--host', '--port', '--public-url', '--id', '--zone', '--data-dir', '--heartbeat-interval', '--scrub-interval', '--token'],
+  upload: ['--name', '--chunk-size', '--concurrency', '--node', '--json', '--master', '--token'],
+  download: ['-o, --output', '--json', '--master', '--token'],
+  status: ['--json', '--watch', '--interval', '--master', '--token'],
+  ls: ['--json', '--master'],
+  rm: ['--json', '--master'],
+  demo: ['FILE'],
+}
+
+describe.concurrent('help', () => {
+  it.each(Object.entries(HELP))('chunky %s --help exits 0, lists its flags and has examples', async (command, flags) => {
+    const result = await runCli([command, '--help'])
+    expect(result.code).toBe(0)
+    for (const flag of flags) expect(result.stdout).toContain(flag)
+    expect(result.stdout).toContain('EXAMPLES')
+  })
+
+  it('chunky --help lists every command', async () => {
+    const result = await runCli(['--help'])
+    expect(result.code).toBe(0)
+    for (const command of Object.keys(HELP)) expect(result.stdout).toMatch(new RegExp(`^\\s+${command}\\s`, 'm'))
+  })
+})
+
+describe.concurrent('bad usage exits 2 with one line on stderr and nothing on stdout', () => {
+  it.each([
+    [['upload', 'x.mp4', '--chunk-size', '10QB'], /bad value for --chunk-size: "10QB" is not a size/],
+    [['upload', 'x.mp4', '--chunk-size', '1KiB'], /too small/],
+    [['master', '--node-timeout', 'soon'], /bad value for --node-timeout: "soon" is not a duration/],
+    [['master', '--replicas', '2', '--min-replicas', '3'], /W must be between 1 and R/],
+    [['upload', 'x.mp4', '--no-such-flag'], /no-such-flag/],
+    [['upload'], /Missing 1 required arg/],
+    [['upload', 'x.mp4', '--name', 'a/../b.mp4'], /"\.\." segments/],
+    [['node', '--master', 'http://127.0.0.1:9'], /needs the cluster token: pass --token or set CHUNKY_TOKEN/],
+    [['status', '--watch', '--json'], /--watch/],
+  ])('chunky %j', async (args, message) => {
+    const result = await runCli(args)
+    expect(result.code).toBe(2)
+    expect(result.stderr.trim().split('\n')).toHaveLength(1)
+    expect(result.stderr).toMatch(/^chunky: /)
+    expect(result.stderr).toMatch(message)
+    if (!args.includes('--json')) expect(result.stdout).toBe('')
+  })
+})
+
+describe.concurrent('failures exit 1 with one line that says what to do', () => {
+  it('upload of a missing file: clear message, empty stdout', async () => {
+    const result = await runCli(['upload', 'no-such-file.mp4', '--master', closedMaster])
+    expect(result.code).toBe(1)
+    expect(result.stdout).toBe('')
+    expect(result.stderr).toBe('chunky: cannot read no-such-file.mp4: no such file\n')
+  })
+
+  it.each([['status'], ['ls'], ['rm', 'a.mp4'], ['download', 'a.mp4', '-o', '/nonexistent-dir/a.mp4']])(
+    'chunky %s against a closed port says the master cannot be reached',
+    async (...args) => {
+      const result = await runCli([...args, '--master', closedMaster])
+      expect(result.code).toBe(1)
+      expect(result.stdout).toBe('')
+      expect(result.stderr).toBe(
+        `chunky: cannot reach the master at ${closedMaster} (ECONNREFUSED): is \`chunky master\` running? set --master or CHUNKY_MASTER\n`,
+      )
+    },
+  )
+
+  it('CHUNKY_MASTER is read from the environment', async () => {
+    const result = await runCli(['ls'], {CHUNKY_MASTER: closedMaster})
+    expect(result.code).toBe(1)
+    expect(result.stderr).toContain(closedMaster)
+  })
+
+  it('with --json, stdout is exactly one JSON document (the error) and stderr one line', async () => {
+    for (const args of [['status', '--json'], ['upload', 'no-such-file.mp4', '--json']]) {
+      const result = await runCli([...args, '--master', closedMaster])
+      expect(result.code).toBe(1)
+      const doc = JSON.parse(result.stdout) // throws if anything else is there
+      expect(doc.error.code).toMatch(/MASTER_UNREACHABLE|BAD_REQUEST/)
+      expect(result.stderr.trim().split('\n')).toHaveLength(1)
+    }
+  })
+})

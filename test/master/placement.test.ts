@@ -1,0 +1,46 @@
+import {describe, expect, it} from 'vitest'
+import {placeChunk, type PlacementCandidate} from '../../src/master/placement.js'
+
+const node = (id: string, zone: string, freeBytes = 1000): PlacementCandidate => ({id, zone, freeBytes})
+const ids = (placed: PlacementCandidate[]) => placed.map((n) => n.id)
+
+describe('placeChunk', () => {
+  it('picks R distinct nodes, one per zone before reusing a zone, most free bytes first', () => {
+    const candidates = [node('a', 'eu', 900), node('b', 'eu', 1000), node('c', 'us', 500), node('d', 'ap', 100)]
+    expect(ids(placeChunk({candidates, size: 10, replicas: 3, minReplicas: 2}))).toEqual(['b', 'c', 'd'])
+  })
+
+  it('puts the entry node first when it is eligible, and ignores it when excluded', () => {
+    const candidates = [node('a', 'eu', 900), node('b', 'eu', 1000), node('c', 'us', 500)]
+    expect(ids(placeChunk({candidates, size: 10, replicas: 2, minReplicas: 1, entryNode: 'a'}))).toEqual(['a', 'c'])
+    expect(ids(placeChunk({candidates, size: 10, replicas: 2, minReplicas: 1, entryNode: 'a', exclude: ['a']}))).toEqual(['b', 'c'])
+  })
+
+  it('never places on excluded nodes or nodes without room', () => {
+    const candidates = [node('a', 'eu', 5), node('b', 'eu', 1000), node('c', 'us', 500)]
+    expect(ids(placeChunk({candidates, size: 10, replicas: 3, minReplicas: 1, exclude: ['c']}))).toEqual(['b'])
+  })
+
+  it('places on what there is between W and R nodes', () => {
+    const candidates = [node('a', 'eu'), node('b', 'us')]
+    expect(placeChunk({candidates, size: 10, replicas: 3, minReplicas: 2})).toHaveLength(2)
+  })
+
+  it('refuses with NO_NODES and a message saying what to do when fewer than W nodes are eligible', () => {
+    const attempt = () => placeChunk({candidates: [node('a', 'eu')], size: 10, replicas: 3, minReplicas: 2})
+    expect(attempt).toThrow(expect.objectContaining({code: 'NO_NODES'}))
+    expect(attempt).toThrow('only 1 node is alive; 2 are needed (W): start more nodes or lower --min-replicas')
+  })
+
+  it('spreads a big file when the planner subtracts what it placed', () => {
+    const candidates = [node('a', 'z', 100), node('b', 'z', 100), node('c', 'z', 100), node('d', 'z', 100)]
+    const counts = new Map<string, number>()
+    for (let i = 0; i < 8; i++) {
+      for (const placed of placeChunk({candidates, size: 10, replicas: 1, minReplicas: 1})) {
+        placed.freeBytes -= 10
+        counts.set(placed.id, (counts.get(placed.id) ?? 0) + 1)
+      }
+    }
+    expect([...counts.values()]).toEqual([2, 2, 2, 2])
+  })
+})

@@ -1,0 +1,69 @@
+import {afterEach, expect, it} from 'vitest'
+import {RepairLoop} from '../../src/master/repair-loop.js'
+import {ReplicaRecords} from '../../src/master/replicas.js'
+import {Uploads} from '../../src/master/uploads.js'
+import {planRequest, testContext} from './helpers.js'
+
+const cleanups: (() => Promise<void>)[] = []
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0)) await cleanup()
+})
+
+async function setup(R: number, nodeIds: string[]) {
+  const s = await testContext({replicas: R, minReplicas: Math.min(2, R)})
+  cleanups.push(s.cleanup)
+  nodeIds.forEach((id, i) => s.addNode(id, `z${i}`))
+  const uploads = new Uploads(s.ctx)
+  const records = new ReplicaRecords(s.ctx)
+  const loop = new RepairLoop(s.ctx, (age) => uploads.expire(age))
+  const commit = (tag: string, holders: string[]) => {
+    const plan = uploads.plan(planRequest('f', 1000, tag))
+    const c = plan.chunks[0]!
+    for (const node of holders) expect(records.stored(node, 1, {chunkId: c.chunkId, version: c.version, size: c.size, sha256: c.sha256}).ok).toBe(true)
+    uploads.commit(plan.uploadId)
+    return c
+  }
+  const inbox = (id: string) => s.sent.get(id)!
+  return {...s, uploads, records, loop, commit, inbox}
+}
+
+it('sends one replicate task for an under-replicated chunk and does not schedule it twice', async () => {
+  const s = await setup(3, ['n1', 'n2', 'n3'])
+  const c = s.commit('a', ['n1', 'n2'])
+  s.loop.run()
+  s.loop.run()
+  const tasks = s.inbox('n3').filter((m) => m.type === 'replicate')
+  expect(tasks).toHaveLength(1)
+  expect(tasks[0]).toMatchObject({replicas: [{chunkId: c.chunkId, version: 1}]})
+  expect(s.loop.loadOf('n3')).toBe(1)
+})
+
+it('trims a replica beyond R from the fullest holder, once', async () => {
+  const s = await setup(2, ['n1', 'n2', 'n3'])
+  s.nodes.heartbeat('n2', {freeBytes: 10, usedBytes: 5, chunkCount: 1}) // the fullest
+  const c = s.commit('a', ['n1', 'n2', 'n3'])
+  s.loop.run()
+  s.loop.run()
+  const deletes = [...s.sent.values()].flat().filter((m) => m.type === 'delete')
+  expect(deletes).toEqual([{type: 'delete', chunkId: c.chunkId, version: 1, reason: 'excess'}])
+  expect(s.inbox('n2')).toContainEqual(deletes[0])
+})
+
+it('resends a stale delete that was not confirmed, after a while, not on every round', async () => {
+  const s = await setup(2, ['n1', 'n2'])
+  const v1 = s.commit('a', ['n1', 'n2'])
+  s.commit('b', ['n1', 'n2']) // v1 rows are stale now; the deletes went out with the commit
+  const staleDeletes = () => s.inbox('n1').filter((m) => m.type === 'delete' && m.chunkId === v1.chunkId && m.version === 1)
+  expect(staleDeletes()).toHaveLength(1)
+  s.loop.run()
+  s.clock.t += 10_000
+  s.loop.run()
+  expect(staleDeletes()).toHaveLength(1)
+  s.clock.t += 31_000
+  s.loop.run()
+  expect(staleDeletes()).toHaveLength(2)
+  s.records.deleted('n1', v1.chunkId, 1)
+  s.clock.t += 31_000
+  s.loop.run()
+  expect(staleDeletes()).toHaveLength(2) // confirmed: nothing more to resend
+})

@@ -1,0 +1,79 @@
+import {describe, expect, it} from 'vitest'
+import {planExcess, planReplication, type RepairChunk, type RepairNode} from '../../src/master/repair.js'
+
+const node = (id: string, zone: string, freeBytes = 1000, state: 'usable' | 'dead' | 'unlinked' = 'usable'): RepairNode => ({
+  id, zone, freeBytes, alive: state !== 'dead', usable: state === 'usable',
+})
+const chunk = (n: number, holders: string[], extra: Partial<RepairChunk> = {}): RepairChunk => ({
+  chunkId: n.toString(16).padStart(24, '0'),
+  version: 2,
+  size: 10,
+  sha256: 'a'.repeat(64),
+  replicas: holders.map((nodeId) => ({nodeId, version: 2, sha256: 'a'.repeat(64), corrupt: false})),
+  ...extra,
+})
+const plan = (chunks: RepairChunk[], nodes: RepairNode[], more: {running?: Map<string, number>; busy?: Set<string>; R?: number} = {}) =>
+  planReplication({chunks, nodes, replicas: more.R ?? 3, running: more.running ?? new Map(), busyChunks: more.busy ?? new Set()})
+
+describe('planReplication', () => {
+  it('copies an under-replicated chunk from a fresh holder to a node on a new zone with the most room', () => {
+    const nodes = [node('a', 'z1'), node('b', 'z2'), node('c', 'z1', 5000), node('d', 'z3', 100), node('x', 'z1', 9000, 'dead')]
+    const {tasks} = plan([chunk(1, ['a', 'b', 'x'])], nodes)
+    expect(tasks).toHaveLength(1)
+    expect(tasks[0]).toMatchObject({target: 'd'}) // zone z3 is new for this chunk, even with less room than c
+    expect(['a', 'b']).toContain(tasks[0]!.source)
+    expect(tasks[0]!.replicas).toEqual([{chunkId: chunk(1, []).chunkId, version: 2, size: 10, sha256: 'a'.repeat(64)}])
+  })
+
+  it('does not count stale or corrupt replicas, and never targets a node holding the chunk at that version', () => {
+    const nodes = [node('a', 'z1'), node('b', 'z2'), node('c', 'z3')]
+    const c = chunk(1, ['a'], {
+      replicas: [
+        {nodeId: 'a', version: 2, sha256: 'a'.repeat(64), corrupt: false},
+        {nodeId: 'b', version: 2, sha256: 'a'.repeat(64), corrupt: true}, // delete pending: not a target yet
+        {nodeId: 'c', version: 1, sha256: 'b'.repeat(64), corrupt: false}, // stale: a fine target
+      ],
+    })
+    const {tasks} = plan([c], nodes)
+    expect(tasks.map((t) => [t.source, t.target])).toEqual([['a', 'c']])
+  })
+
+  it('repairs the chunks with the fewest fresh copies first and caps transfers per node', () => {
+    const nodes = [node('a', 'z1'), node('b', 'z2'), node('c', 'z3'), node('d', 'z4')]
+    const chunks = [chunk(1, ['a', 'b']), chunk(2, ['a']), chunk(3, ['c'])]
+    const {tasks} = plan(chunks, nodes, {running: new Map([['a', 2]])}) // a is saturated: it cannot be a source now
+    const planned = tasks.flatMap((t) => t.replicas.map((r) => parseInt(r.chunkId, 16)))
+    expect(planned).toContain(3)
+    expect(planned).toContain(1)
+    expect(planned).not.toContain(2) // its only source is busy
+    expect(tasks.every((t) => t.source !== 'a' && t.target !== 'a')).toBe(true)
+    const perNode = new Map<string, number>()
+    for (const t of tasks) for (const id of [t.source, t.target]) perNode.set(id, (perNode.get(id) ?? 0) + 1)
+    expect(Math.max(...perNode.values())).toBeLessThanOrEqual(2)
+  })
+
+  it('groups many chunks between the same two nodes into transfers of at most 64', () => {
+    const nodes = [node('a', 'z1', 1e9), node('b', 'z2', 1e9)]
+    const chunks = Array.from({length: 100}, (_, i) => chunk(i + 1, ['a']))
+    const {tasks} = plan(chunks, nodes, {R: 2})
+    expect(tasks.map((t) => [t.source, t.target, t.replicas.length])).toEqual([['a', 'b', 64], ['a', 'b', 36]])
+  })
+
+  it('skips chunks already in a running transfer, and reports chunks with no fresh replica on an alive node', () => {
+    const nodes = [node('a', 'z1'), node('b', 'z2'), node('x', 'z3', 1000, 'dead')]
+    const busy = chunk(1, ['a'])
+    const lost = chunk(2, ['x'])
+    const result = plan([busy, lost], nodes, {busy: new Set([busy.chunkId])})
+    expect(result.tasks).toEqual([])
+    expect(result.unrepairable).toEqual([lost.chunkId])
+  })
+})
+
+describe('planExcess', () => {
+  it('trims fresh replicas beyond R from the fullest usable holders', () => {
+    const nodes = [node('a', 'z1', 100), node('b', 'z1', 50), node('c', 'z1', 900), node('d', 'z1', 10, 'unlinked'), node('e', 'z1', 500)]
+    const deletes = planExcess([chunk(1, ['a', 'b', 'c', 'd', 'e'])], nodes, 3)
+    expect(deletes.map((d) => d.nodeId)).toEqual(['b', 'a']) // d is fullest but has no link to take the command
+    expect(planExcess([chunk(1, ['a', 'b', 'c'])], nodes, 3)).toEqual([])
+  })
+})

@@ -1,0 +1,118 @@
+import {randomBytes} from 'node:crypto'
+import {mkdir, mkdtemp, readdir, rm, writeFile} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import {Readable} from 'node:stream'
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import type {ReplicaInfo} from '../../src/protocol/index.js'
+import {FileChunkStore} from '../../src/storage/index.js'
+import {bodyOf, chunkIdFor, replicaOf} from './chunk-store.contract.js'
+
+// What only a store on disk can get wrong: names, leftovers after a crash, and what a restart sees.
+
+let root: string
+beforeAll(async () => {
+  root = await mkdtemp(join(tmpdir(), 'chunky-fstore-'))
+})
+afterAll(async () => {
+  await rm(root, {recursive: true, force: true})
+})
+
+async function freshDir(name: string): Promise<string> {
+  const dir = join(root, name)
+  await mkdir(dir, {recursive: true})
+  return dir
+}
+
+/** Every file under dir, as relative paths, sorted. */
+async function filesUnder(dir: string): Promise<string[]> {
+  const all = await readdir(dir, {recursive: true, withFileTypes: true})
+  return all
+    .filter((e) => e.isFile())
+    .map((e) => join(e.parentPath, e.name).slice(dir.length + 1))
+    .sort()
+}
+
+async function listAll(store: FileChunkStore): Promise<ReplicaInfo[]> {
+  const all: ReplicaInfo[] = []
+  for await (const r of store.list()) all.push(r)
+  return all.sort((a, b) => a.chunkId.localeCompare(b.chunkId))
+}
+
+describe('FileChunkStore on disk', () => {
+  it('names a replica <2 hex>/<chunkId>.<version>.<sha256>', async () => {
+    const dir = await freshDir('layout')
+    const store = await FileChunkStore.open(dir)
+    const bytes = randomBytes(1234)
+    const replica = replicaOf(bytes, chunkIdFor(1), 3)
+    await store.write(replica, bodyOf(bytes))
+    expect(await filesUnder(dir)).toEqual([join(replica.chunkId.slice(0, 2), `${replica.chunkId}.3.${replica.sha256}`)])
+  })
+
+  it('leaves no file at all after a refused write (too long, too short, wrong checksum)', async () => {
+    const dir = await freshDir('refused')
+    const store = await FileChunkStore.open(dir)
+    const bytes = randomBytes(100_000)
+    const replica = replicaOf(bytes)
+    await expect(store.write({...replica, size: 99_999}, bodyOf(bytes))).rejects.toMatchObject({code: 'CHUNK_TOO_LARGE'})
+    await expect(store.write({...replica, size: 100_001}, bodyOf(bytes))).rejects.toMatchObject({code: 'LENGTH_MISMATCH'})
+    await expect(store.write(replica, bodyOf(randomBytes(100_000)))).rejects.toMatchObject({code: 'CHECKSUM_MISMATCH'})
+    expect(await filesUnder(dir)).toEqual([])
+  })
+
+  it('removes the temp file when the body fails mid-way', async () => {
+    const dir = await freshDir('aborted')
+    const store = await FileChunkStore.open(dir)
+    const bytes = randomBytes(10_000)
+    const body = Readable.from(
+      (async function* () {
+        yield bytes.subarray(0, 5000)
+        throw new Error('client went away')
+      })(),
+    )
+    await expect(store.write(replicaOf(bytes), body)).rejects.toThrow('client went away')
+    expect(await filesUnder(dir)).toEqual([])
+  })
+
+  it('lists the same replicas after a reopen, with sizes from disk', async () => {
+    const dir = await freshDir('reopen')
+    const store = await FileChunkStore.open(dir)
+    const written: ReplicaInfo[] = []
+    for (let i = 0; i < 5; i++) {
+      const bytes = randomBytes(500 + i)
+      written.push(await store.write(replicaOf(bytes, chunkIdFor(i), i + 1), bodyOf(bytes)))
+    }
+    await store.delete(written[0]!.chunkId, written[0]!.version)
+    const reopened = await FileChunkStore.open(dir)
+    expect(await listAll(reopened)).toEqual(written.slice(1).sort((a, b) => a.chunkId.localeCompare(b.chunkId)))
+    expect(await reopened.usage()).toMatchObject({chunkCount: 4, usedBytes: 501 + 502 + 503 + 504})
+  })
+
+  it('removes temp files and unparseable names left by a crash at open, and keeps the good ones', async () => {
+    const dir = await freshDir('crash')
+    const store = await FileChunkStore.open(dir)
+    const bytes = randomBytes(800)
+    const replica = replicaOf(bytes)
+    await store.write(replica, bodyOf(bytes))
+    const sub = join(dir, replica.chunkId.slice(0, 2))
+    const finalName = `${replica.chunkId}.1.${replica.sha256}`
+    await writeFile(join(sub, `${finalName}.abcdef.tmp`), 'half a chunk')
+    await writeFile(join(sub, 'notes.txt'), 'stray')
+    await writeFile(join(sub, `${chunkIdFor(9)}.1.${replica.sha256}`), 'wrong prefix directory')
+    await writeFile(join(dir, 'stray-at-top'), 'x')
+    const logged: string[] = []
+    const reopened = await FileChunkStore.open(dir, {log: (m) => logged.push(m)})
+    expect(await filesUnder(dir)).toEqual([join(replica.chunkId.slice(0, 2), finalName)])
+    expect(await listAll(reopened)).toEqual([replica])
+    expect(logged.join('\n')).toMatch(/removed 4 leftover/)
+  })
+
+  it('streams a large chunk without holding it whole and reads it back', async () => {
+    const dir = await freshDir('large')
+    const store = await FileChunkStore.open(dir)
+    const bytes = randomBytes(10 * 1024 * 1024)
+    const replica = replicaOf(bytes)
+    await store.write(replica, bodyOf(bytes, 64 * 1024))
+    await expect(store.verify(replica.chunkId, 1)).resolves.toBe(true)
+  })
+})
