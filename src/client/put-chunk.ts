@@ -38,7 +38,8 @@ export async function putChunk(input: PutChunkInput): Promise<WriteResult> {
   const abort = requestSignal(input.signal)
   try {
     // A fresh read stream on every attempt: a stream that was half sent cannot be replayed.
-    const body = createReadStream(input.path, {start: range.start, end: range.end - 1})
+    // 1 MiB reads: a tenth of the read calls and stream events of the 64 KiB default, for a 10 MiB chunk.
+    const body = createReadStream(input.path, {start: range.start, end: range.end - 1, highWaterMark: 1024 * 1024})
     const request = got.put(new URL(`/chunks/${chunk.chunkId}/${chunk.version}`, entry.url), {
       body,
       headers: {

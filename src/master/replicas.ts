@@ -1,14 +1,20 @@
 import type {ReplicaInfo} from '../protocol/index.js'
 import type {MasterContext} from './context.js'
+import {relaxedDurability} from './db.js'
 import {DeleteSender} from './nodes.js'
 import {judgeReplica, type ChunkRecord, type ReplicaContext, type Verdict} from './report.js'
 
 type LookupRow = ChunkRecord & {plannedSize: number | null; plannedSha: string | null; corrupt: number | null}
+type BatchLookupRow = LookupRow & {i: number; recordedSha: string | null}
+/** What the master already has on record for a reported replica: unchanged rows are not written again. */
+type Recorded = {sha256: string; corrupt: number} | undefined
 type ReportBatch = {reportId: string; done: boolean; replicas: ReplicaInfo[]}
 
 interface ReportProgress {
   reportId: string
   startedMs: number
+  /** `chunkId.version` of every entry so far: the last batch forgets the node's rows not among them. */
+  reported: Set<string>
   counts: Record<Verdict, number>
   staleLogged: number
 }
@@ -42,7 +48,19 @@ export class ReplicaRecords {
       plannedRecovered: db.prepare(
         "INSERT OR IGNORE INTO planned (chunk_id, version, size, sha256, upload_id) VALUES (?, ?, ?, ?, 'recovered')",
       ),
-      forgetUnseen: db.prepare('DELETE FROM replicas WHERE node_id = ? AND (seen IS NULL OR seen NOT IN (?, ?))'),
+      // The lookup above for a whole report batch at once: entries as JSON [[chunkId, version], ...].
+      lookupMany: db.prepare(`SELECT e.i, c.committed_version AS committedVersion, c.max_version AS maxVersion, c.size, c.sha256,
+          p.size AS plannedSize, p.sha256 AS plannedSha, r.corrupt, r.sha256 AS recordedSha
+        FROM (SELECT key AS i, value ->> 0 AS chunkId, value ->> 1 AS version FROM json_each(@entries)) e
+          JOIN chunks c ON c.chunk_id = e.chunkId
+          LEFT JOIN planned p ON p.chunk_id = c.chunk_id AND p.version = e.version
+          LEFT JOIN replicas r ON r.chunk_id = c.chunk_id AND r.version = e.version AND r.node_id = @nodeId`),
+      // The upsert above for many rows at once: JSON [[chunkId, version, sha256, corrupt], ...].
+      upsertMany: db.prepare(`INSERT INTO replicas (chunk_id, node_id, version, sha256, corrupt, seen)
+          SELECT value ->> 0, @nodeId, value ->> 1, value ->> 2, value ->> 3, @seen FROM json_each(@rows) WHERE true
+        ON CONFLICT (chunk_id, node_id, version) DO UPDATE SET sha256 = excluded.sha256, corrupt = excluded.corrupt,
+          seen = coalesce(excluded.seen, replicas.seen)`),
+      rowsOfNode: db.prepare('SELECT chunk_id AS chunkId, version, seen FROM replicas WHERE node_id = ?'),
     }
   }
 
@@ -53,7 +71,8 @@ export class ReplicaRecords {
   stored(nodeId: string, linkId: number, replica: ReplicaInfo): {ok: true} | {ok: false; error: string} {
     const verdict = judgeReplica(replica, this.context(nodeId, replica, false))
     if (verdict === 'fresh' || verdict === 'pending') {
-      this.q.upsert.run(replica.chunkId, nodeId, replica.version, replica.sha256, 0, storedMarker(linkId))
+      // Relaxed: the commit that counts this row is a synchronous=FULL transaction (see relaxedDurability).
+      relaxedDurability(this.ctx.db, () => this.q.upsert.run(replica.chunkId, nodeId, replica.version, replica.sha256, 0, storedMarker(linkId)))
       return {ok: true}
     }
     const error =
@@ -84,30 +103,39 @@ export class ReplicaRecords {
   reportBatch(nodeId: string, linkId: number, batch: ReportBatch): boolean {
     let progress = this.reports.get(nodeId)
     if (!progress || progress.reportId !== batch.reportId) {
-      progress = {reportId: batch.reportId, startedMs: this.ctx.clock.now(), counts: emptyCounts(), staleLogged: 0}
+      progress = {reportId: batch.reportId, startedMs: this.ctx.clock.now(), reported: new Set(), counts: emptyCounts(), staleLogged: 0}
       this.reports.set(nodeId, progress)
     }
     const report = progress
     const toDelete: {replica: ReplicaInfo; reason: 'stale' | 'corrupt' | 'unreferenced'}[] = []
 
-    this.ctx.db.transaction(() => {
-      for (const replica of batch.replicas) {
-        const context = this.context(nodeId, replica, true)
+    // One transaction per batch, replica rows only (relaxed: the nodes report them again after a crash);
+    // the lookups and the common upserts go through one statement per batch, not one per entry.
+    relaxedDurability(this.ctx.db, () => this.ctx.db.transaction(() => {
+      const contexts = this.contexts(nodeId, batch.replicas)
+      const upserts: [string, number, string, number][] = []
+      batch.replicas.forEach((replica, i) => {
+        const {context, recorded} = contexts[i]!
         const verdict = judgeReplica(replica, context)
         report.counts[verdict]++
         const {chunkId, version, sha256} = replica
+        report.reported.add(replicaKey(chunkId, version))
+        // A row already on record as it is now (the common case on a reconnect) is not written again.
+        const record = (corrupt: number) => {
+          if (recorded?.sha256 !== sha256 || recorded.corrupt !== corrupt) upserts.push([chunkId, version, sha256, corrupt])
+        }
         switch (verdict) {
           case 'fresh':
           case 'pending':
-            this.q.upsert.run(chunkId, nodeId, version, sha256, 0, report.reportId)
+            record(0)
             break
           case 'corrupt':
-            this.q.upsert.run(chunkId, nodeId, version, sha256, 1, report.reportId)
+            record(1)
             toDelete.push({replica, reason: 'corrupt'})
             break
           case 'stale':
             // Recorded so status shows it as stale (true) until the node confirms the delete.
-            this.q.upsert.run(chunkId, nodeId, version, sha256, context.knownCorrupt ? 1 : 0, report.reportId)
+            record(context.knownCorrupt ? 1 : 0)
             toDelete.push({replica, reason: 'stale'})
             if (report.staleLogged++ < STALE_LINES_PER_REPORT) {
               this.ctx.log(`chunk ${chunkId} on node ${nodeId} is stale (v${version} < v${context.chunk!.committedVersion})`)
@@ -116,7 +144,7 @@ export class ReplicaRecords {
           case 'ahead':
             this.q.raiseMaxVersion.run(version, chunkId) // never hand this number out again
             this.q.plannedRecovered.run(chunkId, version, replica.size, sha256)
-            this.q.upsert.run(chunkId, nodeId, version, sha256, 0, report.reportId)
+            record(0)
             this.ctx.log(
               `chunk ${chunkId} on node ${nodeId} is at v${version}, above any version this master handed out ` +
                 `(v${context.chunk!.maxVersion}): keeping it as pending, versions continue above it`,
@@ -127,9 +155,10 @@ export class ReplicaRecords {
             toDelete.push({replica, reason: 'unreferenced'})
             break
         }
-      }
-      if (batch.done) this.q.forgetUnseen.run(nodeId, report.reportId, storedMarker(linkId))
-    })()
+      })
+      if (upserts.length > 0) this.q.upsertMany.run({nodeId, seen: report.reportId, rows: JSON.stringify(upserts)})
+      if (batch.done) this.forgetUnreported(nodeId, linkId, report.reported)
+    })())
 
     for (const {replica, reason} of toDelete) this.deletes.send(nodeId, replica.chunkId, replica.version, reason)
     if (!batch.done) return false
@@ -151,16 +180,44 @@ export class ReplicaRecords {
     this.reports.delete(nodeId)
   }
 
-  /** Everything judging one replica needs, in one statement (reports come 2000 entries at a time). */
+  /** Everything judging one replica needs, in one statement. */
   private context(nodeId: string, replica: ReplicaInfo, fromReport: boolean): ReplicaContext {
     const row = this.q.lookup.get({chunkId: replica.chunkId, version: replica.version, nodeId}) as LookupRow | undefined
-    if (!row) return {chunk: undefined, planned: undefined, knownCorrupt: false}
-    const {committedVersion, maxVersion, size, sha256} = row
-    return {
-      chunk: {committedVersion, maxVersion, size, sha256},
-      planned: row.plannedSha === null ? undefined : {size: row.plannedSize!, sha256: row.plannedSha},
-      knownCorrupt: fromReport && row.corrupt === 1,
+    return toContext(row, fromReport)
+  }
+
+  /** context() of every entry of a report batch (2000 at a time), and its row on record, in one statement. */
+  private contexts(nodeId: string, replicas: readonly ReplicaInfo[]): {context: ReplicaContext; recorded: Recorded}[] {
+    const rows = this.q.lookupMany.all({nodeId, entries: JSON.stringify(replicas.map((r) => [r.chunkId, r.version]))}) as BatchLookupRow[]
+    const byIndex: (BatchLookupRow | undefined)[] = new Array(replicas.length)
+    for (const row of rows) byIndex[row.i] = row
+    return replicas.map((_, i) => {
+      const row = byIndex[i]
+      const recorded = row && row.recordedSha !== null ? {sha256: row.recordedSha, corrupt: row.corrupt ?? 0} : undefined
+      return {context: toContext(row, true), recorded}
+    })
+  }
+
+  /**
+   * The end of a report: the node's rows that no batch of it mentioned are gone from the node, except
+   * those a `stored` on this same link recorded (written after the node listed its inventory).
+   */
+  private forgetUnreported(nodeId: string, linkId: number, reported: ReadonlySet<string>): void {
+    const marker = storedMarker(linkId)
+    const rows = this.q.rowsOfNode.all(nodeId) as {chunkId: string; version: number; seen: string | null}[]
+    for (const row of rows) {
+      if (row.seen !== marker && !reported.has(replicaKey(row.chunkId, row.version))) this.q.remove.run(row.chunkId, nodeId, row.version)
     }
+  }
+}
+
+function toContext(row: LookupRow | undefined, fromReport: boolean): ReplicaContext {
+  if (!row) return {chunk: undefined, planned: undefined, knownCorrupt: false}
+  const {committedVersion, maxVersion, size, sha256} = row
+  return {
+    chunk: {committedVersion, maxVersion, size, sha256},
+    planned: row.plannedSha === null ? undefined : {size: row.plannedSize!, sha256: row.plannedSha},
+    knownCorrupt: fromReport && row.corrupt === 1,
   }
 }
 
@@ -172,6 +229,8 @@ export class ReplicaRecords {
 function storedMarker(linkId: number): string {
   return `link:${linkId}`
 }
+
+const replicaKey = (chunkId: string, version: number) => `${chunkId}.${version}`
 
 function emptyCounts(): Record<Verdict, number> {
   return {fresh: 0, stale: 0, corrupt: 0, pending: 0, ahead: 0, unreferenced: 0}

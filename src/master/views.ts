@@ -10,6 +10,8 @@ type FileRow = {name: string; size: number; chunk_size: number; chunk_count: num
 type ChunkRow = {idx: number; chunk_id: string; version: number; size: number; sha256: string}
 type ReplicaRow = {node_id: string; version: number; sha256: string; corrupt: number}
 
+type ClusterCounts = {files: number; chunks: number; underReplicated: number; stale: number; corrupt: number}
+
 export type ReplicaState = 'fresh' | 'stale' | 'corrupt' | 'pending'
 
 /** A replica's state is derived from the committed record, never stored. */
@@ -29,6 +31,7 @@ export const NEVER_HEARD_MS = Number.MAX_SAFE_INTEGER
  */
 export class Views {
   private readonly q
+  private counts: {key: string; value: ClusterCounts} | undefined
 
   constructor(
     private readonly ctx: MasterContext,
@@ -43,37 +46,42 @@ export class Views {
         FROM chunk_ids ci JOIN chunks c ON c.chunk_id = ci.chunk_id
         WHERE ci.name = ? AND ci.idx < ? AND c.committed_version > 0 ORDER BY ci.idx`),
       replicas: db.prepare('SELECT node_id, version, sha256, corrupt FROM replicas WHERE chunk_id = ? ORDER BY node_id, version'),
+      totalChanges: db.prepare('SELECT total_changes()').pluck(),
+      // Per committed chunk: its fresh replicas on alive nodes, stale and corrupt ones (the same rules
+      // as replicaState), then summed over the cluster. A committed chunk always belongs to a committed
+      // file (a commit drops a shorter file's tail, a removal drops its chunks), so no join to files.
+      summary: db.prepare(`SELECT (SELECT count(*) FROM files) AS files, count(*) AS chunks,
+          sum(fresh < @R) AS underReplicated, sum(stale) AS stale, sum(corrupt) AS corrupt
+        FROM (
+          SELECT
+            total(r.corrupt = 0 AND r.version = c.committed_version AND r.sha256 = c.sha256
+              AND r.node_id IN (SELECT value FROM json_each(@alive))) AS fresh,
+            total(r.corrupt = 0 AND r.version < c.committed_version) AS stale,
+            total(r.corrupt = 1 OR (r.version = c.committed_version AND r.sha256 != c.sha256)) AS corrupt
+          FROM chunks c LEFT JOIN replicas r ON r.chunk_id = c.chunk_id
+          WHERE c.committed_version > 0
+          GROUP BY c.chunk_id)`),
     }
   }
 
   status(name?: string): StatusDoc {
     const {nodes, replicas: R} = this.ctx
     return this.ctx.db.transaction(() => {
-      const allFiles = this.q.files.all() as FileRow[]
-      const shown = name === undefined ? allFiles : allFiles.filter((f) => f.name === name)
+      const shown = name === undefined ? (this.q.files.all() as FileRow[]) : [this.q.file.get(name) as FileRow | undefined].filter((f) => f !== undefined)
       if (name !== undefined && shown.length === 0) throw fileNotFound(name)
-      const summary = {nodes: 0, aliveNodes: 0, files: allFiles.length, chunks: 0, underReplicated: 0, stale: 0, corrupt: 0}
       const files: StatusDoc['files'] = []
-      // The summary is the whole cluster's, also when one file is shown.
-      for (const file of allFiles) {
-        const show = name === undefined || file.name === name
+      for (const file of shown) {
         const chunks = []
         for (const chunk of this.q.chunks.all(file.name, file.chunk_count) as ChunkRow[]) {
           const replicas = []
-          let freshAlive = 0
           for (const replica of this.q.replicas.all(chunk.chunk_id) as ReplicaRow[]) {
             const state = replicaState(replica, chunk)
             if (state === 'pending') continue // an upload in flight: not part of the version report
-            if (state === 'fresh' && nodes.isAlive(replica.node_id)) freshAlive++
-            if (state === 'stale') summary.stale++
-            if (state === 'corrupt') summary.corrupt++
             replicas.push({node: replica.node_id, version: replica.version, state})
           }
-          summary.chunks++
-          if (freshAlive < R) summary.underReplicated++
-          if (show) chunks.push({index: chunk.idx, id: chunk.chunk_id, version: chunk.version, size: chunk.size, sha256: chunk.sha256, replicas})
+          chunks.push({index: chunk.idx, id: chunk.chunk_id, version: chunk.version, size: chunk.size, sha256: chunk.sha256, replicas})
         }
-        if (show) files.push({name: file.name, size: file.size, chunkSize: file.chunk_size, chunks})
+        files.push({name: file.name, size: file.size, chunkSize: file.chunk_size, chunks})
       }
       const now = this.ctx.clock.now()
       const nodeDocs = nodes.all().map((node) => ({
@@ -86,10 +94,32 @@ export class Views {
         bytes: node.usedBytes,
         freeBytes: node.freeBytes,
       }))
-      summary.nodes = nodeDocs.length
-      summary.aliveNodes = nodeDocs.filter((n) => n.state === 'alive').length
+      const alive = nodeDocs.filter((n) => n.state === 'alive').map((n) => n.id)
+      // The summary is the whole cluster's, also when one file is shown.
+      const summary = {nodes: nodeDocs.length, aliveNodes: alive.length, ...this.clusterCounts(alive, R)}
       return {nodes: nodeDocs, files, summary, replicas: R, minReplicas: this.ctx.minReplicas}
     })()
+  }
+
+  /**
+   * Files, chunks, under-replicated, stale and corrupt counts over the whole cluster, by one aggregate
+   * query (a million chunks take a second or so). It is kept until the database changes (SQLite's
+   * total_changes() on this connection, which every write of the master goes through) or the set of
+   * alive nodes does, so repeated `status` calls between writes cost nothing.
+   */
+  private clusterCounts(alive: string[], R: number): ClusterCounts {
+    const key = `${this.q.totalChanges.get() as number} ${R} ${alive.join(',')}`
+    if (this.counts?.key === key) return this.counts.value
+    const row = this.q.summary.get({alive: JSON.stringify(alive), R}) as Record<keyof ClusterCounts, number | null>
+    const value: ClusterCounts = {
+      files: row.files ?? 0,
+      chunks: row.chunks ?? 0,
+      underReplicated: row.underReplicated ?? 0,
+      stale: row.stale ?? 0,
+      corrupt: row.corrupt ?? 0,
+    }
+    this.counts = {key, value}
+    return value
   }
 
   /** GET /api/files/:name: each chunk with its fresh replicas on alive nodes, lightly loaded first. */

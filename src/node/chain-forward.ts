@@ -10,6 +10,8 @@ export interface ChainForwardOptions {
   grant: string
   size: number
   token: string
+  /** CA certificates to trust for an https:// next node (undefined: the system's). */
+  ca?: string[]
   /** Silence on the downstream socket longer than this fails it (it was killed, or hangs). */
   idleTimeoutMs?: number
 }
@@ -36,6 +38,7 @@ export class ChainForwarder {
     const send = url.protocol === 'https:' ? httpsRequest : request
     this.req = send(url, {
       method: 'PUT',
+      ...(opts.ca ? {ca: opts.ca} : {}),
       headers: {
         authorization: `Bearer ${opts.token}`,
         'content-type': 'application/octet-stream',

@@ -6,6 +6,7 @@ import {Readable} from 'node:stream'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import type {ReplicaInfo} from '../../src/protocol/index.js'
 import {FileChunkStore} from '../../src/storage/index.js'
+import {WRITE_BATCH_BYTES} from '../../src/storage/file-chunk-store.js'
 import {bodyOf, chunkIdFor, replicaOf} from './chunk-store.contract.js'
 
 // What only a store on disk can get wrong: names, leftovers after a crash, and what a restart sees.
@@ -114,5 +115,34 @@ describe('FileChunkStore on disk', () => {
     const replica = replicaOf(bytes)
     await store.write(replica, bodyOf(bytes, 64 * 1024))
     await expect(store.verify(replica.chunkId, 1)).resolves.toBe(true)
+  })
+
+  it('writes bodies in uneven pieces around the write batch size byte for byte, and cleans up a failure after several batches', async () => {
+    const dir = await freshDir('batches')
+    const store = await FileChunkStore.open(dir)
+    const bytes = randomBytes(3 * WRITE_BATCH_BYTES + 12_345)
+    const sizes = [1, 7_000, WRITE_BATCH_BYTES - 7_001, WRITE_BATCH_BYTES + 1, 300_000] // then the rest in 64 KiB
+    async function* uneven(failAfter?: number) {
+      let at = 0
+      for (const size of sizes) {
+        yield bytes.subarray(at, at + size)
+        at += size
+      }
+      while (at < bytes.length) {
+        if (failAfter !== undefined && at >= failAfter) throw new Error('sender went away')
+        yield bytes.subarray(at, at + 65_536)
+        at += 65_536
+      }
+    }
+    const replica = replicaOf(bytes, chunkIdFor(77))
+    await store.write(replica, uneven())
+    const opened = await store.open(replica.chunkId, 1)
+    const back: Buffer[] = []
+    for await (const part of opened.stream) back.push(part as Buffer)
+    expect(Buffer.concat(back).equals(bytes)).toBe(true)
+
+    const other = replicaOf(bytes, chunkIdFor(78))
+    await expect(store.write(other, uneven(2 * WRITE_BATCH_BYTES + 100_000))).rejects.toThrow('sender went away')
+    expect((await filesUnder(dir)).filter((f) => f.includes(other.chunkId))).toEqual([])
   })
 })

@@ -1,0 +1,117 @@
+// The master at scale, in-process and synthetic (run as its own process so its RSS is the master's):
+// 1,000,000 committed chunks (1,000 files of 1,000 chunks, one replica each: n1 holds 100,000, n3 the rest) recorded in SQLite,
+// then a 100,000-entry chunk report from n2 processed through the same code the WebSocket link calls,
+// then `status NAME` of one 1,000-chunk file. Prints one JSON line.
+// Usage: node master-scale.mjs DIR [CHUNKS]
+import {createHash} from 'node:crypto'
+import {readFileSync} from 'node:fs'
+import {grantKey, openDatabase} from '../dist/src/master/db.js'
+import {DeleteSender, NodeRegistry} from '../dist/src/master/nodes.js'
+import {ReplicaRecords} from '../dist/src/master/replicas.js'
+import {Views} from '../dist/src/master/views.js'
+
+const dir = process.argv[2]
+const CHUNKS = Number(process.argv[3] ?? 1_000_000)
+const PER_FILE = 1000
+const REPORT = Math.min(100_000, CHUNKS)
+const BATCH = 2000
+const SIZE = 10 * 1024 * 1024
+
+const chunkId = (i) => i.toString(16).padStart(24, '0')
+const sha = (i) => createHash('sha256').update(`chunk-${i}`).digest('hex')
+const fileName = (f) => `bench/file-${String(f).padStart(6, '0')}.bin`
+const ms = (start) => Math.round((performance.now() - start) * 10) / 10
+
+const db = openDatabase(dir)
+const clock = {now: () => Date.now()}
+const nodes = new NodeRegistry(db, clock, 60_000)
+const lines = []
+const log = (line) => void lines.push(line)
+const ctx = {db, nodes, deletes: new DeleteSender(nodes, log), log, clock, replicas: 2, minReplicas: 1, grantKey: grantKey(db)}
+let messagesToNodes = 0
+for (const id of ['n1', 'n2']) {
+  nodes.hello({type: 'hello', v: 1, nodeId: id, url: `http://127.0.0.1:1/${id}`, zone: id, freeBytes: 1e15, usedBytes: 0, chunkCount: 0})
+  nodes.attach(id, {send: () => void messagesToNodes++, close() {}})
+}
+
+// 1. record a million chunks (not the measure: setting the scene)
+let t = performance.now()
+const committedAt = new Date().toISOString()
+db.transaction(() => {
+  const file = db.prepare('INSERT INTO files (name, size, chunk_size, chunk_count, committed_at) VALUES (?, ?, ?, ?, ?)')
+  const ids = db.prepare('INSERT INTO chunk_ids (name, idx, chunk_id) VALUES (?, ?, ?)')
+  const chunk = db.prepare('INSERT INTO chunks (chunk_id, committed_version, max_version, size, sha256) VALUES (?, 1, 1, ?, ?)')
+  const replica = db.prepare("INSERT INTO replicas (chunk_id, node_id, version, sha256, corrupt, seen) VALUES (?, ?, 1, ?, 0, 'seed')")
+  for (let f = 0; f * PER_FILE < CHUNKS; f++) {
+    file.run(fileName(f), PER_FILE * SIZE, SIZE, PER_FILE, committedAt)
+    for (let k = 0; k < PER_FILE && f * PER_FILE + k < CHUNKS; k++) {
+      const i = f * PER_FILE + k
+      ids.run(fileName(f), k, chunkId(i))
+      chunk.run(chunkId(i), SIZE, sha(i))
+      replica.run(chunkId(i), i < REPORT ? 'n1' : 'n3', sha(i)) // n1 holds what it will report; n3 the rest
+    }
+  }
+})()
+const recordMs = ms(t)
+
+// 2. a 100,000-entry report, as every node sends on every (re)connect: from n1, whose rows are on
+// record (a node coming back: the common case), and from n2, whose rows are all new.
+const records = new ReplicaRecords(ctx)
+const batches = []
+for (let b = 0; b * BATCH < REPORT; b++) {
+  const replicas = []
+  for (let i = b * BATCH; i < Math.min(REPORT, (b + 1) * BATCH); i++) replicas.push({chunkId: chunkId(i), version: 1, size: SIZE, sha256: sha(i)})
+  batches.push(replicas)
+}
+function report(nodeId) {
+  const started = performance.now()
+  let slowest = 0
+  for (let b = 0; b < batches.length; b++) {
+    const bt = performance.now()
+    records.reportBatch(nodeId, 1, {reportId: `bench-${nodeId}`, done: b === batches.length - 1, replicas: batches[b]})
+    slowest = Math.max(slowest, ms(bt))
+  }
+  return {ms: ms(started), slowest}
+}
+const known = report('n1')
+const fresh = report('n2')
+const reportMs = known.ms
+const slowestBatchMs = known.slowest
+const summaryLine = lines.find((l) => l.startsWith('report from n1'))
+
+// 3. status NAME of a 1,000-chunk file (median of 5; the first also warms the statement cache)
+const views = new Views(ctx)
+const statusRuns = []
+// The cluster-wide summary is cached until the database changes: the first call after a change pays for it.
+let t0 = performance.now()
+views.status(fileName(0))
+const statusCold = ms(t0)
+let doc
+for (let r = 0; r < 5; r++) {
+  t = performance.now()
+  doc = views.status(fileName(Math.floor(CHUNKS / PER_FILE / 2)))
+  statusRuns.push(ms(t))
+}
+statusRuns.sort((a, b) => a - b)
+
+const hwm = Number(/^VmHWM:\s+(\d+)/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1]) / 1024
+console.log(
+  JSON.stringify({
+    chunks: CHUNKS,
+    recordMs,
+    reportEntries: REPORT,
+    reportMs,
+    slowestBatchMs,
+    reportNewRowsMs: fresh.ms,
+    reportLine: summaryLine,
+    statusNameMs: statusRuns[2],
+    statusNameRunsMs: statusRuns,
+    statusChunks: doc.files[0]?.chunks.length,
+    statusSummary: doc.summary,
+    statusColdMs: statusCold,
+    rssMiB: Math.round(process.memoryUsage().rss / 1024 / 1024),
+    peakRssMiB: Math.round(hwm),
+    messagesToNodes,
+  }),
+)
+db.close()

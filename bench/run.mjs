@@ -1,0 +1,190 @@
+#!/usr/bin/env node
+// npm run bench [-- --quick] [-- --runs N] [-- --size-mib N] [-- --scale-chunks N] [-- --skip-scale] [-- --only a,b]
+// Measures chunky and its floors and neighbours side by side on one file of random bytes, and writes
+// bench/results.md and bench/results.json. Needs `npm run build` first (it runs the built dist/).
+import {randomFillSync} from 'node:crypto'
+import {existsSync} from 'node:fs'
+import {mkdtemp, open, rm, writeFile} from 'node:fs/promises'
+import {cpus, tmpdir} from 'node:os'
+import {join, resolve} from 'node:path'
+import {parseArgs} from 'node:util'
+import {downloadRuns, reuploadRuns, repairRun, startCluster, uploadRuns} from './chunky.mjs'
+import {MiB, median, round, run, sha256File, stopAll, summarize} from './lib.mjs'
+import * as n from './neighbours.mjs'
+import {renderMarkdown, targets} from './report.mjs'
+
+const ROOT = resolve(import.meta.dirname, '..')
+const {values: args} = parseArgs({
+  options: {
+    quick: {type: 'boolean', default: false},
+    runs: {type: 'string'},
+    'size-mib': {type: 'string'},
+    'scale-chunks': {type: 'string'},
+    'skip-scale': {type: 'boolean', default: false},
+    only: {type: 'string'}, // comma-separated step keys (sha256,dd,…,chunkyR1,chunkyR3,repair,masterScale): a partial run
+  },
+})
+const runs = Number(args.runs ?? (args.quick ? 2 : 5))
+const size = Number(args['size-mib'] ?? (args.quick ? 128 : 1024)) * MiB
+// --quick records 200,000 chunks for the master at scale (the report stays 100,000 entries): a minute less.
+const scaleChunks = Number(args['scale-chunks'] ?? (args.quick ? 200_000 : 1_000_000))
+
+if (!existsSync(join(ROOT, 'dist/src/master/index.js'))) {
+  console.error('bench: dist/ is missing: run `npm run build` first')
+  process.exit(2)
+}
+
+const results = {
+  when: new Date().toISOString(),
+  machine: {cpus: cpus().length, cpu: cpus()[0]?.model, node: process.version, platform: `${process.platform} ${process.arch}`},
+  mode: args.quick ? 'quick' : 'full',
+  fileBytes: size,
+  runs,
+  rows: {},
+  skipped: {},
+  chunky: {},
+}
+const log = (line) => console.error(`[bench ${((performance.now() - t0) / 1000).toFixed(1)}s] ${line}`)
+const t0 = performance.now()
+
+function record(key, label, seconds, bytes = size) {
+  results.rows[key] = {label, ...summarize(seconds, bytes)}
+  const r = results.rows[key]
+  log(`${label}: median ${r.median}s (min ${r.min}, max ${r.max})${r.mbps ? `, ${r.mbps} MiB/s` : ''}`)
+}
+
+const only = args.only ? new Set(args.only.split(',')) : undefined
+
+async function step(key, what, fn) {
+  if (only && !only.has(key)) {
+    results.skipped[key] = 'not selected (--only)'
+    return
+  }
+  try {
+    await fn()
+  } catch (err) {
+    results.skipped[key] = `failed: ${err.message}`
+    log(`${what} FAILED: ${err.message}`)
+  }
+}
+
+const work = await mkdtemp(join(tmpdir(), 'chunky-bench-'))
+const cleanup = async () => {
+  await stopAll()
+  await rm(work, {recursive: true, force: true})
+}
+process.on('SIGINT', () => void cleanup().then(() => process.exit(130)))
+
+try {
+  const file = join(work, 'source.bin')
+  log(`making ${size / MiB} MiB of random bytes in ${work}`)
+  await makeRandomFile(file, size)
+  await run('sync', [])
+  const sourceSha = await sha256File(file)
+
+  // Floors and neighbours.
+  await step('sha256', 'SHA-256', async () => record('sha256', 'SHA-256 of the file in Node, 10 MiB pieces', await n.sha256Floor(file, runs)))
+  await step('dd', 'dd', async () => record('dd', 'write the file with fsync (`dd conv=fsync`)', await n.ddFloor(file, work, runs)))
+  await step('threeCopies', 'three copies', async () =>
+    record('threeCopies', 'three fsynced copies in parallel (R=3 disk floor)', await n.threeCopiesFloor(file, work, runs)))
+  await step('barePut', 'bare PUT', async () =>
+    record('barePut', '10 MiB PUTs, 4 in flight, client SHA-256, server fsync per chunk (bare Node http)', await n.barePutFloor(work, file, size, runs)))
+  await step('barePutBatch', 'bare PUT batched', async () =>
+    record('barePutBatch', 'same, server writing in 4 MiB batches', await n.barePutFloor(work, file, size, runs, true)))
+  await step('curlGet', 'curl GET', async () => {
+    const sink = await n.startSink(work, file)
+    try {
+      record('curlGet', '`curl` GET of the file from the bare Node server', await n.curlGetFloor(`${sink.url}/file`, work, runs))
+    } finally {
+      await sink.stop()
+    }
+  })
+  await step('nginxPut', 'nginx', async () => {
+    const nginx = await n.nginxNeighbour(work, file, runs)
+    if (nginx.skipped) results.skipped.nginxPut = nginx.skipped
+    else record('nginxPut', 'nginx WebDAV PUT of the whole file, then sync', nginx.put)
+  })
+  await step('tus', 'tus', async () =>
+    record('tus', 'tus (`tus-js-client` → `@tus/server` FileStore, 10 MiB chunks), then sync', await n.tusNeighbour(work, file, size, runs)))
+  await step('rsync', 'rsync', async () => {
+    const rsync = await n.rsyncNeighbour(work, file, size, runs)
+    if (rsync.skipped) results.skipped.rsync = rsync.skipped
+    else record('rsync', `rsync of the ${rsync.files} chunk files to an rsync daemon, \`--fsync\``, rsync.put)
+  })
+  for (const [key, why] of Object.entries(results.skipped)) log(`SKIPPED ${key}: ${why}`)
+
+  // chunky, R=1 then R=3 (pipelined chain over three local nodes).
+  await step('chunkyR1', 'chunky R=1', async () => {
+    const cluster = await startCluster(work, 'r1', {replicas: 1, minReplicas: 1, nodeCount: 1})
+    try {
+      const up = await uploadRuns(cluster, file, runs, 'r1')
+      record('chunkyR1', 'chunky `upload`, R=1 (wall time of the command)', up.wall)
+      record('chunkyR1Inner', 'chunky `upload`, R=1 (its own `seconds`: without process start-up)', up.inner)
+      results.chunky.r1 = {clientPeakRssMiB: up.clientPeakRssMiB, nodePeakRssMiB: up.nodePeakRssMiB}
+    } finally {
+      await cluster.close()
+    }
+  })
+  await step('chunkyR3', 'chunky R=3', async () => {
+    const cluster = await startCluster(work, 'r3', {replicas: 3, minReplicas: 2, nodeCount: 3})
+    try {
+      const up = await uploadRuns(cluster, file, runs, 'r3')
+      record('chunkyR3', 'chunky `upload`, R=3 on three local nodes (wall time)', up.wall)
+      record('chunkyR3Inner', 'chunky `upload`, R=3 (its own `seconds`)', up.inner)
+      results.chunky.r3 = {clientPeakRssMiB: up.clientPeakRssMiB, nodePeakRssMiB: up.nodePeakRssMiB}
+      const down = await downloadRuns(cluster, up.name, work, runs, sourceSha)
+      record('chunkyDownload', 'chunky `download`, verified (wall time)', down.wall)
+      record('chunkyReupload', 'chunky re-upload of the unchanged file (wall time)', await reuploadRuns(cluster, file, up.name, runs))
+    } finally {
+      await cluster.close()
+    }
+  })
+  await step('repair', 'repair', async () => {
+    const repairs = []
+    for (let i = 0; i < Math.min(runs, 3); i++) {
+      repairs.push(await repairRun(work, file, size, i))
+      log(`repair run ${i + 1}: ${round(repairs.at(-1).transferSeconds)}s from the first transfer, ${round(repairs.at(-1).fromKillSeconds)}s from the kill`)
+    }
+    record('repair', "repair: a dead node's file back on another node (from the first transfer)", repairs.map((r) => r.transferSeconds))
+    record('repairFromKill', 'repair, from the kill (includes the 1 s node timeout)', repairs.map((r) => r.fromKillSeconds))
+  })
+
+  if (!args['skip-scale']) {
+    await step('masterScale', 'master at scale', async () => {
+      const dir = join(work, 'scale')
+      log(`master at scale: recording ${scaleChunks} chunks (takes a while)`)
+      const {stdout} = await run(process.execPath, [join(import.meta.dirname, 'master-scale.mjs'), dir, String(scaleChunks)], {timeoutMs: 600_000})
+      results.masterScale = JSON.parse(stdout.trim().split('\n').pop())
+      const s = results.masterScale
+      log(`master at scale: ${s.chunks} chunks recorded in ${s.recordMs} ms; ${s.reportEntries}-entry report ${s.reportMs} ms; status NAME ${s.statusNameMs} ms; peak RSS ${s.peakRssMiB} MiB`)
+      await rm(dir, {recursive: true, force: true})
+    })
+  } else {
+    results.skipped.masterScale = '--skip-scale'
+  }
+
+  results.targets = targets(results)
+  results.seconds = round((performance.now() - t0) / 1000, 1)
+  const md = renderMarkdown(results)
+  await writeFile(join(import.meta.dirname, 'results.json'), JSON.stringify(results, null, 2) + '\n')
+  await writeFile(join(import.meta.dirname, 'results.md'), md)
+  console.log(md)
+  log(`done in ${results.seconds}s; wrote bench/results.md and bench/results.json`)
+} finally {
+  await cleanup()
+}
+
+async function makeRandomFile(path, bytes) {
+  const handle = await open(path, 'w')
+  try {
+    const block = Buffer.alloc(8 * MiB)
+    for (let written = 0; written < bytes; written += block.length) {
+      randomFillSync(block)
+      await handle.write(block, 0, Math.min(block.length, bytes - written))
+    }
+  } finally {
+    await handle.close()
+  }
+}
+
+export {median}
