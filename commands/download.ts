@@ -27,11 +27,12 @@ The bytes go to a temporary file next to the output, which is fsynced and rename
 
   async run(): Promise<DownloadResult> {
     const {args, flags} = await this.parse(Download)
+    const settings = await this.clientSettings(flags)
     const view = transferView({interactive: this.showProgress(), quiet: this.jsonEnabled()})
     let result: DownloadResult
     try {
       result = await downloadFile(
-        {name: args.name, output: flags.output, master: flags.master, token: flags.token, concurrency: flags.concurrency, signal: this.interrupt.signal},
+        {name: args.name, output: flags.output, master: settings.master, token: settings.token, concurrency: flags.concurrency, signal: this.interrupt.signal},
         view,
       )
     } finally {

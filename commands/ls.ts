@@ -16,7 +16,8 @@ export default class Ls extends ChunkyCommand {
 
   async run() {
     const {flags} = await this.parse(Ls)
-    const list = await listFiles({master: flags.master, token: flags.token, signal: this.interrupt.signal})
+    const {master, token} = await this.clientSettings(flags)
+    const list = await listFiles({master, token, signal: this.interrupt.signal})
     if (!this.jsonEnabled()) this.log(renderFileList(list))
     return list
   }

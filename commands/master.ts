@@ -3,15 +3,18 @@ import {ChunkyCommand} from '../src/cli/base-command.js'
 import {advertisedUrl, listenUrl, resolveMasterToken, untilAborted} from '../src/cli/daemon.js'
 import {UsageError} from '../src/cli/failure.js'
 import {durationFlag} from '../src/cli/flags.js'
+import {readTlsFiles} from '../src/cli/tls-files.js'
 import {startMaster} from '../src/master/index.js'
-import {DEFAULT_MASTER_PORT} from '../src/protocol/index.js'
+import {DEFAULT_MASTER_PORT, deriveCredentials} from '../src/protocol/index.js'
 import {stdoutLogger} from '../src/util/log.js'
 
 export default class Master extends ChunkyCommand {
   static override summary = 'Run the master: names, chunk versions, replica locations, node liveness'
   static override description = `The master hands out chunk versions, plans where each chunk's replicas go, commits uploads once W copies are durable, and repairs the cluster in the background. Its metadata lives in --data-dir (SQLite).
 
-Without --token it loads DATA_DIR/token, or makes a new random token and saves it there (mode 0600), then prints the command that joins a node and the line that points clients at it.
+Without --token it loads DATA_DIR/token, or makes a new random cluster secret and saves it there (mode 0600). From the secret it derives a node credential (node-…, for \`chunky node\`), a read-write client credential (rw-…: upload, rm, and everything ro can) and a read-only one (ro-…: status, ls, download), and prints the command that joins a node and the line that points clients at it. The secret itself is valid for everything.
+
+With --tls-cert and --tls-key it serves HTTPS and WSS; nodes and clients then need its CA (--ca or CHUNKY_CA) unless a public CA signed the certificate.
 
 It listens on 127.0.0.1 by default: use --host 0.0.0.0 to let nodes and clients on other machines reach it. It prints "listening on http://HOST:PORT" once it accepts connections, then one line per event. Ctrl-C or SIGTERM stops it cleanly.`
 
@@ -29,7 +32,9 @@ It listens on 127.0.0.1 by default: use --host 0.0.0.0 to let nodes and clients 
     'min-replicas': Flags.integer({description: 'W: durable copies needed before an upload succeeds [default: min(2, R)]', min: 1, max: 16}),
     'node-timeout': durationFlag({default: '10s', description: 'a node silent this long is marked dead and its chunks are re-replicated'}),
     'repair-interval': durationFlag({default: '5s', description: 'how often the repair loop looks for under-replicated chunks'}),
-    token: Flags.string({description: 'cluster credential [default: DATA_DIR/token, created if missing]', env: 'CHUNKY_TOKEN', helpValue: '<token>'}),
+    token: Flags.string({description: 'cluster secret [default: DATA_DIR/token, created if missing]', env: 'CHUNKY_TOKEN', helpValue: '<token>'}),
+    'tls-cert': Flags.string({description: 'serve HTTPS/WSS with this certificate (PEM; with --tls-key)', helpValue: '<file>'}),
+    'tls-key': Flags.string({description: 'private key of --tls-cert (PEM)', helpValue: '<file>'}),
   }
 
   async run(): Promise<void> {
@@ -39,6 +44,7 @@ It listens on 127.0.0.1 by default: use --host 0.0.0.0 to let nodes and clients 
     if (minReplicas > replicas) {
       throw new UsageError(`--min-replicas ${minReplicas} is more than --replicas ${replicas}: W must be between 1 and R (see \`chunky master --help\`)`)
     }
+    const tls = await readTlsFiles(flags['tls-cert'], flags['tls-key'])
     const token = await resolveMasterToken(flags['data-dir'], flags.token)
     const master = await startMaster({
       host: flags.host,
@@ -49,15 +55,19 @@ It listens on 127.0.0.1 by default: use --host 0.0.0.0 to let nodes and clients 
       nodeTimeoutMs: flags['node-timeout'],
       repairIntervalMs: flags['repair-interval'],
       token: token.token,
+      tls,
       log: stdoutLogger,
     })
-    const url = advertisedUrl(flags.host, master.port)
-    const shownToken = token.source === 'flag' ? '<the token you passed>' : token.token
-    if (token.source === 'generated') this.log(`new cluster token saved in ${token.path} (mode 0600)`)
-    if (token.source === 'file') this.log(`cluster token loaded from ${token.path}`)
-    this.log(`join a node:  chunky node --master ${url} --token ${shownToken}`)
-    this.log(`clients:      export CHUNKY_MASTER=${url} CHUNKY_TOKEN=${shownToken}`)
-    this.log(`listening on ${listenUrl(flags.host, master.port)}`)
+    const scheme = (url: string) => (tls ? url.replace(/^http:/, 'https:') : url)
+    const url = scheme(advertisedUrl(flags.host, master.port))
+    const credentials = deriveCredentials(token.token)
+    const ca = tls ? ' --ca <your CA file>' : ''
+    if (token.source === 'generated') this.log(`new cluster secret saved in ${token.path} (mode 0600)`)
+    if (token.source === 'file') this.log(`cluster secret loaded from ${token.path}`)
+    this.log(`join a node:  chunky node --master ${url} --token ${credentials.node}${ca}`)
+    this.log(`clients:      export CHUNKY_MASTER=${url} CHUNKY_TOKEN=${credentials.rw}${tls ? ' CHUNKY_CA=<your CA file>' : ''}`)
+    this.log(`read-only:    CHUNKY_TOKEN=${credentials.ro}`)
+    this.log(`listening on ${scheme(listenUrl(flags.host, master.port))}`)
 
     await untilAborted(this.interrupt.signal)
     stdoutLogger('shutting down')

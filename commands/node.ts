@@ -3,6 +3,7 @@ import {ChunkyCommand} from '../src/cli/base-command.js'
 import {listenUrl, untilAborted} from '../src/cli/daemon.js'
 import {UsageError} from '../src/cli/failure.js'
 import {durationFlag, httpUrl} from '../src/cli/flags.js'
+import {readCa, readTlsFiles, trustCa} from '../src/cli/tls-files.js'
 import {startNode} from '../src/node/index.js'
 import {DEFAULT_NODE_PORT, NodeId, Zone} from '../src/protocol/index.js'
 import {stdoutLogger} from '../src/util/log.js'
@@ -11,7 +12,9 @@ export default class StorageNode extends ChunkyCommand {
   static override summary = 'Run a storage node: keeps chunk bytes on its disk, linked to the master'
   static override description = `A node connects to the master over WebSocket (and reconnects by itself), serves and stores chunk bytes over HTTP, forwards writes down the replica chain, re-hashes its chunks in the background (scrubbing), and copies chunks from other nodes when the master asks it to repair.
 
-Its id is kept in --data-dir (made up the first time unless --id is given). --public-url is the address others use to reach it, when that is not http://HOST:PORT (behind a proxy or NAT). It prints "listening on http://HOST:PORT" once it accepts connections.`
+Its id is kept in --data-dir (made up the first time unless --id is given). --public-url is the address others use to reach it, when that is not http://HOST:PORT (behind a proxy or NAT). It prints "listening on http://HOST:PORT" once it accepts connections.
+
+--token is the node credential (node-…) from the join command \`chunky master\` prints (the cluster secret works too). With --tls-cert and --tls-key it serves HTTPS; --ca (or CHUNKY_CA) names a private CA to trust for the master and the other nodes.`
 
   static override examples = [
     {description: 'Join the master running on this machine', command: '<%= config.bin %> <%= command.id %> --master http://127.0.0.1:7400 --token $CHUNKY_TOKEN'},
@@ -29,14 +32,20 @@ Its id is kept in --data-dir (made up the first time unless --id is given). --pu
     'data-dir': Flags.string({description: 'where chunk bytes live', default: '.chunky/node'}),
     'heartbeat-interval': durationFlag({default: '2s', description: 'how often the node tells the master it is alive'}),
     'scrub-interval': durationFlag({default: '24h', description: 'how often every stored chunk is re-hashed to find rotten bytes'}),
-    token: Flags.string({description: 'cluster credential (`chunky master` prints it)', env: 'CHUNKY_TOKEN', helpValue: '<token>'}),
+    token: Flags.string({description: 'node credential (node-…; `chunky master` prints it in its join command)', env: 'CHUNKY_TOKEN', helpValue: '<token>'}),
+    'tls-cert': Flags.string({description: 'serve HTTPS with this certificate (PEM; with --tls-key)', helpValue: '<file>'}),
+    'tls-key': Flags.string({description: 'private key of --tls-cert (PEM)', helpValue: '<file>'}),
+    ca: Flags.string({description: 'trust this CA certificate (PEM) for the master and other nodes, besides the system\'s', env: 'CHUNKY_CA', helpValue: '<file>'}),
   }
 
   async run(): Promise<void> {
     const {flags} = await this.parse(StorageNode)
     if (!flags.token) {
-      throw new UsageError('a node needs the cluster token: pass --token or set CHUNKY_TOKEN (`chunky master` prints it when it starts)')
+      throw new UsageError('a node needs the node credential: pass --token or set CHUNKY_TOKEN (`chunky master` prints it in its join command)')
     }
+    const tls = await readTlsFiles(flags['tls-cert'], flags['tls-key'])
+    const ca = flags.ca === undefined ? undefined : await readCa(flags.ca)
+    if (ca) trustCa(ca) // the chain push to the next node goes through the global agent too
     const node = await startNode({
       masterUrl: flags.master,
       host: flags.host,
@@ -48,9 +57,12 @@ Its id is kept in --data-dir (made up the first time unless --id is given). --pu
       heartbeatIntervalMs: flags['heartbeat-interval'],
       scrubIntervalMs: flags['scrub-interval'],
       token: flags.token,
+      tls,
+      ca,
       log: stdoutLogger,
     })
-    this.log(`listening on ${listenUrl(flags.host, node.port)}`)
+    const listening = listenUrl(flags.host, node.port)
+    this.log(`listening on ${tls ? listening.replace(/^http:/, 'https:') : listening}`)
     await untilAborted(this.interrupt.signal)
     stdoutLogger(`node ${node.id} shutting down`)
     await node.close()

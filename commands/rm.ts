@@ -17,7 +17,8 @@ export default class Rm extends ChunkyCommand {
 
   async run() {
     const {args, flags} = await this.parse(Rm)
-    const result = await removeFile({master: flags.master, token: flags.token, signal: this.interrupt.signal}, args.name)
+    const {master, token} = await this.clientSettings(flags)
+    const result = await removeFile({master, token, signal: this.interrupt.signal}, args.name)
     if (!this.jsonEnabled()) this.log(`removed ${result.name} (${result.removedChunks} chunk${result.removedChunks === 1 ? '' : 's'} to delete from the nodes)`)
     return result
   }

@@ -30,7 +30,8 @@ With NAME: a grid of that file's chunks by node. Each cell is the version that n
 
   async run(): Promise<StatusDoc | undefined> {
     const {args, flags} = await this.parse(Status)
-    const conn = {master: flags.master, token: flags.token, signal: this.interrupt.signal}
+    const {master, token} = await this.clientSettings(flags)
+    const conn = {master, token, signal: this.interrupt.signal}
     if (!flags.watch) {
       const doc = await getStatus(conn, args.name)
       if (!this.jsonEnabled()) this.log(renderStatus(doc, args.name))

@@ -1,8 +1,9 @@
 import {Args, Flags} from '@oclif/core'
 import {ChunkyCommand} from '../src/cli/base-command.js'
-import {clientFlags, fileName, sizeFlag} from '../src/cli/flags.js'
+import {clientFlags, fileName, sizeFlag, zoneFlag} from '../src/cli/flags.js'
+import {resumeHint} from '../src/cli/resume.js'
 import {transferView} from '../src/cli/transfer-view.js'
-import {uploadFile, type UploadResult} from '../src/client/index.js'
+import {InterruptedError, uploadFile, type UploadResult} from '../src/client/index.js'
 import {MAX_CHUNK_SIZE, MIN_CHUNK_SIZE} from '../src/protocol/index.js'
 import {formatBytes} from '../src/util/parse.js'
 
@@ -27,10 +28,12 @@ If a node fails during a chunk, that chunk is re-planned on other nodes and sent
     'chunk-size': sizeFlag({default: '10MiB', min: MIN_CHUNK_SIZE, max: MAX_CHUNK_SIZE, description: `chunk size (${formatBytes(MIN_CHUNK_SIZE)} to ${formatBytes(MAX_CHUNK_SIZE)}); 10MB means 10,000,000 bytes`}),
     concurrency: Flags.integer({description: 'chunks in flight at once', default: 4, min: 1, max: 32}),
     node: Flags.string({description: 'entry node, by id or URL [default: the nearest alive node]', helpValue: '<id|url>'}),
+    zone: zoneFlag,
   }
 
   async run(): Promise<UploadResult> {
     const {args, flags} = await this.parse(Upload)
+    const settings = await this.clientSettings(flags)
     const view = transferView({interactive: this.showProgress(), quiet: this.jsonEnabled()})
     let result: UploadResult
     try {
@@ -41,12 +44,17 @@ If a node fails during a chunk, that chunk is re-planned on other nodes and sent
           chunkSize: flags['chunk-size'],
           concurrency: flags.concurrency,
           node: flags.node,
-          master: flags.master,
-          token: flags.token,
+          zone: settings.zone,
+          master: settings.master,
+          token: settings.token,
           signal: this.interrupt.signal,
         },
         view,
       )
+    } catch (err) {
+      // Ctrl-C: what was stored stays stored; the same command picks up from there.
+      if (err instanceof InterruptedError) throw new InterruptedError(resumeHint(this.config.bin, process.argv.slice(2)))
+      throw err
     } finally {
       view.stop()
     }

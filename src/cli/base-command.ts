@@ -1,5 +1,8 @@
 import {Command, Errors, type Interfaces} from '@oclif/core'
+import {DEFAULT_MASTER_URL} from '../protocol/index.js'
+import {readConfig} from './config-file.js'
 import {describeFailure, UsageError, usageMessage} from './failure.js'
+import {readCa, trustCa} from './tls-files.js'
 
 /**
  * A terminal that can draw spinners and bars. A pseudo-terminal with no size (columns 0, as under
@@ -42,11 +45,16 @@ export abstract class ChunkyCommand extends Command {
     options?: Interfaces.Input<F, B, A>,
     argv?: string[],
   ): Promise<Interfaces.ParserOutput<F, B, A>> {
+    let parsed: Interfaces.ParserOutput<F, B, A>
     try {
-      return await super.parse(options, argv)
+      parsed = await super.parse(options, argv)
     } catch (err) {
       throw new UsageError(usageMessage(err, this.id))
     }
+    // --ca / CHUNKY_CA: every HTTPS request of this command trusts that CA too (certificates are always verified).
+    const ca = (parsed.flags as {ca?: unknown}).ca
+    if (typeof ca === 'string' && ca !== '') trustCa(await readCa(ca))
+    return parsed
   }
 
   public override async catch(err: Interfaces.CommandError): Promise<never> {
@@ -58,6 +66,20 @@ export abstract class ChunkyCommand extends Command {
       process.stdout.write(`${JSON.stringify({error: {code: failure.code, message: failure.message}}, null, 2)}\n`)
     }
     return this.exit(failure.exitCode)
+  }
+
+  /**
+   * Where the master is and how to talk to it: each setting from its flag, else its environment
+   * variable (oclif reads those into the flag), else the config file, else the default.
+   */
+  protected async clientSettings(flags: {master?: string; token?: string; zone?: string}): Promise<{master: string; token?: string; zone?: string}> {
+    const needsFile = flags.master === undefined || flags.token === undefined || flags.zone === undefined
+    const file = needsFile ? await readConfig(this.config.configDir) : {}
+    return {
+      master: flags.master ?? file.master ?? DEFAULT_MASTER_URL,
+      token: flags.token ?? file.token,
+      zone: flags.zone ?? file.zone,
+    }
   }
 
   /** Progress goes to a terminal only: never with --json, never into a pipe or a file. */

@@ -20,7 +20,7 @@ export interface Failure {
 
 export function describeFailure(err: unknown): Failure {
   if (err instanceof UsageError) return {exitCode: 2, code: 'USAGE', message: oneLine(err.message)}
-  if (err instanceof InterruptedError) return {exitCode: 130, code: 'INTERRUPTED', message: 'interrupted'}
+  if (err instanceof InterruptedError) return {exitCode: 130, code: 'INTERRUPTED', message: oneLine(err.message)}
   if (err instanceof ChunkyError) return {exitCode: 1, code: err.code, message: oneLine(err.message)}
   if (err instanceof Errors.CLIError) {
     const exit = err.oclif?.exit ?? 1

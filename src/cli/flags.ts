@@ -1,5 +1,5 @@
 import {Flags} from '@oclif/core'
-import {DEFAULT_MASTER_URL, fileNameProblem} from '../protocol/index.js'
+import {DEFAULT_MASTER_URL, fileNameProblem, Zone} from '../protocol/index.js'
 import {formatBytes, parseDuration, parseSize} from '../util/parse.js'
 
 // Flags shared by several commands. Durations and sizes are parsed by src/util/parse.ts; a bad value
@@ -40,22 +40,41 @@ export function httpUrl(input: string): string {
   return input.replace(/\/+$/, '')
 }
 
+// No defaults on the client flags: "not given" must stay visible so that the config file can fill in
+// (flag, then environment, then `chunky config set`, then the built-in default). See ChunkyCommand.clientSettings.
 export const masterFlag = Flags.string({
-  description: 'address of the master',
+  description: `address of the master (then CHUNKY_MASTER, then \`chunky config set master\`) [default: ${DEFAULT_MASTER_URL}]`,
   env: 'CHUNKY_MASTER',
-  default: DEFAULT_MASTER_URL,
   helpValue: '<url>',
   parse: async (input) => httpUrl(input),
 })
 
 export const tokenFlag = Flags.string({
-  description: 'cluster credential (`chunky master` prints it when it starts)',
+  description: 'cluster credential, printed by `chunky master` (then CHUNKY_TOKEN, then `chunky config set token`)',
   env: 'CHUNKY_TOKEN',
   helpValue: '<token>',
 })
 
+export const zoneFlag = Flags.string({
+  description: 'your zone: among nodes with near-equal round trips (within 20%), prefer one in this zone (then CHUNKY_ZONE, then `chunky config set zone`)',
+  env: 'CHUNKY_ZONE',
+  helpValue: '<zone>',
+  parse: async (input) => {
+    const result = Zone.safeParse(input)
+    if (!result.success) throw new Error(`"${input}" is not a zone: ${result.error.issues[0]?.message ?? 'bad zone'}`)
+    return input
+  },
+})
+
+/** A private CA to trust for HTTPS masters and nodes (ChunkyCommand.parse applies it). */
+export const caFlag = Flags.string({
+  description: 'trust this CA certificate (PEM) for an https:// master and nodes, besides the system\'s (then CHUNKY_CA)',
+  env: 'CHUNKY_CA',
+  helpValue: '<file>',
+})
+
 /** The flags every client command takes. */
-export const clientFlags = {master: masterFlag, token: tokenFlag}
+export const clientFlags = {master: masterFlag, token: tokenFlag, ca: caFlag}
 
 export async function fileName(input: string): Promise<string> {
   const problem = fileNameProblem(input)

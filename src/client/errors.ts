@@ -35,22 +35,23 @@ export function codeForStatus(status: number): ErrorCode {
 export function masterUnreachable(masterUrl: string, reason: string): ChunkyError {
   return new ChunkyError(
     'MASTER_UNREACHABLE',
-    `cannot reach the master at ${masterUrl} (${reason}): is \`chunky master\` running? set --master or CHUNKY_MASTER`,
+    `cannot reach the master at ${masterUrl} (${reason}): is \`chunky master\` running? set --master, CHUNKY_MASTER or \`chunky config set master URL\``,
   )
 }
 
 /** A 401 from the master, with the hint that fits whether a token was sent at all. */
 export function credentialRefused(hasToken: boolean): ChunkyError {
   return hasToken
-    ? new ChunkyError('UNAUTHORIZED', 'the master refused the credential (401): check --token or CHUNKY_TOKEN')
-    : new ChunkyError('UNAUTHORIZED', 'the master requires a credential (401): pass --token or set CHUNKY_TOKEN (`chunky master` prints it when it starts)')
+    ? new ChunkyError('UNAUTHORIZED', 'the master refused the credential (401): check --token, CHUNKY_TOKEN or `chunky config set token`')
+    : new ChunkyError('UNAUTHORIZED', 'the master requires a credential (401): pass --token, set CHUNKY_TOKEN or run `chunky config set token T` (`chunky master` prints it when it starts)')
 }
 
 /** The user pressed Ctrl-C (or the caller aborted): not a failure of the cluster. */
 export class InterruptedError extends Error {
   override name = 'InterruptedError'
-  constructor() {
-    super('interrupted')
+  /** The message may say how to resume ("interrupted: run … again to resume"). */
+  constructor(message = 'interrupted') {
+    super(message)
   }
 }
 

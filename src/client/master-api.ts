@@ -62,6 +62,8 @@ export function masterApi(masterUrl: string, token: string | undefined, opts: Ma
     } catch (err) {
       if (opts.signal?.aborted) throw new InterruptedError()
       const code = networkErrorCode(err)
+      const tls = tlsProblem(code, base.origin)
+      if (tls) throw tls
       throw masterUnreachable(base.origin, code ?? (err instanceof Error ? err.message : String(err)))
     } finally {
       request.dispose()
@@ -98,6 +100,21 @@ export function masterApi(masterUrl: string, token: string | undefined, opts: Ma
       await call(Ok, 'POST', '/api/bad-replica', report)
     },
   }
+}
+
+/** Certificate errors, said plainly: they mean "trust the cluster's CA", not "is the master running?". */
+export function tlsProblem(code: string | undefined, origin: string): ChunkyError | undefined {
+  if (!code) return undefined
+  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') {
+    return new ChunkyError('MASTER_UNREACHABLE', `the certificate of ${origin} is not for that host name (${code}): use the name the certificate was made for in --master`)
+  }
+  if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER/.test(code)) {
+    return new ChunkyError(
+      'MASTER_UNREACHABLE',
+      `the TLS certificate of ${origin} is not trusted here (${code}): pass --ca FILE or set CHUNKY_CA to the cluster's CA certificate`,
+    )
+  }
+  return undefined
 }
 
 /** The master's base URL; a bad one is a usage error the caller should have caught, so it says so plainly. */

@@ -50,14 +50,29 @@ export async function measureNodes(nodes: NodeSummary[], probe: Probe = httpProb
   )
 }
 
-/** The node with the lowest median RTT (ties keep the master's order); undefined if none answered. */
-export function pickNearest(measured: NodeRtt[]): NodeRtt | undefined {
+/** RTTs this close to the lowest count as a tie that `--zone` may break: within 20%, or 2 ms on a fast LAN. */
+export const NEAR_EQUAL_RATIO = 1.2
+export const NEAR_EQUAL_SLACK_MS = 2
+
+/**
+ * The node with the lowest median RTT (ties keep the master's order); undefined if none answered.
+ * With `zone`, a node of that zone whose RTT is near-equal to the lowest wins over a slightly faster
+ * node elsewhere: the measurement decides, the zone only breaks ties.
+ */
+export function pickNearest(measured: NodeRtt[], zone?: string): NodeRtt | undefined {
   let best: NodeRtt | undefined
   for (const entry of measured) {
     if (entry.rttMs === undefined) continue
     if (!best || entry.rttMs < best.rttMs!) best = entry
   }
-  return best
+  if (!best || !zone || best.node.zone === zone) return best
+  const limit = Math.max(best.rttMs! * NEAR_EQUAL_RATIO, best.rttMs! + NEAR_EQUAL_SLACK_MS)
+  let inZone: NodeRtt | undefined
+  for (const entry of measured) {
+    if (entry.rttMs === undefined || entry.node.zone !== zone || entry.rttMs > limit) continue
+    if (!inZone || entry.rttMs < inZone.rttMs!) inZone = entry
+  }
+  return inZone ?? best
 }
 
 /** The node `--node` names: by id first, then by URL (trailing slashes ignored). */
@@ -71,6 +86,8 @@ export function matchNode(nodes: NodeSummary[], idOrUrl: string): NodeSummary | 
 export interface NearestOptions {
   /** `--node ID|URL`: skip the measurement and use this node. */
   override?: string
+  /** `--zone Z`: prefer a node of this zone among near-equal RTTs. */
+  zone?: string
   probe?: Probe
 }
 
@@ -89,7 +106,7 @@ export async function findNearestNode(nodes: NodeSummary[], opts: NearestOptions
   if (alive.length === 0) {
     throw new ChunkyError('NO_NODES', 'no storage node is alive: start one with `chunky node --master URL --token T`')
   }
-  const nearest = pickNearest(await measureNodes(alive, opts.probe))
+  const nearest = pickNearest(await measureNodes(alive, opts.probe), opts.zone)
   if (!nearest) {
     const urls = alive.map((node) => node.url).join(', ')
     throw new ChunkyError('NODE_UNREACHABLE', `none of the alive nodes answered from here (${urls}): check the network or their --public-url`)

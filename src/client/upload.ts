@@ -4,6 +4,7 @@ import {performance} from 'node:perf_hooks'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {ChunkyError, DEFAULT_CHUNK_SIZE, fileNameProblem, type PlannedChunk, type UploadPlan} from '../protocol/index.js'
 import {InterruptedError, throwIfAborted} from './errors.js'
+import {withMasterRetry} from './master-retry.js'
 import {hashChunks} from './hash.js'
 import {masterApi, type MasterApi} from './master-api.js'
 import {findNearestNode, type Probe} from './nearest.js'
@@ -20,6 +21,8 @@ export interface UploadOptions {
   concurrency?: number
   /** `--node ID|URL`: the entry node, instead of the nearest one. */
   node?: string
+  /** `--zone Z`: among nodes with near-equal RTT, prefer one in this zone. */
+  zone?: string
   master: string
   token?: string
   signal?: AbortSignal
@@ -60,24 +63,28 @@ export async function uploadFile(opts: UploadOptions, view: TransferView): Promi
   const digests = await hashChunks(opts.path, ranges, (done) => view.overall(done), opts.signal)
 
   view.step(opts.node ? `using node ${opts.node}` : 'finding the nearest node')
-  const entry = await findNearestNode(nodes, {override: opts.node, probe: opts.probe})
+  const entry = await findNearestNode(nodes, {override: opts.node, zone: opts.zone, probe: opts.probe})
   throwIfAborted(opts.signal)
 
   view.step(`planning ${ranges.length} chunks`)
-  const plan = await api.planUpload({
+  // Planning again is harmless (unused versions are only skipped numbers), so a master that does not
+  // answer is retried. The master skips chunks it already holds: committed ones, and those an
+  // interrupted run of this upload left on at least W nodes (that is how a re-run resumes).
+  const request = {
     name,
     size: info.size,
     chunkSize: opts.chunkSize ?? DEFAULT_CHUNK_SIZE,
     chunks: ranges.map((range, i) => ({index: range.index, size: rangeSize(range), sha256: digests[i]!})),
     entryNode: entry.node.id,
-  })
+  }
+  const plan = await withMasterRetry(() => api.planUpload(request), {signal: opts.signal, view, what: 'planning'})
   checkPlan(plan, ranges, digests)
 
   const toSend = plan.chunks.filter((chunk) => !chunk.skip)
   await sendChunks(plan, toSend, ranges, api, opts, view)
 
   view.step('committing')
-  await api.commit(plan.uploadId)
+  await commitWithRetry(api, plan, opts, view)
   view.stop()
   return {
     name,
@@ -106,11 +113,14 @@ async function sendChunks(
   opts: UploadOptions,
   view: TransferView,
 ): Promise<void> {
-  const total = toSend.reduce((sum, chunk) => sum + chunk.size, 0)
+  // The bar covers the whole file and starts at the bytes the cluster already holds, so a resumed
+  // upload shows where it really is.
+  const total = plan.size
   const inFlight = new Map<number, number>()
-  let finished = 0
+  let finished = total - toSend.reduce((sum, chunk) => sum + chunk.size, 0)
   const report = () => view.overall(finished + [...inFlight.values()].reduce((a, b) => a + b, 0))
   view.start('uploading', total)
+  report()
 
   await runPool(toSend, opts.concurrency ?? 4, async (planned, signal) => {
     const range = ranges[planned.index]!
@@ -149,7 +159,10 @@ async function sendOneChunk(
       const result = await putChunk({path: opts.path, range, chunk, token: opts.token, onSent, signal})
       const stored = result.stored.filter((copy) => copy.version === chunk.version)
       if (stored.length >= plan.minReplicas) return
-      for (const failure of result.failed) failedNodes.add(failure.node)
+      // Failures come in chain order, and a chain that breaks at one node lists every node after it
+      // too (they were never reached): only the first is to blame, the others may be fine.
+      const culprit = result.failed[0]
+      if (culprit) failedNodes.add(culprit.node)
       const why = result.failed.map((f) => `${f.node}: ${f.error}`).join('; ')
       problem = `only ${stored.length} of the ${plan.minReplicas} copies needed were stored${why ? ` (${why})` : ''}`
     } catch (err) {
@@ -179,12 +192,42 @@ async function sendOneChunk(
       throw new InterruptedError()
     })
     try {
-      chunk = await api.replan(plan.uploadId, {index: range.index, exclude: excluded})
+      chunk = await withMasterRetry(() => api.replan(plan.uploadId, {index: range.index, exclude: excluded}), {signal, view, what: `re-planning chunk ${range.index}`})
     } catch (err) {
       if (err instanceof ChunkyError) {
         throw new ChunkyError(err.code, `chunk ${range.index} failed (${problem}) and could not be re-planned: ${err.message}`)
       }
       throw err
     }
+  }
+}
+
+/**
+ * Commits, retrying when the master gave no answer. If a retry no longer finds the upload, the first
+ * try may have committed it before its answer was lost: the file's manifest then says so.
+ */
+async function commitWithRetry(api: MasterApi, plan: UploadPlan, opts: UploadOptions, view: TransferView): Promise<void> {
+  let unanswered = false
+  try {
+    await withMasterRetry(
+      async () => {
+        try {
+          await api.commit(plan.uploadId)
+        } catch (err) {
+          if (err instanceof ChunkyError && err.code === 'MASTER_UNREACHABLE') unanswered = true
+          throw err
+        }
+      },
+      {signal: opts.signal, view, what: 'committing'},
+    )
+  } catch (err) {
+    if (!(unanswered && err instanceof ChunkyError && err.code === 'UPLOAD_NOT_FOUND')) throw err
+    const manifest = await api.manifest(plan.name).catch(() => undefined)
+    const same =
+      manifest !== undefined &&
+      manifest.size === plan.size &&
+      manifest.chunks.length === plan.chunks.length &&
+      manifest.chunks.every((chunk, i) => chunk.version === plan.chunks[i]!.version && chunk.sha256 === plan.chunks[i]!.sha256)
+    if (!same) throw err
   }
 }

@@ -1,8 +1,10 @@
 import type {IncomingMessage, ServerResponse} from 'node:http'
-import {pathSegments, queryParam, readJson, requireToken, sendError, sendJson} from '../http/server.js'
+import {type Access, authorize} from '../http/auth.js'
+import {pathSegments, queryParam, readJson, sendError, sendJson} from '../http/server.js'
 import {
   BadReplicaReport,
   ChunkyError,
+  type CredentialHashes,
   fileNameProblem,
   MAX_JSON_BODY,
   ReplanRequest,
@@ -16,7 +18,8 @@ export interface HttpApiDeps {
   ctx: MasterContext
   uploads: Uploads
   views: Views
-  token: string
+  /** Accepted credentials by kind (credentials.ts). */
+  credentials: CredentialHashes
 }
 
 /** The master's HTTP routes (src/protocol/api.ts). Every error becomes a response in sendError. */
@@ -39,8 +42,11 @@ async function route(deps: HttpApiDeps, req: IncomingMessage, res: ServerRespons
   if (method === 'GET' && first === 'healthz' && segments.length === 1) {
     return sendJson(res, 200, {ok: true, role: 'master'})
   }
-  requireToken(req, deps.token)
-  if (first !== 'api') throw notFound(req)
+  if (first !== 'api') {
+    authorize(req, deps.credentials, 'read') // strangers learn nothing, not even which routes exist
+    throw notFound(req)
+  }
+  authorize(req, deps.credentials, accessFor(method, second))
 
   if (second === 'nodes' && segments.length === 2 && method === 'GET') return sendJson(res, 200, views.nodeList())
   if (second === 'status' && segments.length === 2 && method === 'GET') {
@@ -80,6 +86,13 @@ async function route(deps: HttpApiDeps, req: IncomingMessage, res: ServerRespons
     return sendJson(res, 200, {ok: true})
   }
   throw notFound(req)
+}
+
+/** Reading (and reporting a bad replica, which a download does) needs `read`; anything that changes files needs `write`. */
+function accessFor(method: string, resource: string | undefined): Access {
+  if (resource === 'uploads') return 'write'
+  if (resource === 'files' && method === 'DELETE') return 'write'
+  return 'read'
 }
 
 function checkName(name: string): string {

@@ -1,9 +1,11 @@
-import {createServer, type IncomingMessage} from 'node:http'
+import type {IncomingMessage, Server} from 'node:http'
 import type {AddressInfo} from 'node:net'
 import type {Duplex} from 'node:stream'
 import {WebSocketServer} from 'ws'
-import {requireToken, toChunkyError} from '../http/server.js'
-import {MAX_WS_PAYLOAD, WS_CLOSE} from '../protocol/index.js'
+import {authorize} from '../http/auth.js'
+import {createEdgeServer, type HttpLimits, type TlsFiles} from '../http/limits.js'
+import {toChunkyError} from '../http/server.js'
+import {credentialHashes, MAX_WS_PAYLOAD, WS_CLOSE} from '../protocol/index.js'
 import {systemClock, type Clock} from '../util/clock.js'
 import {silentLogger, type Logger} from '../util/log.js'
 import {formatDuration} from '../util/parse.js'
@@ -32,14 +34,18 @@ export interface MasterOptions {
   nodeTimeoutMs: number
   /** Default 5_000. */
   repairIntervalMs: number
-  /** Cluster credential, never empty. */
+  /** The cluster secret, never empty: valid for everything; node, rw and ro credentials are derived from it. */
   token: string
+  /** Serve HTTPS and WSS with this certificate. */
+  tls?: TlsFiles
+  /** Overrides of the HTTP edge limits (tests use short timeouts). */
+  limits?: Partial<HttpLimits>
   log?: Logger
   clock?: Clock
 }
 
 export interface RunningMaster {
-  /** http://HOST:PORT with the real port. */
+  /** http(s)://HOST:PORT with the real port. */
   url: string
   port: number
   close(): Promise<void>
@@ -69,27 +75,28 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
   const records = new ReplicaRecords(ctx)
   const views = new Views(ctx, (nodeId) => repair.loadOf(nodeId))
   const heartbeatMs = Math.max(100, Math.round(opts.nodeTimeoutMs / 5))
-  const links = new NodeLinks(ctx, records, repair, heartbeatMs)
+  const credentials = credentialHashes(opts.token)
+  const links = new NodeLinks(ctx, records, repair, heartbeatMs, credentials)
 
-  const server = createServer(createHttpApi({ctx, uploads, views, token: opts.token}))
+  const server = createEdgeServer(createHttpApi({ctx, uploads, views, credentials}), {tls: opts.tls, limits: opts.limits, log})
   const wss = new WebSocketServer({noServer: true, maxPayload: MAX_WS_PAYLOAD})
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', () => {}) // a peer that resets mid-upgrade must not crash the master
-    const refuse = (status: string, message: string) => {
-      const body = JSON.stringify({error: {code: status.startsWith('401') ? 'UNAUTHORIZED' : 'NOT_FOUND', message}})
+    const refuse = (status: string, code: string, message: string) => {
+      const body = JSON.stringify({error: {code, message}})
       const lines = `HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}`
       socket.end(`${lines}\r\n\r\n${body}`, () => socket.destroy())
     }
-    if ((req.url ?? '').split('?')[0] !== '/ws') return refuse('404 Not Found', 'WebSocket links go to /ws')
+    if ((req.url ?? '').split('?')[0] !== '/ws') return refuse('404 Not Found', 'NOT_FOUND', 'WebSocket links go to /ws')
     try {
-      requireToken(req, opts.token)
+      authorize(req, credentials, 'node') // a node with a wrong credential never says hello, so never shows in status
     } catch (err) {
-      log(`refused a node link from ${req.socket.remoteAddress}: ${toChunkyError(err).message}`)
-      return refuse('401 Unauthorized', toChunkyError(err).message)
+      const refused = toChunkyError(err)
+      log(`refused a node link from ${req.socket.remoteAddress}: ${refused.message}`)
+      return refuse(refused.status === 403 ? '403 Forbidden' : '401 Unauthorized', refused.code, refused.message)
     }
     wss.handleUpgrade(req, socket, head, (ws) => links.accept(ws, `${req.socket.remoteAddress}:${req.socket.remotePort}`))
   })
-  server.on('clientError', (_err, socket) => socket.destroy())
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
@@ -144,7 +151,7 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
     })())
 
   const shownHost = opts.host.includes(':') ? `[${opts.host}]` : opts.host
-  return {url: `http://${shownHost}:${port}`, port, close}
+  return {url: `${opts.tls ? 'https' : 'http'}://${shownHost}:${port}`, port, close}
 }
 
 function checkOptions(opts: MasterOptions): void {
@@ -169,7 +176,7 @@ async function closeWebSockets(wss: WebSocketServer): Promise<void> {
 }
 
 /** Stops accepting, ends idle keep-alive sockets, and cuts busy ones that take longer than 2s. */
-async function closeHttp(server: ReturnType<typeof createServer>): Promise<void> {
+async function closeHttp(server: Server): Promise<void> {
   const closed = new Promise<void>((resolve) => server.close(() => resolve()))
   server.closeIdleConnections()
   const timer = setTimeout(() => server.closeAllConnections(), 2000)

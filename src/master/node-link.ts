@@ -1,6 +1,6 @@
 import {setImmediate as yieldToEventLoop} from 'node:timers/promises'
 import type {WebSocket} from 'ws'
-import {decode, NodeToMaster, PROTOCOL_VERSION, WS_CLOSE} from '../protocol/index.js'
+import {type CredentialHashes, decode, NodeToMaster, PROTOCOL_VERSION, WS_CLOSE} from '../protocol/index.js'
 import type {MasterContext} from './context.js'
 import type {RepairLoop} from './repair-loop.js'
 import type {ReplicaRecords} from './replicas.js'
@@ -23,6 +23,8 @@ export class NodeLinks {
     private readonly records: ReplicaRecords,
     private readonly repair: RepairLoop,
     private readonly heartbeatMs: number,
+    /** Sent in `welcome` so nodes can check client credentials themselves. */
+    private readonly credentials?: CredentialHashes,
   ) {}
 
   accept(ws: WebSocket, remote: string): void {
@@ -123,7 +125,9 @@ export class NodeLinks {
     }
     if (how === 'joined') ctx.log(`node ${msg.nodeId} joined (${msg.url}, zone ${msg.zone || '(none)'})`)
     else if (how === 'back') ctx.log(`node ${msg.nodeId} is back (${msg.url})`)
-    ws.send(JSON.stringify({type: 'welcome', v: PROTOCOL_VERSION, grantKey: ctx.grantKey, heartbeatMs: this.heartbeatMs}))
+    ws.send(
+      JSON.stringify({type: 'welcome', v: PROTOCOL_VERSION, grantKey: ctx.grantKey, heartbeatMs: this.heartbeatMs, credentials: this.credentials}),
+    )
   }
 
   private touch(nodeId: string): void {

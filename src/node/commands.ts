@@ -7,6 +7,8 @@ export function commandHandler(ctx: NodeContext): (command: NodeCommand) => Prom
   return async (command) => {
     switch (command.type) {
       case 'delete': {
+        // stale or unreferenced: that version never comes back here (a replayed grant for it is refused)
+        if (command.reason === 'stale' || command.reason === 'unreferenced') ctx.versions.superseded(command.chunkId, command.version)
         await ctx.store.delete(command.chunkId, command.version)
         ctx.log(`deleted chunk ${command.chunkId} v${command.version} (${command.reason})`)
         await ctx.link.send({type: 'deleted', chunkId: command.chunkId, version: command.version})

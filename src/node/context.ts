@@ -1,7 +1,10 @@
+import type {HttpLimits} from '../http/limits.js'
+import type {CredentialHashes} from '../protocol/index.js'
 import type {ChunkStore} from '../storage/index.js'
 import type {Logger} from '../util/log.js'
 import type {InflightWork} from './inflight.js'
 import type {MasterLink} from './master-link.js'
+import type {VersionFloor} from './version-floor.js'
 
 /** What the node's HTTP routes and command handlers share. */
 export interface NodeContext {
@@ -13,4 +16,11 @@ export interface NodeContext {
   inflight: InflightWork
   /** Set by close(): new requests are refused while in-flight ones finish. */
   closing: boolean
+  /** The credentials this node accepts: from the master's `welcome`, else only its own. */
+  credentials(): CredentialHashes
+  /** Lowest version each chunk may still be written at (replayed grants). */
+  versions: VersionFloor
+  /** CA certificates to trust for HTTPS to other nodes (undefined: the system's). */
+  ca?: string[]
+  limits?: Partial<HttpLimits>
 }

@@ -1,8 +1,10 @@
-import {createServer} from 'node:http'
+import {randomBytes} from 'node:crypto'
 import type {AddressInfo} from 'node:net'
+import {rootCertificates} from 'node:tls'
 import {mkdir} from 'node:fs/promises'
 import {join} from 'node:path'
-import {NodeId} from '../protocol/index.js'
+import {createEdgeServer, type HttpLimits, type TlsFiles} from '../http/limits.js'
+import {claimedKind, credentialHash, type CredentialHashes, NodeId} from '../protocol/index.js'
 import {FileChunkStore} from '../storage/index.js'
 import {stdoutLogger, type Logger} from '../util/log.js'
 import {commandHandler} from './commands.js'
@@ -12,6 +14,7 @@ import {MasterLink} from './master-link.js'
 import {loadOrCreateNodeId} from './node-id.js'
 import {nodeRequestHandler} from './routes.js'
 import {Scrubber, type ScrubResult} from './scrub.js'
+import {trackVersions, VersionFloor} from './version-floor.js'
 
 export interface NodeOptions {
   /** http(s)://host:port of the master; its WebSocket is ws(s)://host:port/ws */
@@ -28,7 +31,14 @@ export interface NodeOptions {
   heartbeatIntervalMs: number
   /** 0 = off */
   scrubIntervalMs: number
+  /** This node's credential: the node credential `chunky master` prints (or the cluster secret). */
   token: string
+  /** Serve HTTPS with this certificate (the default public URL is then https://). */
+  tls?: TlsFiles
+  /** PEM CA certificate(s) to trust, besides the system's, for the master and other nodes. */
+  ca?: string | string[]
+  /** Overrides of the HTTP edge limits (tests use short timeouts). */
+  limits?: Partial<HttpLimits>
   log?: Logger
 }
 
@@ -54,13 +64,18 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
   await mkdir(opts.dataDir, {recursive: true})
   const id = opts.id ?? (await loadOrCreateNodeId(opts.dataDir))
   if (!NodeId.safeParse(id).success) throw new Error(`"${id}" is not a valid node id: use 1-64 letters, digits, ".", "_" or "-"`)
-  const store = await FileChunkStore.open(join(opts.dataDir, 'chunks'), {log})
+  const diskStore = await FileChunkStore.open(join(opts.dataDir, 'chunks'), {log})
+  const versions = new VersionFloor()
+  for await (const replica of diskStore.list()) versions.held(replica.chunkId, replica.version)
+  const store = trackVersions(diskStore, versions)
+  const ca = opts.ca === undefined ? undefined : [...rootCertificates, ...(Array.isArray(opts.ca) ? opts.ca : [opts.ca])]
   const inflight = new InflightWork()
   let publicUrl = opts.publicUrl ?? '' // known once listening; the link only asks after start()
 
   const link = new MasterLink({
     masterUrl: opts.masterUrl,
     token: opts.token,
+    ca,
     heartbeatIntervalMs: opts.heartbeatIntervalMs,
     log,
     identity: () => ({nodeId: id, url: publicUrl, zone: opts.zone}),
@@ -68,15 +83,24 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
     inventory: () => store.list(),
     onCommand: (command) => onCommand(command), // commands arrive only after start(), below
   })
-  const ctx: NodeContext = {id, token: opts.token, store, inflight, log, link, closing: false}
+  const ownOnly = ownCredentialOnly(opts.token)
+  const ctx: NodeContext = {
+    id,
+    token: opts.token,
+    store,
+    inflight,
+    log,
+    link,
+    closing: false,
+    credentials: () => link.credentials ?? ownOnly,
+    versions,
+    ca,
+    limits: opts.limits,
+  }
   const onCommand = commandHandler(ctx)
 
-  const server = createServer(nodeRequestHandler(ctx))
-  // Slow clients must not hold sockets forever, but a 10 MiB chunk on a slow link needs minutes.
-  server.requestTimeout = 5 * 60_000
-  server.headersTimeout = 30_000
-  server.keepAliveTimeout = 5_000
-  server.timeout = 2 * 60_000 // a socket silent this long (mid-body too) is dropped
+  // Slow clients must not hold sockets forever, but a 10 MiB chunk on a slow link needs minutes (limits.ts).
+  const server = createEdgeServer(nodeRequestHandler(ctx), {tls: opts.tls, limits: opts.limits, log})
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
     server.listen(opts.port, opts.host, () => {
@@ -85,7 +109,7 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
     })
   })
   const port = (server.address() as AddressInfo).port
-  publicUrl ||= `http://${opts.host.includes(':') ? `[${opts.host}]` : opts.host}:${port}`
+  publicUrl ||= `${opts.tls ? 'https' : 'http'}://${opts.host.includes(':') ? `[${opts.host}]` : opts.host}:${port}`
 
   const scrubber = new Scrubber({
     store,
@@ -115,4 +139,15 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
         await httpClosed
       })()),
   }
+}
+
+/**
+ * Until the master's `welcome` says which credentials the cluster accepts, a node accepts only its
+ * own, as the kind its prefix names (no prefix: the cluster secret). Unknown slots get a hash nothing matches.
+ */
+function ownCredentialOnly(token: string): CredentialHashes {
+  const nothing = () => credentialHash(randomBytes(32).toString('hex'))
+  const hashes: CredentialHashes = {admin: nothing(), node: nothing(), rw: nothing(), ro: nothing()}
+  hashes[claimedKind(token) ?? 'admin'] = credentialHash(token)
+  return hashes
 }

@@ -2,6 +2,7 @@ import {randomBytes} from 'node:crypto'
 import {setTimeout as sleep} from 'node:timers/promises'
 import WebSocket from 'ws'
 import {
+  type CredentialHashes,
   decode,
   type Hello,
   MAX_WS_PAYLOAD,
@@ -21,6 +22,8 @@ export type NodeCommand = Exclude<MasterToNode, {type: 'welcome'} | {type: 'ack'
 export interface MasterLinkOptions {
   masterUrl: string
   token: string
+  /** CA certificates to trust for a wss:// master (undefined: the system's). */
+  ca?: string[]
   heartbeatIntervalMs: number
   log: Logger
   /** Who this node is, asked on every (re)connect. */
@@ -62,6 +65,8 @@ export function backoffMs(failures: number): number {
 export class MasterLink {
   /** Verifies write grants; learnt from `welcome`. Kept across reconnects: grants are checked by signature. */
   grantKey: string | undefined
+  /** Hashes of the credentials the cluster accepts; learnt from `welcome`, kept across reconnects. */
+  credentials: CredentialHashes | undefined
   private ws: WebSocket | undefined
   private welcomed = false
   private closing = false
@@ -156,6 +161,7 @@ export class MasterLink {
         headers: {authorization: `Bearer ${this.opts.token}`},
         maxPayload: MAX_WS_PAYLOAD,
         handshakeTimeout: 10_000,
+        ...(this.opts.ca ? {ca: this.opts.ca} : {}),
       })
       this.ws = ws
       let welcomed = false
@@ -173,7 +179,25 @@ export class MasterLink {
       }
 
       ws.on('error', (err) => {
-        reason = err.message // 'close' follows; with no listener an 'error' would crash the process
+        reason ??= err.message // 'close' follows; with no listener an 'error' would crash the process
+      })
+      ws.on('unexpected-response', (req, res) => {
+        // The master answered the upgrade with an error (401 wrong credential, 403 wrong kind): say why.
+        let text = ''
+        res.setEncoding('utf8')
+        res.on('data', (part: string) => (text = (text + part).slice(0, 2000)))
+        res.on('error', () => {})
+        res.on('end', () => {
+          let detail = `HTTP ${res.statusCode}`
+          try {
+            detail += `: ${(JSON.parse(text) as {error: {message: string}}).error.message}`
+          } catch {
+            // no ErrorBody: the status says enough
+          }
+          reason = `the master refused this node's link (${detail})`
+          req.destroy()
+          ws.terminate()
+        })
       })
       ws.on('open', () => {
         stillThere()
@@ -196,6 +220,7 @@ export class MasterLink {
         }
         if (message.type === 'welcome') {
           this.grantKey = message.grantKey
+          if (message.credentials) this.credentials = message.credentials
           const wasWelcomed = welcomed
           welcomed = true
           this.welcomed = true

@@ -40,7 +40,7 @@ export async function handlePutChunk(
   const wanted: ReplicaInfo = {chunkId, version, size: grant.size, sha256: grant.sha256}
   const forward =
     chain.length > 0
-      ? new ChainForwarder({chain, path: `/chunks/${chunkId}/${version}`, grant: grantText, size: grant.size, token: ctx.token})
+      ? new ChainForwarder({chain, path: `/chunks/${chunkId}/${version}`, grant: grantText, size: grant.size, token: ctx.token, ca: ctx.ca})
       : undefined
   const abort = () => {
     forward?.abort('the entry node is shutting down')
@@ -113,6 +113,7 @@ function checkWrite(ctx: NodeContext, req: IncomingMessage, chunkId: string, ver
     throw new ChunkyError('FORBIDDEN', `the grant is for chunk ${grant.chunkId} v${grant.version}, not ${chunkId} v${version}`)
   }
   if (!grant.nodes.includes(ctx.id)) throw new ChunkyError('FORBIDDEN', `the grant does not name this node (${ctx.id})`)
+  ctx.versions.checkWrite(chunkId, version) // a replayed grant for a version this node knows is superseded
 
   const lengthHeader = req.headers['content-length']
   const length = lengthHeader === undefined ? NaN : Number(lengthHeader)

@@ -1,7 +1,7 @@
 import {request, type IncomingMessage} from 'node:http'
 import {request as httpsRequest} from 'node:https'
 import {extract as tarExtract} from 'tar-stream'
-import {ChunkyError, ErrorBody, type MasterToNode, type ReplicaInfo, TRANSFER_PAX, type TransferRequest} from '../protocol/index.js'
+import {ChunkyError, ErrorBody, HEADER_GRANT, type MasterToNode, type ReplicaInfo, TRANSFER_PAX, type TransferRequest} from '../protocol/index.js'
 import type {NodeContext} from './context.js'
 
 type ReplicateCommand = Extract<MasterToNode, {type: 'replicate'}>
@@ -45,7 +45,7 @@ export async function runReplication(ctx: NodeContext, task: ReplicateCommand, t
 async function pullReplicas(ctx: NodeContext, task: ReplicateCommand, signal: AbortSignal, ok: ReplicaInfo[], failed: Failure[]): Promise<void> {
   const wanted = new Map(task.replicas.map((r) => [`${r.chunkId}.${r.version}`, r]))
   const body: TransferRequest = {replicas: task.replicas.map(({chunkId, version}) => ({chunkId, version}))}
-  const res = await postTransfer(new URL('/transfer', task.source.url), ctx.token, body, signal)
+  const res = await postTransfer(new URL('/transfer', task.source.url), {token: ctx.token, grant: task.grant, ca: ctx.ca}, body, signal)
   const tar = tarExtract()
   res.on('error', (err) => tar.destroy(err))
   res.pipe(tar as unknown as NodeJS.WritableStream)
@@ -76,14 +76,28 @@ async function pullReplicas(ctx: NodeContext, task: ReplicateCommand, signal: Ab
   }
 }
 
-function postTransfer(url: URL, token: string, body: TransferRequest, signal: AbortSignal): Promise<IncomingMessage> {
+interface TransferAuth {
+  /** This node's credential. */
+  token: string
+  /** The master's transfer grant from the `replicate` command. */
+  grant?: string
+  ca?: string[]
+}
+
+function postTransfer(url: URL, auth: TransferAuth, body: TransferRequest, signal: AbortSignal): Promise<IncomingMessage> {
   const text = JSON.stringify(body)
   const send = url.protocol === 'https:' ? httpsRequest : request
   return new Promise((resolve, reject) => {
     const req = send(url, {
       method: 'POST',
       signal,
-      headers: {authorization: `Bearer ${token}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(text)},
+      ...(auth.ca ? {ca: auth.ca} : {}),
+      headers: {
+        authorization: `Bearer ${auth.token}`,
+        'content-type': 'application/json',
+        'content-length': Buffer.byteLength(text),
+        ...(auth.grant ? {[HEADER_GRANT]: auth.grant} : {}),
+      },
     })
     req.on('error', reject)
     req.on('response', (res) => {

@@ -1,11 +1,16 @@
 import type {IncomingMessage, ServerResponse} from 'node:http'
-import {pathSegments, requireToken, sendError, sendJson} from '../http/server.js'
+import {type Access, authorize, bearer} from '../http/auth.js'
+import {guardBodyRate} from '../http/limits.js'
+import {pathSegments, sendError, sendJson} from '../http/server.js'
 import {ChunkId, ChunkyError} from '../protocol/index.js'
 import type {NodeContext} from './context.js'
 import {handlePutChunk} from './put-chunk.js'
 import {handleGetChunk, handleTransfer} from './serve-chunks.js'
 
-/** The node's HTTP surface (src/protocol/api.ts). Every route but GET /healthz needs the cluster token. */
+/**
+ * The node's HTTP surface (src/protocol/api.ts). Every route but GET /healthz needs a credential:
+ * reads any client one, chunk writes rw (or node, down the chain), transfers node.
+ */
 export function nodeRequestHandler(ctx: NodeContext): (req: IncomingMessage, res: ServerResponse) => void {
   return (req, res) => {
     route(ctx, req, res).catch((err: unknown) => {
@@ -25,16 +30,34 @@ async function route(ctx: NodeContext, req: IncomingMessage, res: ServerResponse
     sendJson(res, 200, {ok: true, role: 'node', id: ctx.id})
     return
   }
-  requireToken(req, ctx.token)
+  const authorize = (access: Access) => checkCredential(ctx, req, access)
   if (ctx.closing) throw new ChunkyError('NODE_UNREACHABLE', 'this node is shutting down: use another node')
 
-  if (segments[0] === 'chunks' && segments.length === 3) {
+  if (segments[0] === 'chunks' && segments.length === 3 && (method === 'PUT' || method === 'GET')) {
+    authorize(method === 'PUT' ? 'chunk-write' : 'read')
     const {chunkId, version} = parseReplicaPath(segments[1]!, segments[2]!)
-    if (method === 'PUT') return handlePutChunk(ctx, req, res, chunkId, version)
     if (method === 'GET') return handleGetChunk(ctx, res, chunkId, version)
+    guardBodyRate(req, ctx.limits, (why) => ctx.log(`cut the write of chunk ${chunkId} v${version} from ${req.socket.remoteAddress}: ${why}`))
+    return handlePutChunk(ctx, req, res, chunkId, version)
   }
-  if (segments[0] === 'transfer' && segments.length === 1 && method === 'POST') return handleTransfer(ctx, req, res)
+  if (segments[0] === 'transfer' && segments.length === 1 && method === 'POST') {
+    const kind = authorize('node')
+    return handleTransfer(ctx, req, res, kind === 'node') // a node needs the master's transfer grant; the cluster secret is trusted
+  }
+  authorize('read') // strangers learn nothing, not even which routes exist
   throw new ChunkyError('NOT_FOUND', `no route for ${method} ${(req.url ?? '').split('?')[0]!.slice(0, 200)}`)
+}
+
+/** authorize(), except that a credential this node cannot judge yet (never welcomed by the master) is "try again", not "wrong". */
+function checkCredential(ctx: NodeContext, req: IncomingMessage, access: Access) {
+  try {
+    return authorize(req, ctx.credentials(), access)
+  } catch (err) {
+    if (!ctx.link.grantKey && (err as ChunkyError).code === 'UNAUTHORIZED' && bearer(req) !== undefined) {
+      throw new ChunkyError('MASTER_UNREACHABLE', 'this node has not heard from the master yet, so it cannot check credentials: try again shortly')
+    }
+    throw err
+  }
 }
 
 function parseReplicaPath(id: string, versionText: string): {chunkId: string; version: number} {

@@ -2,7 +2,15 @@ import type {IncomingMessage, ServerResponse} from 'node:http'
 import {pipeline} from 'node:stream/promises'
 import {pack as tarPack} from 'tar-stream'
 import {readJson, sendError} from '../http/server.js'
-import {HEADER_SHA256, HEADER_VERSION, TRANSFER_PAX, TransferRequest} from '../protocol/index.js'
+import {
+  ChunkyError,
+  HEADER_GRANT,
+  HEADER_SHA256,
+  HEADER_VERSION,
+  TRANSFER_PAX,
+  TransferRequest,
+  verifyTransferGrant,
+} from '../protocol/index.js'
 import type {ChunkStore} from '../storage/index.js'
 import type {NodeContext} from './context.js'
 
@@ -26,8 +34,9 @@ export async function handleGetChunk(ctx: NodeContext, res: ServerResponse, chun
  * named `<chunkId>.<version>` and carrying id, version and SHA-256 in PAX headers. Missing replicas are
  * skipped: the puller notices. Each entry is streamed from disk.
  */
-export async function handleTransfer(ctx: NodeContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
+export async function handleTransfer(ctx: NodeContext, req: IncomingMessage, res: ServerResponse, grantRequired: boolean): Promise<void> {
   const wanted = await readJson(req, TransferRequest)
+  checkTransferGrant(ctx, req, wanted, grantRequired)
   const tar = tarPack()
   res.writeHead(200, {'content-type': 'application/x-tar'})
   const sending = pipeline(tar, res)
@@ -46,6 +55,25 @@ export async function handleTransfer(ctx: NodeContext, req: IncomingMessage, res
     sendError(res, err)
   }
   await sending.catch((err: Error) => ctx.log(`transfer to a puller ended early: ${err.message}`))
+}
+
+/**
+ * A transfer is served only for the master's grant naming this node as source and covering every
+ * replica asked for (a node credential alone does not let a node read arbitrary chunks).
+ */
+function checkTransferGrant(ctx: NodeContext, req: IncomingMessage, wanted: TransferRequest, required: boolean): void {
+  const text = req.headers[HEADER_GRANT]
+  if (typeof text !== 'string' || text === '') {
+    if (!required) return
+    throw new ChunkyError('FORBIDDEN', `a transfer needs the master's transfer grant in ${HEADER_GRANT}`)
+  }
+  const key = ctx.link.grantKey
+  if (!key) throw new ChunkyError('MASTER_UNREACHABLE', 'not connected to the master yet: try again shortly')
+  const grant = verifyTransferGrant(text, key)
+  if (grant.source !== ctx.id) throw new ChunkyError('FORBIDDEN', `the transfer grant is for source ${grant.source}, not this node (${ctx.id})`)
+  const granted = new Set(grant.replicas.map((r) => `${r.chunkId}.${r.version}`))
+  const extra = wanted.replicas.find((r) => !granted.has(`${r.chunkId}.${r.version}`))
+  if (extra) throw new ChunkyError('FORBIDDEN', `the transfer grant does not cover chunk ${extra.chunkId} v${extra.version}`)
 }
 
 type TarPack = ReturnType<typeof tarPack>

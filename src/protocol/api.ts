@@ -1,7 +1,9 @@
 import {z} from 'zod'
 import {ByteCount, ChunkId, FileName, NodeId, Sha256Hex, Version, Zone} from './names.js'
 
-// HTTP bodies. Every route requires `authorization: Bearer <cluster token>` except GET /healthz.
+// HTTP bodies. Every route requires `authorization: Bearer <credential>` except GET /healthz; which
+// credential kind may use which route is in credentials.ts and src/http/auth.ts (401 missing/unknown,
+// 403 wrong kind). POST /transfer also takes a transfer grant (grant.ts) in x-chunky-grant.
 //
 // master:
 //   GET    /healthz                      -> Health (no credential)

@@ -26,22 +26,51 @@ export function signGrant(payload: GrantPayload, keyHex: string): string {
 
 /** Checks the signature and expiry; the caller still checks the payload against the request. */
 export function verifyGrant(grant: string, keyHex: string, now = Date.now()): GrantPayload {
+  return verifySigned(grant, keyHex, '', GrantPayload, 'write grant', now)
+}
+
+// A transfer grant: the master's signed permission for node `target` to pull exactly these replicas
+// from node `source` (repair), until `exp`. Signed with the same key over a different domain
+// ("transfer."), so a write grant can never pass as a transfer grant or the other way round.
+
+export const TransferGrantPayload = z.object({
+  kind: z.literal('transfer'),
+  source: NodeId,
+  target: NodeId,
+  replicas: z.array(z.object({chunkId: ChunkId, version: Version})).min(1).max(1000),
+  /** Expiry, epoch milliseconds. */
+  exp: z.number().int().positive(),
+})
+export type TransferGrantPayload = z.infer<typeof TransferGrantPayload>
+
+const TRANSFER_DOMAIN = 'transfer.'
+
+export function signTransferGrant(payload: TransferGrantPayload, keyHex: string): string {
+  const body = Buffer.from(JSON.stringify(payload)).toString('base64url')
+  return `${body}.${mac(TRANSFER_DOMAIN + body, keyHex)}`
+}
+
+export function verifyTransferGrant(grant: string, keyHex: string, now = Date.now()): TransferGrantPayload {
+  return verifySigned(grant, keyHex, TRANSFER_DOMAIN, TransferGrantPayload, 'transfer grant', now)
+}
+
+function verifySigned<T extends {exp: number}>(grant: string, keyHex: string, domain: string, schema: z.ZodType<T>, what: string, now: number): T {
   const [body, sig, extra] = grant.split('.')
-  if (!body || !sig || extra !== undefined) throw new ChunkyError('FORBIDDEN', 'write grant is malformed')
-  const expected = Buffer.from(mac(body, keyHex))
+  if (!body || !sig || extra !== undefined) throw new ChunkyError('FORBIDDEN', `${what} is malformed`)
+  const expected = Buffer.from(mac(domain + body, keyHex))
   const given = Buffer.from(sig)
   if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
-    throw new ChunkyError('FORBIDDEN', 'write grant signature is invalid')
+    throw new ChunkyError('FORBIDDEN', `${what} signature is invalid`)
   }
   let json: unknown
   try {
     json = JSON.parse(Buffer.from(body, 'base64url').toString('utf8'))
   } catch {
-    throw new ChunkyError('FORBIDDEN', 'write grant is malformed')
+    throw new ChunkyError('FORBIDDEN', `${what} is malformed`)
   }
-  const parsed = GrantPayload.safeParse(json)
-  if (!parsed.success) throw new ChunkyError('FORBIDDEN', 'write grant is malformed')
-  if (parsed.data.exp < now) throw new ChunkyError('FORBIDDEN', 'write grant has expired: ask the master for a new plan')
+  const parsed = schema.safeParse(json)
+  if (!parsed.success) throw new ChunkyError('FORBIDDEN', `${what} is malformed`)
+  if (parsed.data.exp < now) throw new ChunkyError('FORBIDDEN', `${what} has expired: ask the master for a new plan`)
   return parsed.data
 }
 

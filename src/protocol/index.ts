@@ -1,5 +1,6 @@
 export * from './api.js'
 export * from './constants.js'
+export * from './credentials.js'
 export * from './errors.js'
 export * from './grant.js'
 export * from './messages.js'

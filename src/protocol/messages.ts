@@ -1,5 +1,6 @@
 import {z} from 'zod'
 import {PROTOCOL_VERSION} from './constants.js'
+import {CredentialHashes} from './credentials.js'
 import {ChunkyError} from './errors.js'
 import {ByteCount, ChunkId, NodeId, Sha256Hex, Version, Zone} from './names.js'
 
@@ -61,6 +62,8 @@ const Welcome = z.object({
   v: z.literal(PROTOCOL_VERSION),
   grantKey: z.string().regex(/^[0-9a-f]{64}$/),
   heartbeatMs: z.number().int().positive(),
+  /** Hashes of the accepted credentials by kind, so nodes can check clients without asking (credentials.ts). */
+  credentials: CredentialHashes.optional(),
 })
 const Ack = z.object({type: z.literal('ack'), reqId: z.number().int().nonnegative(), ok: z.boolean(), error: z.string().optional()})
 /** Delete one replica: it is stale, corrupt, beyond R, or its chunk is no longer referenced. */
@@ -76,6 +79,8 @@ const Replicate = z.object({
   taskId: z.string().min(1).max(64),
   source: z.object({id: NodeId, url: z.url({protocol: /^https?$/})}),
   replicas: z.array(ReplicaInfo).min(1).max(1000),
+  /** Signed transfer grant (grant.ts) the target shows the source in x-chunky-grant. */
+  grant: z.string().max(64 * 1024).optional(),
 })
 /** Re-hash one replica now (a reader reported it bad); answer `corrupt` if it is. */
 const Verify = z.object({type: z.literal('verify'), chunkId: ChunkId, version: Version})

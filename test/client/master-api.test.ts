@@ -39,13 +39,13 @@ describe('masterApi error mapping', () => {
     expect(err).toBeInstanceOf(ChunkyError)
     expect(err).toMatchObject({code: 'MASTER_UNREACHABLE'})
     expect((err as Error).message).toBe(
-      `cannot reach the master at ${closedUrl} (ECONNREFUSED): is \`chunky master\` running? set --master or CHUNKY_MASTER`,
+      `cannot reach the master at ${closedUrl} (ECONNREFUSED): is \`chunky master\` running? set --master, CHUNKY_MASTER or \`chunky config set master URL\``,
     )
   })
 
   it('turns 401 into a credential message that fits whether a token was sent', async () => {
-    await expect(masterApi(master.url, 'wrong').nodes()).rejects.toThrow('the master refused the credential (401): check --token or CHUNKY_TOKEN')
-    await expect(masterApi(master.url, undefined).nodes()).rejects.toThrow(/requires a credential \(401\): pass --token or set CHUNKY_TOKEN/)
+    await expect(masterApi(master.url, 'wrong').nodes()).rejects.toThrow('the master refused the credential (401): check --token, CHUNKY_TOKEN or `chunky config set token`')
+    await expect(masterApi(master.url, undefined).nodes()).rejects.toThrow(/requires a credential \(401\): pass --token, set CHUNKY_TOKEN or run `chunky config set token T`/)
   })
 
   it("keeps the server's code and message for an ErrorBody", async () => {

@@ -2,7 +2,7 @@ import {describe, expect, it} from 'vitest'
 import {findNearestNode, matchNode, measureNodes, median, pickNearest, type Probe} from '../../src/client/nearest.js'
 import type {NodeSummary} from '../../src/protocol/index.js'
 
-const node = (id: string, state: 'alive' | 'dead' = 'alive'): NodeSummary => ({id, url: `http://${id}.test:7401`, zone: '', state})
+const node = (id: string, state: 'alive' | 'dead' = 'alive', zone = ''): NodeSummary => ({id, url: `http://${id}.test:7401`, zone, state})
 
 /** A probe that answers from a table of RTT samples per node URL; a missing entry fails like a dead host. */
 function fakeProbe(samples: Record<string, number[]>): Probe {
@@ -50,5 +50,16 @@ describe('nearest node', () => {
     expect(matchNode(nodes, 'zzz')).toBeUndefined()
     await expect(findNearestNode(nodes, {override: 'zzz', probe})).rejects.toThrow(/no node matches --node zzz \(known nodes: a, b\)/)
     await expect(findNearestNode([node('a', 'dead')], {override: 'a', probe})).rejects.toThrow(/dead/)
+  })
+
+  it('--zone breaks near-ties only: within 20% (or 2 ms) of the lowest, a node of that zone wins', async () => {
+    const nodes = [node('a', 'alive', 'west'), node('b', 'alive', 'east'), node('c', 'alive', 'east')]
+    const rtts = (a: number, b: number, c: number) => fakeProbe({a: [a, a, a], b: [b, b, b], c: [c, c, c]})
+    expect((await findNearestNode(nodes, {zone: 'east', probe: rtts(50, 58, 59)})).node.id).toBe('b') // 16% slower: a tie
+    expect((await findNearestNode(nodes, {zone: 'east', probe: rtts(50, 70, 59)})).node.id).toBe('c') // the nearer of the zone
+    expect((await findNearestNode(nodes, {zone: 'east', probe: rtts(50, 61, 90)})).node.id).toBe('a') // 22% slower: the measurement decides
+    expect((await findNearestNode(nodes, {zone: 'east', probe: rtts(0.4, 1.9, 9)})).node.id).toBe('b') // LAN: within 2 ms
+    expect((await findNearestNode(nodes, {zone: 'north', probe: rtts(50, 58, 59)})).node.id).toBe('a') // no such zone
+    expect((await findNearestNode(nodes, {probe: rtts(50, 58, 59)})).node.id).toBe('a')
   })
 })

@@ -18,22 +18,31 @@ let dir: string
 let master: FakeServer
 let flaky: FakeServer
 let steady: FakeServer
-let flakyAnswer: 'fail' | 'checksum' = 'fail'
+let flakyAnswer: 'fail' | 'checksum' | 'chain-broken' = 'fail'
+/** W in the fake plan; with 2, steady also reports a copy on "mirror" (its chain). */
+let quorum = 1
+/** Indexes the fake master says the cluster already holds (a resumed upload). */
+let heldIndexes: number[] = []
 const stored = new Map<string, Buffer>() // steady's disk: "<chunkId>/<version>" -> bytes
 const replans: {index: number; exclude: string[]}[] = []
 let committed = 0
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'chunky-upload-'))
-  const node = (id: string, behave: () => 'fail' | 'checksum' | 'store') =>
+  const node = (id: string, behave: () => 'fail' | 'checksum' | 'chain-broken' | 'store') =>
     fakeServer((req, res, body) => {
       const [, , id24, version] = (req.url ?? '').split('/')
       const mode = behave()
       if (mode === 'fail') return json(res, 503, {error: {code: 'INTERNAL', message: 'disk on fire'}})
       if (mode === 'checksum') return json(res, 422, {error: {code: 'CHECKSUM_MISMATCH', message: 'the bytes do not match the planned SHA-256'}})
       expect(req.headers['x-chunky-grant']).toBe('grant')
+      const copy = (node: string) => ({node, version: Number(version), sha256: sha(body)})
+      if (mode === 'chain-broken') {
+        // stored here, then the next node of the chain died: it and the one after it are listed
+        return json(res, 200, {stored: [copy(id)], failed: [{node: 'mid', error: 'mid failed: ECONNRESET'}, {node: 'tail', error: 'mid failed: ECONNRESET'}]})
+      }
       stored.set(`${id24}/${version}`, body)
-      json(res, 200, {stored: [{node: id, version: Number(version), sha256: sha(body)}], failed: []})
+      json(res, 200, {stored: quorum === 2 ? [copy(id), copy('mirror')] : [copy(id)], failed: []})
     })
   flaky = await node('flaky', () => flakyAnswer)
   steady = await node('steady', () => 'store')
@@ -48,8 +57,10 @@ beforeAll(async () => {
     if (url === '/api/nodes') return json(res, 200, {nodes: [{...target('flaky'), state: 'alive'}, {...target('steady'), state: 'alive'}]})
     if (url === '/api/uploads') {
       request = JSON.parse(body.toString())
-      const chunks = request!.chunks.map((c) => planned(c.index, [target('flaky')]))
-      return json(res, 200, {uploadId: 'u1', name: request!.name, size: request!.size, chunkSize: request!.chunkSize, replicas: 1, minReplicas: 1, chunks})
+      const chunks = request!.chunks.map((c) =>
+        heldIndexes.includes(c.index) ? {...planned(c.index, []), skip: true, grant: ''} : planned(c.index, [target('flaky')]),
+      )
+      return json(res, 200, {uploadId: 'u1', name: request!.name, size: request!.size, chunkSize: request!.chunkSize, replicas: quorum, minReplicas: quorum, chunks})
     }
     if (url.endsWith('/replan')) {
       const replan = JSON.parse(body.toString())
@@ -68,6 +79,8 @@ afterEach(() => {
   stored.clear()
   replans.length = 0
   committed = 0
+  heldIndexes = []
+  quorum = 1
 })
 
 afterAll(async () => {
@@ -102,6 +115,34 @@ describe('uploadFile', () => {
     )
     expect(replans).toEqual([])
     expect(committed).toBe(0)
+  })
+
+  it('sends only the chunks not yet held, and its progress starts from the bytes already there', async () => {
+    flakyAnswer = 'fail' // every chunk sent goes through a re-plan to "steady"
+    heldIndexes = [0, 2]
+    const bytes = randomBytes(3 * CHUNK + 10)
+    const path = join(dir, 'resumed.bin')
+    await writeFile(path, bytes)
+    const phases: {label: string; total: number; first?: number}[] = []
+    const view = {
+      ...silentView,
+      start: (label: string, total: number) => void phases.push({label, total}),
+      overall: (done: number) => void (phases.at(-1)!.first ??= done),
+    }
+    const result = await uploadFile({path, chunkSize: CHUNK, node: 'steady', master: master.url, token: 't'}, view)
+    expect(result).toMatchObject({chunks: 4, uploadedChunks: 2, skippedChunks: 2})
+    expect([...stored.keys()].sort()).toEqual([`${chunkId(1)}/1`, `${chunkId(3)}/1`])
+    expect(phases.find((p) => p.label === 'uploading')).toEqual({label: 'uploading', total: bytes.length, first: 2 * CHUNK})
+  })
+
+  it('blames only the node where a chain broke, not the nodes after it that were never reached', async () => {
+    flakyAnswer = 'chain-broken'
+    quorum = 2
+    const path = join(dir, 'chain.bin')
+    await writeFile(path, randomBytes(CHUNK))
+    const result = await uploadFile({path, chunkSize: CHUNK, node: 'flaky', master: master.url, token: 't'}, silentView)
+    expect(result).toMatchObject({uploadedChunks: 1})
+    expect(replans).toEqual([{index: 0, exclude: ['mid']}])
   })
 
   it('refuses a missing file and a bad name before any request', async () => {

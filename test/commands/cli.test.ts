@@ -18,7 +18,7 @@ beforeAll(async () => {
 const HELP: Record<string, string[]> = {
   master: ['--host', '--port', '--data-dir', '--replicas', '--min-replicas', '--node-timeout', '--repair-interval', '--token'],
   node: ['--master', '--host', '--port', '--public-url', '--id', '--zone', '--data-dir', '--heartbeat-interval', '--scrub-interval', '--token'],
-  upload: ['--name', '--chunk-size', '--concurrency', '--node', '--json', '--master', '--token'],
+  upload: ['--name', '--chunk-size', '--concurrency', '--node', '--zone', '--json', '--master', '--token'],
   download: ['-o, --output', '--json', '--master', '--token'],
   status: ['--json', '--watch', '--interval', '--master', '--token'],
   ls: ['--json', '--master'],
@@ -50,7 +50,7 @@ describe.concurrent('bad usage exits 2 with one line on stderr and nothing on st
     [['upload', 'x.mp4', '--no-such-flag'], /no-such-flag/],
     [['upload'], /Missing 1 required arg/],
     [['upload', 'x.mp4', '--name', 'a/../b.mp4'], /"\.\." segments/],
-    [['node', '--master', 'http://127.0.0.1:9'], /needs the cluster token: pass --token or set CHUNKY_TOKEN/],
+    [['node', '--master', 'http://127.0.0.1:9'], /needs the (cluster token|node credential): pass --token or set CHUNKY_TOKEN/],
     [['status', '--watch', '--json'], /--watch/],
   ])('chunky %j', async (args, message) => {
     const result = await runCli(args)
@@ -77,7 +77,7 @@ describe.concurrent('failures exit 1 with one line that says what to do', () => 
       expect(result.code).toBe(1)
       expect(result.stdout).toBe('')
       expect(result.stderr).toBe(
-        `chunky: cannot reach the master at ${closedMaster} (ECONNREFUSED): is \`chunky master\` running? set --master or CHUNKY_MASTER\n`,
+        `chunky: cannot reach the master at ${closedMaster} (ECONNREFUSED): is \`chunky master\` running? set --master, CHUNKY_MASTER or \`chunky config set master URL\`\n`,
       )
     },
   )

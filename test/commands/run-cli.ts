@@ -1,10 +1,12 @@
 import {spawn} from 'node:child_process'
 import {existsSync} from 'node:fs'
+import {tmpdir} from 'node:os'
 import {join, resolve} from 'node:path'
 
 // Runs the built binary (`npm run build` first: `npm test` does) as a separate process.
 export const ROOT = resolve(import.meta.dirname, '../..')
 export const BIN = join(ROOT, 'bin/run.js')
+export const NO_CONFIG_HOME = join(tmpdir(), `chunky-test-no-config-${process.pid}`)
 
 export function assertBuilt(): void {
   if (!existsSync(join(ROOT, 'dist/commands/upload.js'))) throw new Error('dist/ is missing: run `npm run build` before these tests')
@@ -18,9 +20,12 @@ export interface CliResult {
 
 export function runCli(args: string[], env: Record<string, string> = {}, timeoutMs = 30_000): Promise<CliResult> {
   return new Promise((done, fail) => {
-    const base = {...process.env, NO_COLOR: '1'}
+    const base: NodeJS.ProcessEnv = {...process.env, NO_COLOR: '1'}
     delete base.CHUNKY_MASTER
     delete base.CHUNKY_TOKEN
+    delete base.CHUNKY_ZONE
+    delete base.CHUNKY_CONFIG_DIR
+    base.XDG_CONFIG_HOME = NO_CONFIG_HOME // chunky's config file: never the real home's
     const child = spawn(process.execPath, [BIN, ...args], {stdio: ['ignore', 'pipe', 'pipe'], env: {...base, ...env}})
     let stdout = ''
     let stderr = ''

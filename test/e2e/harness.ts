@@ -1,6 +1,7 @@
 import {spawn, type ChildProcess} from 'node:child_process'
 import {createHash} from 'node:crypto'
 import {createReadStream} from 'node:fs'
+import {connect, createServer, type AddressInfo, type Socket} from 'node:net'
 import {mkdtemp, readdir, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join, resolve} from 'node:path'
@@ -14,6 +15,8 @@ export const ROOT = resolve(import.meta.dirname, '../..')
 export const BIN = join(ROOT, 'bin/run.js')
 export const MEDIA = resolve(ROOT, '../shared/media')
 export const TOKEN = 'e2e-cluster-token-0123456789'
+/** XDG_CONFIG_HOME for every process the tests start: a path that does not exist, so no config file applies. */
+export const NO_CONFIG_HOME = join(tmpdir(), `chunky-e2e-no-config-${process.pid}`)
 
 export interface Daemon {
   url: string
@@ -107,7 +110,11 @@ function cleanEnv(): NodeJS.ProcessEnv {
   const env = {...process.env}
   delete env.CHUNKY_MASTER
   delete env.CHUNKY_TOKEN
+  delete env.CHUNKY_ZONE
+  delete env.CHUNKY_CONFIG_DIR
   env.NO_COLOR = '1'
+  // oclif's config dir (chunky's config file) in a folder of this test run, never the real home's
+  env.XDG_CONFIG_HOME = NO_CONFIG_HOME
   return env
 }
 
@@ -165,7 +172,8 @@ export interface Cluster {
   nodePorts: Map<string, number>
   env: Record<string, string>
   masterArgs: string[]
-  startNode(id: string, zone?: string): Promise<Daemon>
+  /** `extraArgs` go to `chunky node` as well (e.g. `--public-url`). */
+  startNode(id: string, zone?: string, extraArgs?: string[]): Promise<Daemon>
   restartMaster(): Promise<Daemon>
   status(name?: string): Promise<StatusDoc>
   close(): Promise<void>
@@ -206,7 +214,7 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
       return {CHUNKY_MASTER: master.url, CHUNKY_TOKEN: TOKEN}
     },
     masterArgs,
-    async startNode(id, zone) {
+    async startNode(id, zone, extraArgs = []) {
       const dataDir = join(dir, id)
       nodeDirs.set(id, dataDir)
       const port = nodePorts.get(id) ?? 0 // a node comes back on its old port, like a real server
@@ -214,6 +222,7 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
         'node', '--master', master.url, '--port', String(port), '--id', id, '--zone', zone ?? `z${id.slice(1)}`,
         '--data-dir', dataDir, '--token', TOKEN, '--heartbeat-interval', '200ms',
         ...(opts.scrubInterval ? ['--scrub-interval', opts.scrubInterval] : []),
+        ...extraArgs,
       ])
       nodePorts.set(id, Number(new URL(node.url).port))
       nodes.set(id, node)
@@ -241,4 +250,47 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
     return status.summary.aliveNodes === opts.nodes
   })
   return cluster
+}
+
+export interface DelayProxy {
+  /** http://127.0.0.1:PORT of the proxy. */
+  url: string
+  /** Where connections go: the port of the server behind the proxy (set once it listens). */
+  setTarget(port: number): void
+  close(): Promise<void>
+}
+
+/**
+ * A TCP proxy on 127.0.0.1 that holds every piece of data `delayMs` before passing it on, in each
+ * direction: a server "far away". Start it first, advertise its URL, then point it at the server.
+ */
+export async function startDelayProxy(delayMs: number): Promise<DelayProxy> {
+  let target: number | undefined
+  const sockets = new Set<Socket>()
+  const track = (socket: Socket) => {
+    sockets.add(socket)
+    socket.on('close', () => sockets.delete(socket))
+  }
+  const forward = (from: Socket, to: Socket) => {
+    from.on('data', (data: Buffer) => setTimeout(() => to.writable && to.write(data), delayMs))
+    from.on('end', () => setTimeout(() => to.writable && to.end(), delayMs))
+    from.on('error', () => to.destroy())
+  }
+  const server = createServer({allowHalfOpen: true}, (client) => {
+    track(client)
+    if (target === undefined) return void client.destroy()
+    const upstream = connect({port: target, host: '127.0.0.1', allowHalfOpen: true})
+    track(upstream)
+    forward(client, upstream)
+    forward(upstream, client)
+  })
+  await new Promise<void>((done) => server.listen(0, '127.0.0.1', done))
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    setTarget: (port) => void (target = port),
+    close: async () => {
+      for (const socket of sockets) socket.destroy()
+      await new Promise((done) => server.close(done))
+    },
+  }
 }

@@ -1,0 +1,124 @@
+import {execFileSync} from 'node:child_process'
+import {randomBytes} from 'node:crypto'
+import {writeFile} from 'node:fs/promises'
+import {join} from 'node:path'
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {StatusDoc} from '../../src/protocol/index.js'
+import {killAll, runCli, sha256File, startDaemon, tempDir, waitFor, type Daemon} from '../e2e/harness.js'
+
+// Issue 5, end to end: a TLS cluster (master and three nodes as real processes, certificates from a
+// throwaway CA made with openssl), credentials as the master prints them, certificate checks on.
+let dir: {path: string; remove: () => Promise<void>}
+let master: Daemon
+const nodes: Daemon[] = []
+let ca: string
+let creds: {node: string; rw: string; ro: string}
+
+function openssl(args: string[], cwd: string): void {
+  execFileSync('openssl', args, {cwd, stdio: 'pipe'})
+}
+
+/** A CA, and a server certificate for 127.0.0.1 / localhost signed by it. */
+function makeCertificates(cwd: string): void {
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes']
+  openssl(['req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '1', '-subj', '/CN=chunky test CA',
+    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign'], cwd)
+  openssl(['req', ...ec, '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=127.0.0.1'], cwd)
+  execFileSync('sh', ['-c', 'printf "subjectAltName=IP:127.0.0.1,DNS:localhost\\nbasicConstraints=CA:FALSE\\nextendedKeyUsage=serverAuth\\n" > ext.cnf'], {cwd})
+  openssl(['x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.pem', '-days', '1',
+    '-extfile', 'ext.cnf'], cwd)
+}
+
+const tlsArgs = () => ['--tls-cert', join(dir.path, 'server.pem'), '--tls-key', join(dir.path, 'server.key')]
+const clientEnv = (token: string, withCa = true) => ({CHUNKY_MASTER: master.url, CHUNKY_TOKEN: token, ...(withCa ? {CHUNKY_CA: ca} : {})})
+
+beforeAll(async () => {
+  dir = await tempDir('chunky-tls-')
+  makeCertificates(dir.path)
+  ca = join(dir.path, 'ca.pem')
+  // no --token: the master makes the secret and prints the node and client credentials
+  master = await startDaemon(['master', '--port', '0', '--data-dir', join(dir.path, 'master'), '--node-timeout', '3s', ...tlsArgs()])
+  const printed = master.output()
+  creds = {
+    node: /chunky node --master https:\/\/\S+ --token (node-[0-9a-f]{64}) --ca/.exec(printed)![1]!,
+    rw: /CHUNKY_TOKEN=(rw-[0-9a-f]{64})/.exec(printed)![1]!,
+    ro: /CHUNKY_TOKEN=(ro-[0-9a-f]{64})/.exec(printed)![1]!,
+  }
+  for (const id of ['n1', 'n2', 'n3']) {
+    nodes.push(await startDaemon(['node', '--master', master.url, '--port', '0', '--id', id, '--zone', id, '--data-dir', join(dir.path, id),
+      '--token', creds.node, '--ca', ca, '--heartbeat-interval', '200ms', ...tlsArgs()]))
+  }
+}, 60_000)
+
+afterAll(async () => {
+  await killAll()
+  await dir?.remove()
+})
+
+describe('a TLS cluster', () => {
+  it('serves https and wss: nodes join with the node credential, and upload, status and download work with the CA', async () => {
+    expect(master.url).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/)
+    expect(nodes.every((n) => n.url.startsWith('https://'))).toBe(true)
+    const status = await waitFor('three nodes alive over wss', async () => {
+      const result = await runCli(['status', '--json'], clientEnv(creds.ro))
+      if (result.code !== 0) throw new Error(result.stderr)
+      const doc = StatusDoc.parse(JSON.parse(result.stdout))
+      return doc.summary.aliveNodes === 3 ? doc : undefined
+    })
+    expect(status.nodes.every((n) => n.url.startsWith('https://'))).toBe(true)
+
+    const file = join(dir.path, 'clip.bin')
+    await writeFile(file, randomBytes(3 * 1024 * 1024 + 5))
+    const upload = await runCli(['upload', file, '--name', 'secure/clip.bin', '--chunk-size', '1MiB', '--json'], clientEnv(creds.rw))
+    expect(upload.stderr).toBe('')
+    expect(upload.code).toBe(0)
+    expect(JSON.parse(upload.stdout)).toMatchObject({chunks: 4, uploadedChunks: 4})
+
+    const after = StatusDoc.parse(JSON.parse((await runCli(['status', 'secure/clip.bin', '--json'], clientEnv(creds.ro))).stdout))
+    for (const chunk of after.files[0]!.chunks) expect(chunk.replicas.filter((r) => r.state === 'fresh')).toHaveLength(3)
+
+    const out = join(dir.path, 'clip.copy')
+    const download = await runCli(['download', 'secure/clip.bin', '-o', out, '--json'], clientEnv(creds.ro))
+    expect(download.code).toBe(0)
+    expect(await sha256File(out)).toBe(await sha256File(file))
+  })
+
+  it('a client that does not trust the CA is refused with a clear one-line error', async () => {
+    const result = await runCli(['status'], clientEnv(creds.ro, false))
+    expect(result.code).toBe(1)
+    expect(result.stdout).toBe('')
+    const lines = result.stderr.trim().split('\n')
+    expect(lines).toHaveLength(1)
+    expect(lines[0]).toMatch(/^chunky: the TLS certificate of https:\/\/127\.0\.0\.1:\d+ is not trusted here \(\w+\): pass --ca FILE or set CHUNKY_CA/)
+  })
+
+  it('credentials of the wrong kind or missing give one line and exit 1', async () => {
+    const file = join(dir.path, 'small.bin')
+    await writeFile(file, randomBytes(1000))
+    const readOnly = await runCli(['upload', file], clientEnv(creds.ro))
+    expect(readOnly.code).toBe(1)
+    expect(readOnly.stderr.trim().split('\n')).toHaveLength(1)
+    expect(readOnly.stderr).toContain('read-only credential (ro-…): uploading and removing need the read-write credential')
+
+    const nodeCred = await runCli(['ls'], clientEnv(creds.node))
+    expect(nodeCred.code).toBe(1)
+    expect(nodeCred.stderr).toMatch(/^chunky: .*node credential \(node-…\): clients use/)
+
+    const missing = await runCli(['ls'], {CHUNKY_MASTER: master.url, CHUNKY_CA: ca})
+    expect(missing.code).toBe(1)
+    expect(missing.stderr.trim().split('\n')).toHaveLength(1)
+    expect(missing.stderr).toMatch(/credential/)
+  })
+
+  it('a node that does not trust the master\'s certificate never joins, and says why', async () => {
+    const stray = await startDaemon(['node', '--master', master.url, '--port', '0', '--id', 'stray', '--data-dir', join(dir.path, 'stray'),
+      '--token', creds.node, '--heartbeat-interval', '200ms'])
+    try {
+      await waitFor('the certificate failure in its log', () => /lost master link.*(certificate|UNABLE_TO_VERIFY|self.signed)/i.test(stray.output()), 15_000)
+      const status = StatusDoc.parse(JSON.parse((await runCli(['status', '--json'], clientEnv(creds.ro))).stdout))
+      expect(status.nodes.map((n) => n.id)).not.toContain('stray')
+    } finally {
+      await stray.stop()
+    }
+  })
+})
