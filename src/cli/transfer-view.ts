@@ -1,5 +1,3 @@
-import {MultiBar, Presets, type SingleBar} from 'cli-progress'
-import ora, {type Ora} from 'ora'
 import type {TransferView} from '../client/index.js'
 import {formatBytes} from '../util/parse.js'
 
@@ -25,7 +23,7 @@ export function transferView(opts: ViewOptions): TransferView {
   const stream = opts.stream ?? process.stderr
   if (opts.quiet) return quietView
   if (!opts.interactive) return new PlainView(stream, opts.lineIntervalMs ?? PLAIN_LINE_INTERVAL_MS, opts.now ?? Date.now)
-  return new TerminalView(stream)
+  return new LazyTerminalView(stream)
 }
 
 /** --json: standard error is for errors only. */
@@ -104,105 +102,65 @@ function percent(done: number, total: number): string {
   return `${String(total > 0 ? Math.floor((Math.min(done, total) / total) * 100) : 100).padStart(3)}%`
 }
 
-const noColor = () => 'NO_COLOR' in process.env && process.env.NO_COLOR !== ''
+type ViewCall = {[K in keyof TransferView]: [K, ...Parameters<TransferView[K]>]}[keyof TransferView]
 
-class TerminalView implements TransferView {
-  private spinner: Ora | undefined
-  private bars: MultiBar | undefined
-  private overallBar: SingleBar | undefined
-  private readonly chunkBars = new Map<number, SingleBar>()
-  private phase = {label: '', total: 0, started: 0}
+/**
+ * The terminal view, loaded on first use (ora and cli-progress take a noticeable part of start-up,
+ * and --json or a log never needs them). Calls made while it loads are replayed in order; once
+ * stopped before it loaded, it draws nothing at all.
+ */
+class LazyTerminalView implements TransferView {
+  private view: TransferView | undefined
+  private pending: ViewCall[] | undefined = []
 
-  constructor(private readonly stream: NodeJS.WriteStream) {}
+  constructor(stream: NodeJS.WriteStream) {
+    import('./terminal-view.js').then(
+      ({TerminalView}) => {
+        const calls = this.pending
+        if (!calls) return
+        this.pending = undefined
+        const view = new TerminalView(stream)
+        for (const [method, ...args] of calls) (view[method] as (...a: unknown[]) => void)(...args)
+        this.view = view
+      },
+      () => {
+        this.pending = undefined // no bars then; the command's own output still says how it went
+      },
+    )
+  }
+
+  private call(...call: ViewCall): void {
+    if (this.view) (this.view[call[0]] as (...a: unknown[]) => void)(...call.slice(1))
+    else if (this.pending) {
+      // Bytes done only matter as the latest figure: keep the queue short while the module loads.
+      const last = this.pending.at(-1)
+      if (call[0] === 'overall' && last?.[0] === 'overall') this.pending.pop()
+      else if (call[0] === 'chunk' && last?.[0] === 'chunk' && last[1] === call[1]) this.pending.pop()
+      else if ((call[0] === 'overall' || call[0] === 'chunk') && this.pending.length >= 1_000) return
+      this.pending.push(call)
+    }
+  }
 
   step(text: string): void {
-    this.stopBars(true)
-    if (!this.spinner) {
-      this.spinner = ora({stream: this.stream, color: noColor() ? false : 'cyan', discardStdin: false, text})
-    }
-    this.spinner.start(text)
+    this.call('step', text)
   }
-
   start(label: string, totalBytes: number): void {
-    this.spinner?.stop()
-    this.stopBars(true)
-    this.phase = {label, total: totalBytes, started: Date.now()}
-    this.bars = new MultiBar(
-      {
-        stream: this.stream,
-        hideCursor: true,
-        clearOnComplete: false,
-        fps: 10,
-        barsize: 30,
-        etaBuffer: 50,
-        format: (options, params, payload: {text: string; detail?: string}) => {
-          const size = options.barsize ?? 30
-          const done = Math.round(params.progress * size)
-          const bar = '█'.repeat(done) + '░'.repeat(Math.max(0, size - done))
-          return `${payload.text.padEnd(14)} ${bar} ${String(Math.floor(params.progress * 100)).padStart(3)}% ${payload.detail ?? ''}`
-        },
-      },
-      Presets.shades_classic,
-    )
-    this.overallBar = this.bars.create(Math.max(totalBytes, 1), 0, {text: label, detail: this.detail(0)})
+    this.call('start', label, totalBytes)
   }
-
   overall(doneBytes: number): void {
-    this.overallBar?.update(Math.min(doneBytes, Math.max(this.phase.total, 1)), {text: this.phase.label, detail: this.detail(doneBytes)})
+    this.call('overall', doneBytes)
   }
-
   chunk(index: number, doneBytes: number, totalBytes: number): void {
-    if (!this.bars) return
-    let bar = this.chunkBars.get(index)
-    if (!bar) {
-      bar = this.bars.create(Math.max(totalBytes, 1), 0, {text: `  chunk ${index}`, detail: formatBytes(totalBytes)})
-      this.chunkBars.set(index, bar)
-    }
-    bar.update(doneBytes, {text: `  chunk ${index}`, detail: formatBytes(totalBytes)})
+    this.call('chunk', index, doneBytes, totalBytes)
   }
-
   chunkDone(index: number): void {
-    const bar = this.chunkBars.get(index)
-    if (bar && this.bars) this.bars.remove(bar)
-    this.chunkBars.delete(index)
+    this.call('chunkDone', index)
   }
-
   note(message: string): void {
-    if (this.bars) {
-      this.bars.log(`! ${message}\n`)
-    } else if (this.spinner?.isSpinning) {
-      const text = this.spinner.text
-      this.spinner.stopAndPersist({symbol: '!', text: message})
-      this.spinner.start(text)
-    } else {
-      this.stream.write(`! ${message}\n`)
-    }
+    this.call('note', message)
   }
-
   stop(): void {
-    this.spinner?.stop()
-    this.stopBars(false)
-  }
-
-  /** "12.5 MiB / 30.0 MiB  41.7 MiB/s  ETA 1s" */
-  private detail(doneBytes: number): string {
-    const seconds = (Date.now() - this.phase.started) / 1000
-    const rate = seconds > 0.2 ? doneBytes / seconds : 0
-    const eta = rate > 0 ? Math.ceil((this.phase.total - doneBytes) / rate) : undefined
-    const parts = [`${formatBytes(doneBytes)} / ${formatBytes(this.phase.total)}`]
-    if (rate > 0) parts.push(`${(rate / 1024 / 1024).toFixed(1)} MiB/s`)
-    if (eta !== undefined && doneBytes < this.phase.total) parts.push(`ETA ${eta}s`)
-    return parts.join('  ')
-  }
-
-  /** Ends the long phase; `completed` draws its bar full (the phase finished, it did not fail). */
-  private stopBars(completed: boolean): void {
-    if (!this.bars) return
-    for (const bar of this.chunkBars.values()) this.bars.remove(bar)
-    this.chunkBars.clear()
-    if (completed) this.overall(this.phase.total)
-    this.bars.stop()
-    this.bars = undefined
-    this.overallBar = undefined
+    if (this.view) this.view.stop()
+    else this.pending = undefined // stopped before it loaded: nothing was drawn, nothing to draw
   }
 }

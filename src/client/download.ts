@@ -1,12 +1,10 @@
 import {createHash, randomBytes} from 'node:crypto'
-import {createWriteStream} from 'node:fs'
-import {open, rm} from 'node:fs/promises'
+import {open, rm, type FileHandle} from 'node:fs/promises'
 import {basename, dirname, join, resolve} from 'node:path'
 import {performance} from 'node:perf_hooks'
-import {pipeline} from 'node:stream/promises'
-import got from 'got'
 import {ChunkyError, type FileManifest, type NodeSummary, type Target} from '../protocol/index.js'
 import {commitFile} from '../util/fs.js'
+import {send} from './http.js'
 import {InterruptedError, networkErrorCode, requestSignal} from './errors.js'
 import {masterApi, type MasterApi} from './master-api.js'
 import {measureNodes, type Probe} from './nearest.js'
@@ -51,13 +49,11 @@ export async function downloadFile(opts: DownloadOptions, view: TransferView): P
   const order = await replicaOrder(manifest, opts.probe)
 
   const tmp = join(dirname(output), `.${basename(output)}.${randomBytes(6).toString('hex')}.chunky-tmp`)
+  // One handle for every chunk: each writes its bytes at its own offset (positional writes).
   const handle = await open(tmp, 'wx', 0o644)
   try {
-    await handle.truncate(manifest.size) // every chunk then writes into its own place
-  } finally {
-    await handle.close()
-  }
-  try {
+    await handle.truncate(manifest.size)
+    const flusher = backgroundFlusher(handle)
     const inFlight = new Map<number, number>()
     let finished = 0
     const report = () => view.overall(finished + [...inFlight.values()].reduce((a, b) => a + b, 0))
@@ -69,22 +65,54 @@ export async function downloadFile(opts: DownloadOptions, view: TransferView): P
         report()
       }
       try {
-        await fetchChunk(chunk, manifest, order(chunk.replicas), tmp, api, opts.token, view, onBytes, signal)
+        await fetchChunk(chunk, manifest, order(chunk.replicas), handle, api, opts.token, view, onBytes, signal)
         finished += chunk.size
+        flusher.chunkWritten()
       } finally {
         inFlight.delete(chunk.index)
         view.chunkDone(chunk.index)
         report()
       }
-    }, opts.signal)
+    }, opts.signal).finally(() => flusher.settled())
+    await flusher.settled(true)
+    await handle.close()
     view.step('saving')
     await commitFile(tmp, output)
   } catch (err) {
+    await handle.close().catch(() => {}) // already closed when the failure came later
     await rm(tmp, {force: true}) // an interrupted or failed download leaves nothing behind
     throw err
   }
   view.stop()
   return {name: manifest.name, size: manifest.size, chunks: manifest.chunks.length, seconds: Math.round(performance.now() - started) / 1000, output}
+}
+
+/**
+ * Writes the finished chunks' bytes to the disk while later chunks still arrive (one datasync at a
+ * time), so the fsync before the rename has little left to do. That final fsync still happens
+ * (commitFile): this only moves the disk work earlier, it promises nothing.
+ */
+function backgroundFlusher(handle: FileHandle): {chunkWritten(): void; settled(rethrow?: boolean): Promise<void>} {
+  let running: Promise<void> | undefined
+  let failure: unknown
+  return {
+    chunkWritten() {
+      if (running) return
+      running = handle.datasync().then(
+        () => {
+          running = undefined
+        },
+        (err: unknown) => {
+          failure ??= err
+          running = undefined
+        },
+      )
+    },
+    async settled(rethrow = false) {
+      await running
+      if (rethrow && failure !== undefined) throw failure
+    },
+  }
 }
 
 /** A 404 for a name, said with the name in it whatever the server's wording. */
@@ -110,7 +138,7 @@ async function fetchChunk(
   chunk: ManifestChunk,
   manifest: FileManifest,
   replicas: Target[],
-  tmp: string,
+  file: FileHandle,
   api: MasterApi,
   token: string | undefined,
   view: TransferView,
@@ -123,7 +151,7 @@ async function fetchChunk(
   const problems: string[] = []
   for (const replica of replicas) {
     try {
-      await fetchReplica(chunk, replica, manifest.chunkSize * chunk.index, tmp, token, onBytes, signal)
+      await fetchReplica(chunk, replica, manifest.chunkSize * chunk.index, file, token, onBytes, signal)
       return
     } catch (err) {
       if (signal.aborted) throw new InterruptedError()
@@ -139,43 +167,63 @@ async function fetchChunk(
   throw new ChunkyError('NODE_UNREACHABLE', `chunk ${chunk.index} of ${manifest.name} could not be read from any copy (${problems.join('; ')}): try again shortly`)
 }
 
+/** Bytes gathered before one positional write: few write calls, bounded memory per chunk in flight. */
+const WRITE_BATCH_BYTES = 1024 * 1024
+
 /** Streams one replica into its place in the tmp file, hashing as it goes; throws unless size and SHA-256 match. */
 async function fetchReplica(
   chunk: ManifestChunk,
   replica: Target,
   offset: number,
-  tmp: string,
+  file: FileHandle,
   token: string | undefined,
   onBytes: (bytes: number) => void,
   signal: AbortSignal,
 ): Promise<void> {
   const hash = createHash('sha256')
   let seen = 0
+  let batch: Buffer[] = []
+  let batchBytes = 0
+  let written = 0
+  const flush = async () => {
+    if (batchBytes === 0) return
+    const parts = batch
+    const length = batchBytes
+    batch = []
+    batchBytes = 0
+    const {bytesWritten} = await file.writev(parts, offset + written)
+    if (bytesWritten !== length) throw new Error(`short write to the output (${bytesWritten} of ${length} bytes)`)
+    written += length
+  }
   const abort = requestSignal(signal)
-  const source = got.stream(new URL(`/chunks/${chunk.chunkId}/${chunk.version}`, replica.url), {
-    headers: token ? {authorization: `Bearer ${token}`} : {},
-    retry: {limit: 0},
-    timeout: {connect: 5_000, response: 30_000, socket: 30_000},
-    signal: abort.signal,
-  })
   try {
-    await pipeline(
-      source,
-      async function* verify(parts: AsyncIterable<Buffer>) {
-        for await (const part of parts) {
-          seen += part.length
-          if (seen > chunk.size) throw new BadReplica(`sent more than the chunk's ${chunk.size} bytes`)
-          hash.update(part)
-          onBytes(seen)
-          yield part
-        }
-      },
-      createWriteStream(tmp, {flags: 'r+', start: offset}),
-    )
+    const response = await send(new URL(`/chunks/${chunk.chunkId}/${chunk.version}`, replica.url), {
+      method: 'GET',
+      headers: token ? {authorization: `Bearer ${token}`} : {},
+      connectTimeoutMs: 5_000,
+      responseTimeoutMs: 30_000,
+      idleTimeoutMs: 30_000,
+      signal: abort.signal,
+    })
+    if (response.statusCode !== 200) {
+      response.resume()
+      throw new Error(`HTTP ${response.statusCode}`)
+    }
+    for await (const part of response as AsyncIterable<Buffer>) {
+      seen += part.length
+      if (seen > chunk.size) {
+        response.destroy()
+        throw new BadReplica(`sent more than the chunk's ${chunk.size} bytes`)
+      }
+      hash.update(part)
+      batch.push(part)
+      batchBytes += part.length
+      if (batchBytes >= WRITE_BATCH_BYTES) await flush()
+      onBytes(seen)
+    }
+    await flush()
   } catch (err) {
     if (err instanceof BadReplica) throw err
-    const status = (err as {response?: {statusCode?: number}}).response?.statusCode
-    if (status !== undefined) throw new Error(`HTTP ${status}`)
     throw new Error(networkErrorCode(err) ?? (err instanceof Error ? err.message : String(err)))
   } finally {
     abort.dispose()

@@ -1,12 +1,11 @@
-import {RequestError} from 'got'
 import {ChunkyError, ErrorBody, HTTP_STATUS, isErrorCode, type ErrorCode} from '../protocol/index.js'
+import {NetworkError} from './http.js'
 
 // Turning what the network or a server says into a ChunkyError whose message tells the user what to do.
 
 /** The error code (ECONNREFUSED, ETIMEDOUT…) of a request that got no answer at all, else undefined. */
 export function networkErrorCode(err: unknown): string | undefined {
-  if (!(err instanceof RequestError) || err.response) return undefined
-  return err.code || 'network error'
+  return err instanceof NetworkError ? err.code : undefined
 }
 
 /** The ChunkyError an error response stands for: the server's code and message when it sent an ErrorBody. */
@@ -68,8 +67,7 @@ export function isTransient(err: unknown): boolean {
 
 /**
  * A child of `parent` for one request, to be disposed when the request ends. Handing the long-lived
- * parent signal to every request would pile a listener onto it per request (got does not remove its
- * own), and Node warns past 10.
+ * parent signal to every request would pile a listener onto it per request, and Node warns past 10.
  */
 export function requestSignal(parent: AbortSignal | undefined): {signal: AbortSignal | undefined; dispose: () => void} {
   if (!parent) return {signal: undefined, dispose: () => {}}

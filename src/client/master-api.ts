@@ -1,4 +1,4 @@
-import got, {type Method} from 'got'
+import {setTimeout as sleep} from 'node:timers/promises'
 import {z} from 'zod'
 import {
   CommitResult,
@@ -14,6 +14,7 @@ import {
   type UploadPlanRequest,
 } from '../protocol/index.js'
 import {ChunkyError} from '../protocol/index.js'
+import {sendForText} from './http.js'
 import {credentialRefused, errorFromResponse, InterruptedError, masterUnreachable, networkErrorCode, requestSignal} from './errors.js'
 
 // Typed calls to the master's HTTP API (src/protocol/api.ts). Every answer is validated with its
@@ -39,6 +40,11 @@ export interface MasterApiOptions {
 }
 
 const Ok = z.object({ok: z.literal(true)})
+type Method = 'GET' | 'POST' | 'DELETE'
+/** Extra tries of a read that got no answer. */
+const GET_RETRIES = 2
+/** Failures that may pass on a second try (a TLS refusal, say, will not). */
+const RETRIED_CODES = new Set(['ETIMEDOUT', 'ECONNRESET', 'EADDRINUSE', 'ECONNREFUSED', 'EPIPE', 'ENOTFOUND', 'ENETUNREACH', 'EAI_AGAIN'])
 
 export function masterApi(masterUrl: string, token: string | undefined, opts: MasterApiOptions = {}): MasterApi {
   const base = normalizeUrl(masterUrl)
@@ -47,18 +53,27 @@ export function masterApi(masterUrl: string, token: string | undefined, opts: Ma
   async function call<T>(schema: z.ZodType<T>, method: Method, path: string, body?: unknown): Promise<T> {
     let response
     const request = requestSignal(opts.signal)
-    try {
-      response = await got(new URL(path, base), {
+    const payload = body === undefined ? undefined : JSON.stringify(body)
+    const send = () =>
+      sendForText(new URL(path, base), {
         method,
-        headers,
-        json: body,
-        responseType: 'text',
-        throwHttpErrors: false,
+        headers: {...headers, accept: 'application/json', ...(payload === undefined ? {} : {'content-type': 'application/json', 'content-length': Buffer.byteLength(payload)})},
+        body: payload,
         signal: request.signal,
-        timeout: {connect: 5_000, request: opts.timeoutMs ?? 60_000},
-        // Only reads are repeated, and only when no answer came (a master restarting): writes may have happened.
-        retry: {limit: 2, methods: ['GET'], calculateDelay: ({attemptCount, computedValue}) => (computedValue ? 250 * attemptCount : 0)},
+        connectTimeoutMs: 5_000,
+        totalTimeoutMs: opts.timeoutMs ?? 60_000,
       })
+    try {
+      // Only reads are repeated, and only when no answer came (a master restarting): writes may have happened.
+      for (let attempt = 1; ; attempt++) {
+        try {
+          response = await send()
+          break
+        } catch (err) {
+          if (method !== 'GET' || attempt > GET_RETRIES || !RETRIED_CODES.has(networkErrorCode(err) ?? '') || opts.signal?.aborted) throw err
+          await sleep(250 * attempt)
+        }
+      }
     } catch (err) {
       if (opts.signal?.aborted) throw new InterruptedError()
       const code = networkErrorCode(err)

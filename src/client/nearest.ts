@@ -1,6 +1,6 @@
 import {performance} from 'node:perf_hooks'
-import got from 'got'
 import {ChunkyError, Health, type NodeSummary} from '../protocol/index.js'
+import {sendForText} from './http.js'
 
 // Finding the nearest storage node: time GET /healthz a few times on every alive node, in parallel,
 // and take the lowest median round trip. The median ignores one slow outlier (a GC pause, a cold
@@ -14,9 +14,10 @@ export const PROBE_TIMEOUT_MS = 1_000
 
 export const httpProbe: Probe = async (nodeUrl) => {
   const started = performance.now()
-  const body = await got(new URL('/healthz', nodeUrl), {timeout: {request: PROBE_TIMEOUT_MS}, retry: {limit: 0}}).json()
+  const answer = await sendForText(new URL('/healthz', nodeUrl), {method: 'GET', totalTimeoutMs: PROBE_TIMEOUT_MS})
   const elapsed = performance.now() - started
-  Health.parse(body)
+  if (answer.statusCode !== 200) throw new Error(`HTTP ${answer.statusCode}`)
+  Health.parse(JSON.parse(answer.body))
   return elapsed
 }
 
@@ -33,7 +34,10 @@ export function median(values: number[]): number | undefined {
   return sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1]! + sorted[middle]!) / 2
 }
 
-/** Probes every node (in parallel; a node's probes one after another) and returns each one's median RTT. */
+/**
+ * Probes every node (in parallel; a node's probes one after another, stopping at its first failure)
+ * and returns each one's median RTT.
+ */
 export async function measureNodes(nodes: NodeSummary[], probe: Probe = httpProbe, probes = PROBES_PER_NODE): Promise<NodeRtt[]> {
   return Promise.all(
     nodes.map(async (node) => {
@@ -42,7 +46,9 @@ export async function measureNodes(nodes: NodeSummary[], probe: Probe = httpProb
         try {
           rtts.push(await probe(node.url))
         } catch {
-          // an unanswered probe counts as no sample
+          // No answer (refused, or PROBE_TIMEOUT_MS passed): asking again would mostly add another
+          // timeout to every upload's critical path, so the node keeps the samples it has.
+          break
         }
       }
       return {node, rttMs: median(rtts)}

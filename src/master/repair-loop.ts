@@ -14,9 +14,9 @@ const DELETE_RESEND_MS = 30_000
 const DELETE_RESENDS_PER_ROUND = 1000
 /**
  * Transfers per node at once, and copies per transfer. Several smaller transfers rather than one long
- * one: a copy waits for its fsyncs and the master's ack before the next entry of its transfer, so
- * parallel transfers keep disk and network busy (bench/: one 64-chunk transfer ran at about a third
- * of rsync's throughput). Still bounded, so repair does not starve uploads.
+ * one: within a transfer the target overlaps only a few entries (node/replicate.ts), so parallel
+ * transfers keep disk and network busy (bench/: one 64-chunk transfer ran at about a third of rsync's
+ * throughput). Still bounded, so repair does not starve uploads.
  */
 const REPAIR_TASKS_PER_NODE = 4
 const REPAIR_REPLICAS_PER_TASK = 8

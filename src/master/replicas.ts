@@ -15,6 +15,10 @@ interface ReportProgress {
   startedMs: number
   /** `chunkId.version` of every entry so far: the last batch forgets the node's rows not among them. */
   reported: Set<string>
+  /** Those of `reported` that have a row on record now (everything but 'unreferenced'). */
+  recorded: Set<string>
+  /** replicaRemovals() when the report began: rows removed meanwhile by anything else make counting unsafe. */
+  removalsAtStart: number
   counts: Record<Verdict, number>
   staleLogged: number
 }
@@ -32,6 +36,11 @@ export class ReplicaRecords {
   constructor(private readonly ctx: MasterContext) {
     this.deletes = new DeleteSender(ctx.nodes, ctx.log)
     const db = ctx.db
+    // Counts every removed replica row, whoever removes it (reports, deletes, the repair loop): see forgetUnreported.
+    db.exec(`CREATE TEMP TABLE IF NOT EXISTS replica_removals (n INTEGER NOT NULL);
+      INSERT INTO replica_removals (n) SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM replica_removals);
+      CREATE TEMP TRIGGER IF NOT EXISTS count_replica_removals AFTER DELETE ON main.replicas
+        BEGIN UPDATE replica_removals SET n = n + 1; END;`)
     this.q = {
       lookup: db.prepare(`SELECT c.committed_version AS committedVersion, c.max_version AS maxVersion, c.size, c.sha256,
           p.size AS plannedSize, p.sha256 AS plannedSha, r.corrupt
@@ -60,6 +69,8 @@ export class ReplicaRecords {
           SELECT value ->> 0, @nodeId, value ->> 1, value ->> 2, value ->> 3, @seen FROM json_each(@rows) WHERE true
         ON CONFLICT (chunk_id, node_id, version) DO UPDATE SET sha256 = excluded.sha256, corrupt = excluded.corrupt,
           seen = coalesce(excluded.seen, replicas.seen)`),
+      removals: db.prepare('SELECT n FROM temp.replica_removals').pluck(),
+      countOfNode: db.prepare('SELECT count(*) AS n FROM replicas WHERE node_id = ?'),
       rowsOfNode: db.prepare('SELECT chunk_id AS chunkId, version, seen FROM replicas WHERE node_id = ?'),
     }
   }
@@ -103,7 +114,15 @@ export class ReplicaRecords {
   reportBatch(nodeId: string, linkId: number, batch: ReportBatch): boolean {
     let progress = this.reports.get(nodeId)
     if (!progress || progress.reportId !== batch.reportId) {
-      progress = {reportId: batch.reportId, startedMs: this.ctx.clock.now(), reported: new Set(), counts: emptyCounts(), staleLogged: 0}
+      progress = {
+        reportId: batch.reportId,
+        startedMs: this.ctx.clock.now(),
+        reported: new Set(),
+        recorded: new Set(),
+        removalsAtStart: this.replicaRemovals(),
+        counts: emptyCounts(),
+        staleLogged: 0,
+      }
       this.reports.set(nodeId, progress)
     }
     const report = progress
@@ -119,7 +138,10 @@ export class ReplicaRecords {
         const verdict = judgeReplica(replica, context)
         report.counts[verdict]++
         const {chunkId, version, sha256} = replica
-        report.reported.add(replicaKey(chunkId, version))
+        const key = replicaKey(chunkId, version)
+        report.reported.add(key)
+        if (verdict === 'unreferenced') report.recorded.delete(key)
+        else report.recorded.add(key)
         // A row already on record as it is now (the common case on a reconnect) is not written again.
         const record = (corrupt: number) => {
           if (recorded?.sha256 !== sha256 || recorded.corrupt !== corrupt) upserts.push([chunkId, version, sha256, corrupt])
@@ -157,7 +179,7 @@ export class ReplicaRecords {
         }
       })
       if (upserts.length > 0) this.q.upsertMany.run({nodeId, seen: report.reportId, rows: JSON.stringify(upserts)})
-      if (batch.done) this.forgetUnreported(nodeId, linkId, report.reported)
+      if (batch.done) this.forgetUnreported(nodeId, linkId, report)
     })())
 
     for (const {replica, reason} of toDelete) this.deletes.send(nodeId, replica.chunkId, replica.version, reason)
@@ -173,6 +195,11 @@ export class ReplicaRecords {
     )
     this.deletes.flush(`after ${nodeId}'s report`)
     return true
+  }
+
+  /** How many replica rows this connection has removed so far, by any code path (the temp trigger below). */
+  private replicaRemovals(): number {
+    return this.q.removals.get() as number
   }
 
   /** A node's link closed: an unfinished report of it will never finish. */
@@ -202,7 +229,13 @@ export class ReplicaRecords {
    * The end of a report: the node's rows that no batch of it mentioned are gone from the node, except
    * those a `stored` on this same link recorded (written after the node listed its inventory).
    */
-  private forgetUnreported(nodeId: string, linkId: number, reported: ReadonlySet<string>): void {
+  private forgetUnreported(nodeId: string, linkId: number, report: ReportProgress): void {
+    // The common case (a node reconnecting with what the master knows): every row of the node is one
+    // this report recorded, so there is nothing to forget and no need to read the rows back.
+    // Exact only if no row was removed meanwhile (a removed reported row could hide an unreported one).
+    const onRecord = (this.q.countOfNode.get(nodeId) as {n: number}).n
+    if (onRecord === report.recorded.size && this.replicaRemovals() === report.removalsAtStart) return
+    const {reported} = report
     const marker = storedMarker(linkId)
     const rows = this.q.rowsOfNode.all(nodeId) as {chunkId: string; version: number; seen: string | null}[]
     for (const row of rows) {

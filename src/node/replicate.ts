@@ -8,6 +8,8 @@ type ReplicateCommand = Extract<MasterToNode, {type: 'replicate'}>
 type Failure = {chunkId: string; version: number; error: string}
 
 export const REPLICATE_TIMEOUT_MS = 120_000
+/** Entries of one transfer being written, fsynced or acked at once (memory stays bounded: each streams to disk). */
+export const REPLICATE_IN_FLIGHT = 3
 
 /**
  * Carries out a `replicate` command (issue 3 repair): pull the replicas from the source in one tar
@@ -51,29 +53,56 @@ async function pullReplicas(ctx: NodeContext, task: ReplicateCommand, signal: Ab
   res.pipe(tar as unknown as NodeJS.WritableStream)
   signal.addEventListener('abort', () => tar.destroy(signal.reason as Error), {once: true})
 
-  for await (const entry of tar) {
-    const pax = (entry.header.pax ?? {}) as Record<string, string>
-    const key = `${pax[TRANSFER_PAX.chunkId]}.${pax[TRANSFER_PAX.version]}`
-    const replica = wanted.get(key)
-    if (!replica || entry.header.name !== key || pax[TRANSFER_PAX.sha256] !== replica.sha256 || entry.header.size !== replica.size) {
-      for await (const _ of entry); // not what we asked for (or not the bytes the master expects): skip it
-      if (replica) {
-        wanted.delete(key)
-        failed.push({chunkId: replica.chunkId, version: replica.version, error: `source ${task.source.id} sent other bytes (size or SHA-256 differ)`})
+  // Up to REPLICATE_IN_FLIGHT entries at once: while one is fsynced and acked by the master, the next is
+  // already streaming into its temp file. Each one still counts only once durable and acked.
+  const inFlight = new Set<Promise<void>>()
+  const copied: (ReplicaInfo | undefined)[] = [] // in transfer order, whichever finishes first
+  let broken: Error | undefined // the transfer itself broke: the rest fail together
+  try {
+    for await (const entry of tar) {
+      if (broken) throw broken
+      const pax = (entry.header.pax ?? {}) as Record<string, string>
+      const key = `${pax[TRANSFER_PAX.chunkId]}.${pax[TRANSFER_PAX.version]}`
+      const replica = wanted.get(key)
+      if (!replica || entry.header.name !== key || pax[TRANSFER_PAX.sha256] !== replica.sha256 || entry.header.size !== replica.size) {
+        for await (const _ of entry); // not what we asked for (or not the bytes the master expects): skip it
+        if (replica) {
+          wanted.delete(key)
+          failed.push({chunkId: replica.chunkId, version: replica.version, error: `source ${task.source.id} sent other bytes (size or SHA-256 differ)`})
+        }
+        continue
       }
-      continue
+      wanted.delete(key)
+      const body = entry as unknown as NodeJS.ReadableStream & AsyncIterable<Buffer> & {destroyed: boolean}
+      let bodyEnded = false
+      const bodyRead = new Promise<void>((resolve) => {
+        body.once('end', () => resolve(void (bodyEnded = true)))
+        body.once('close', resolve)
+      })
+      const slot = copied.push(undefined) - 1
+      const copy = (async () => {
+        try {
+          // verifies length and SHA-256, fsyncs, renames; a bad entry is read to its end, so the next one follows
+          const stored = await ctx.store.write(replica, body)
+          await ctx.link.confirmStored(stored)
+          copied[slot] = stored
+        } catch (err) {
+          if (signal.aborted || tar.destroyed) broken ??= err as Error
+          else failed.push({chunkId: replica.chunkId, version: replica.version, error: (err as Error).message.slice(0, 1000)})
+        }
+      })()
+      const done = copy.finally(() => inFlight.delete(done))
+      inFlight.add(done)
+      // The tar stream hands out the next entry only once this one is read (or its write gave up on it).
+      await Promise.race([bodyRead, done])
+      if (!bodyEnded && !body.destroyed) body.resume() // its write gave up early: skip the rest of its bytes
+      if (inFlight.size >= REPLICATE_IN_FLIGHT) await Promise.race(inFlight)
     }
-    wanted.delete(key)
-    try {
-      // verifies length and SHA-256, fsyncs, renames; a bad entry is read to its end, so the next one follows
-      const stored = await ctx.store.write(replica, entry as unknown as AsyncIterable<Buffer>)
-      await ctx.link.confirmStored(stored)
-      ok.push(stored)
-    } catch (err) {
-      if (signal.aborted || tar.destroyed) throw err // the transfer itself broke: the rest fail together
-      failed.push({chunkId: replica.chunkId, version: replica.version, error: (err as Error).message.slice(0, 1000)})
-    }
+  } finally {
+    await Promise.all(inFlight) // nothing is left writing (or pushing to failed) behind the answer
+    for (const stored of copied) if (stored) ok.push(stored)
   }
+  if (broken) throw broken
 }
 
 interface TransferAuth {

@@ -13,7 +13,11 @@ export type Handler = (req: IncomingMessage, res: ServerResponse, body: Buffer) 
 export async function fakeServer(handler: Handler): Promise<FakeServer> {
   const server = createServer(async (req, res) => {
     const parts: Buffer[] = []
-    for await (const part of req as AsyncIterable<Buffer>) parts.push(part)
+    try {
+      for await (const part of req as AsyncIterable<Buffer>) parts.push(part)
+    } catch {
+      return // the client gave up mid-body (as a client may): nothing to answer
+    }
     try {
       await handler(req, res, Buffer.concat(parts))
     } catch (err) {

@@ -29,6 +29,20 @@ describe('nearest node', () => {
     expect(pickNearest(measured)?.node.id).toBe('b')
   })
 
+  it('stops probing a node at its first unanswered probe, keeping the samples it has', async () => {
+    const calls = new Map<string, number>()
+    const probe: Probe = async (url) => {
+      const n = (calls.get(url) ?? 0) + 1
+      calls.set(url, n)
+      if (url.includes('//a.') && n === 2) throw new Error('ETIMEDOUT')
+      if (url.includes('//b.')) throw new Error('ETIMEDOUT')
+      return 10 * n
+    }
+    const measured = await measureNodes([node('a'), node('b'), node('c')], probe)
+    expect(measured.map((m) => m.rttMs)).toEqual([10, undefined, 20])
+    expect(Object.fromEntries([...calls].map(([url, n]) => [url.slice(7, 8), n]))).toEqual({a: 2, b: 1, c: 3})
+  })
+
   it('skips nodes that do not answer and dead nodes', async () => {
     const nodes = [node('a', 'dead'), node('b'), node('c')]
     const nearest = await findNearestNode(nodes, {probe: fakeProbe({a: [1, 1, 1], c: [9, 9, 9]})})

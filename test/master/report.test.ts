@@ -75,6 +75,27 @@ describe('chunk reports', () => {
     expect(rows).toEqual([{node_id: 'n2', version: 1}, {node_id: 'n2', version: 2}])
   })
 
+  it('forgets an unreported row even when a reported row was removed while the report was under way', async () => {
+    const s = await committedFile()
+    const f = s.commitVersion('a')
+    const plan = s.uploads.plan(planRequest('g', 1000, 'g'))
+    const g = plan.chunks[0]!
+    for (const node of ['n1', 'n2']) s.records.stored(node, 1, {chunkId: g.chunkId, version: g.version, size: 1000, sha256: g.sha256})
+    s.uploads.commit(plan.uploadId)
+    const rowsOfN1 = () => s.db.prepare("SELECT chunk_id FROM replicas WHERE node_id = 'n1' ORDER BY chunk_id").pluck().all()
+
+    // A reconnect listing everything on record: nothing is forgotten (the row count matches: no scan needed).
+    s.records.reportBatch('n1', 2, {reportId: 'r0', done: true, replicas: [{...f, size: 1000}, {...g, size: 1000}]})
+    expect(rowsOfN1()).toEqual([f.chunkId, g.chunkId].sort())
+
+    // n1 lists f but no longer holds g; f's row goes away mid-report (its delete confirmed): the count of
+    // rows (1: g) equals the count of reported rows (1: f), yet g must be forgotten.
+    s.records.reportBatch('n1', 3, {reportId: 'r1', done: false, replicas: [{...f, size: 1000}]})
+    s.records.deleted('n1', f.chunkId, f.version)
+    s.records.reportBatch('n1', 3, {reportId: 'r1', done: true, replicas: []})
+    expect(rowsOfN1()).toEqual([])
+  })
+
   it('keeps a replica stored on the same link while a report was being listed', async () => {
     const s = await committedFile()
     const v1 = s.commitVersion('a')

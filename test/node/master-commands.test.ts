@@ -83,6 +83,22 @@ describe('master commands', () => {
     expect(copy.body.equals(first.bytes)).toBe(true)
   })
 
+  it('replicate copies several entries at once; a rotten one in the middle fails alone', async () => {
+    const held = await Promise.all([0, 1, 2, 3, 4].map((i) => storeOn(a.url, 'ma', `repair-many-${i}`, 1, 300_000 + i)))
+    await flipByte(dataDir('ma'), expectedFile(held[2]!.chunkId, 1, held[2]!.bytes), 1000) // rotten on the source
+    master.send('mb', {type: 'replicate', taskId: 't-many', source: {id: 'ma', url: a.url}, replicas: held.map((h) => h.replica)})
+    const done = await master.waitFor((m) => m.type === 'replicated' && m.taskId === 't-many', 'replicated t-many')
+    const good = held.filter((_, i) => i !== 2)
+    expect(done).toMatchObject({ok: good.map((h) => h.replica), failed: [{chunkId: held[2]!.chunkId, version: 1}]})
+    expect((done as {failed: {error: string}[]}).failed[0]!.error).toMatch(/SHA-256/)
+    for (const h of good) {
+      expect(master.received.some((m) => m.type === 'stored' && m.from === 'mb' && m.replica.chunkId === h.chunkId)).toBe(true)
+      const copy = await send(new URL(`/chunks/${h.chunkId}/1`, b.url), 'GET', {authorization: `Bearer ${TOKEN}`})
+      expect(copy.body.equals(h.bytes)).toBe(true)
+    }
+    expect((await chunkFiles(dataDir('mb'))).filter((f) => f.includes(held[2]!.chunkId))).toEqual([])
+  })
+
   it('replicate refuses bytes that differ from what the master expects', async () => {
     const held = await storeOn(a.url, 'ma', 'repair-wrong-sum', 1, 5000)
     const claimed = {...held.replica, sha256: sha256(randomBytes(8))}
