@@ -28,7 +28,7 @@ export async function startCluster(work, tag, {replicas, minReplicas, nodeCount}
   const master = await startProcess(
     process.execPath,
     [...execArgs, BIN, 'master', '--port', '0', '--data-dir', join(dir, 'master'), '--token', TOKEN, '--replicas', String(replicas),
-      '--min-replicas', String(minReplicas), '--node-timeout', '1s', '--repair-interval', '300ms'],
+      '--min-replicas', String(minReplicas), '--node-timeout', '3s', '--repair-interval', '300ms'],
     {ready: /^listening on /, env: env()},
   )
   const url = master.readyLine.split(' ').pop()

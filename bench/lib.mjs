@@ -76,7 +76,7 @@ export function run(cmd, args, {timeoutMs = 300_000, env, cwd} = {}) {
       clearTimeout(timer)
       children.delete(child)
       if (code === 0) resolve({stdout, stderr, pid: child.pid})
-      else reject(new Error(`${cmd} ${args.join(' ')} exited with ${code ?? signal}: ${stderr.trim().slice(-500)}`))
+      else reject(new Error(`${cmd} ${args.join(' ')} exited with ${code ?? signal}: ${[stdout.trim().slice(0, 500), stderr.trim().split("\n").filter((l) => !/^\t/.test(l)).slice(0, 5).join(" / ")].filter(Boolean).join(" · ")}`))
     })
   })
 }
