@@ -71,22 +71,15 @@ export interface CliResult {
   stderr: string
 }
 
-export function runCli(args: string[], env: Record<string, string> = {}, timeoutMs = 120_000): Promise<CliResult> {
-  return new Promise((done, fail) => {
-    const child = spawn(process.execPath, [BIN, ...args], {stdio: ['ignore', 'pipe', 'pipe'], env: {...cleanEnv(), ...env}})
-    running.add(child)
-    let stdout = ''
-    let stderr = ''
-    child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()))
-    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()))
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
-    child.on('error', fail)
-    child.on('close', (code) => {
-      clearTimeout(timer)
-      running.delete(child)
-      done({code, stdout, stderr})
-    })
-  })
+/** Runs a command to its end (killed after timeoutMs). */
+export async function runCli(args: string[], env: Record<string, string> = {}, timeoutMs = 120_000): Promise<CliResult> {
+  const {child, result} = spawnCli(args, env)
+  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
+  try {
+    return await result
+  } finally {
+    clearTimeout(timer)
+  }
 }
 
 /** Starts a command and returns the child, for tests that act while it runs. */
@@ -97,12 +90,13 @@ export function spawnCli(args: string[], env: Record<string, string> = {}): {chi
   let stderr = ''
   child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()))
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()))
-  const result = new Promise<CliResult>((done) =>
+  const result = new Promise<CliResult>((done, fail) => {
+    child.on('error', fail)
     child.on('close', (code) => {
       running.delete(child)
       done({code, stdout, stderr})
-    }),
-  )
+    })
+  })
   return {child, result}
 }
 
