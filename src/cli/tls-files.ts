@@ -19,8 +19,9 @@ export async function readCa(path: string): Promise<string> {
 }
 
 /**
- * Trusts `pem` for every HTTPS request of this process made through Node's global agent (got uses
- * it), on top of the system's CAs. A CLI process talks to one cluster, so process-wide is right.
+ * Trusts `pem` for every HTTPS request of this process made through Node's global agent (the
+ * client's requests use it), on top of the system's CAs. A CLI process talks to one cluster, so
+ * process-wide is right.
  */
 export function trustCa(pem: string): void {
   globalAgent.options.ca = [...rootCertificates, pem]

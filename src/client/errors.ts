@@ -59,12 +59,6 @@ export function throwIfAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw new InterruptedError()
 }
 
-/** True for failures worth another try on other nodes: no answer at all, or a 5xx. */
-export function isTransient(err: unknown): boolean {
-  if (networkErrorCode(err)) return true
-  return err instanceof ChunkyError && err.status >= 500
-}
-
 /**
  * A child of `parent` for one request, to be disposed when the request ends. Handing the long-lived
  * parent signal to every request would pile a listener onto it per request, and Node warns past 10.

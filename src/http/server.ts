@@ -1,27 +1,9 @@
-import {createHash, timingSafeEqual} from 'node:crypto'
 import type {IncomingMessage, ServerResponse} from 'node:http'
 import {z} from 'zod'
 import {ChunkyError, isErrorCode, MAX_JSON_BODY} from '../protocol/index.js'
 
-// Helpers both daemons use at their HTTP edge: the credential check, bounded JSON bodies, and one
-// place where errors become responses.
-
-/** Throws UNAUTHORIZED unless `authorization: Bearer <token>` matches, compared in constant time. */
-export function requireToken(req: IncomingMessage, token: string): void {
-  const header = req.headers.authorization
-  if (!header) throw new ChunkyError('UNAUTHORIZED', 'missing credential: pass --token or set CHUNKY_TOKEN')
-  const match = /^Bearer (.+)$/.exec(header)
-  if (!match || !sameSecret(match[1]!, token)) {
-    throw new ChunkyError('UNAUTHORIZED', 'wrong credential: check --token or CHUNKY_TOKEN')
-  }
-}
-
-/** Constant-time comparison of two secrets of any length (hashing first hides the length too). */
-export function sameSecret(given: string, expected: string): boolean {
-  const a = createHash('sha256').update(given).digest()
-  const b = createHash('sha256').update(expected).digest()
-  return timingSafeEqual(a, b)
-}
+// Helpers both daemons use at their HTTP edge: bounded JSON bodies and the one place where errors
+// become responses (credentials are checked in auth.ts).
 
 export async function readJson<T>(req: IncomingMessage, schema: z.ZodType<T>, limit = MAX_JSON_BODY): Promise<T> {
   const declared = Number(req.headers['content-length'] ?? 0)
