@@ -77,10 +77,20 @@ export async function barePutFloor(work, file, size, runs, batch = false) {
   }
 }
 
-/** curl GET of the whole file from the bare server, written to disk (the download floor). */
-export async function curlGetFloor(url, work, runs) {
+/**
+ * curl GET of the whole file from the bare server, written to disk (the download floor); with `fsync`,
+ * the output is then fsynced (`dd conv=notrunc,fsync` of zero blocks: the fsync of that file alone).
+ */
+export async function curlGetFloor(url, work, runs, fsync = false) {
   const out = join(work, 'curl-out')
-  return timeRuns(runs, () => run('curl', ['-sS', '--fail', '-o', out, url]), {cleanup: () => rm(out, {force: true})})
+  return timeRuns(
+    runs,
+    async () => {
+      await run('curl', ['-sS', '--fail', '-o', out, url])
+      if (fsync) await run('dd', ['if=/dev/null', `of=${out}`, 'conv=notrunc,fsync', 'status=none'])
+    },
+    {cleanup: () => rm(out, {force: true})},
+  )
 }
 
 export async function tusNeighbour(work, file, size, runs) {

@@ -95,6 +95,8 @@ try {
     const sink = await n.startSink(work, file)
     try {
       record('curlGet', '`curl` GET of the file from the bare Node server', await n.curlGetFloor(`${sink.url}/file`, work, runs))
+      // chunky's download fsyncs the file before it takes its name (nothing half-written survives a crash): the same for curl
+      record('curlGetSync', '`curl` GET, then fsync of the output (`dd conv=fsync` over it)', await n.curlGetFloor(`${sink.url}/file`, work, runs, true))
     } finally {
       await sink.stop()
     }

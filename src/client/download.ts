@@ -1,11 +1,9 @@
-import {randomBytes} from 'node:crypto'
+import {createHash, randomBytes} from 'node:crypto'
 import {open, rm, type FileHandle} from 'node:fs/promises'
-import {availableParallelism} from 'node:os'
 import {basename, dirname, join, resolve} from 'node:path'
 import {performance} from 'node:perf_hooks'
 import {ChunkyError, type FileManifest, type NodeSummary, type Target} from '../protocol/index.js'
 import {commitFile} from '../util/fs.js'
-import {PARALLEL_HASH_MIN_BYTES, rangeHasher, type RangeHasher} from './hash.js'
 import {send} from './http.js'
 import {InterruptedError, networkErrorCode, requestSignal} from './errors.js'
 import {masterApi, type MasterApi} from './master-api.js'
@@ -53,8 +51,6 @@ export async function downloadFile(opts: DownloadOptions, view: TransferView): P
   const tmp = join(dirname(output), `.${basename(output)}.${randomBytes(6).toString('hex')}.chunky-tmp`)
   // One handle for every chunk: each writes its bytes at its own offset (positional writes).
   const handle = await open(tmp, 'wx', 0o644)
-  // Chunks are verified from the tmp file by worker threads, so hashing one overlaps receiving the next.
-  const hasher = rangeHasher(tmp, manifest.size >= PARALLEL_HASH_MIN_BYTES ? HASH_WORKERS : 0)
   try {
     await handle.truncate(manifest.size)
     const flusher = backgroundFlusher(handle)
@@ -69,7 +65,7 @@ export async function downloadFile(opts: DownloadOptions, view: TransferView): P
         report()
       }
       try {
-        await fetchChunk(chunk, manifest, order(chunk.replicas), handle, hasher, api, opts.token, view, onBytes, signal)
+        await fetchChunk(chunk, manifest, order(chunk.replicas), handle, api, opts.token, view, onBytes, signal)
         finished += chunk.size
         flusher.chunkWritten()
       } finally {
@@ -79,12 +75,10 @@ export async function downloadFile(opts: DownloadOptions, view: TransferView): P
       }
     }, opts.signal).finally(() => flusher.settled())
     await flusher.settled(true)
-    await hasher.close()
     await handle.close()
     view.step('saving')
     await commitFile(tmp, output)
   } catch (err) {
-    await hasher.close()
     await handle.close().catch(() => {}) // already closed when the failure came later
     await rm(tmp, {force: true}) // an interrupted or failed download leaves nothing behind
     throw err
@@ -145,7 +139,6 @@ async function fetchChunk(
   manifest: FileManifest,
   replicas: Target[],
   file: FileHandle,
-  hasher: RangeHasher,
   api: MasterApi,
   token: string | undefined,
   view: TransferView,
@@ -158,7 +151,7 @@ async function fetchChunk(
   const problems: string[] = []
   for (const replica of replicas) {
     try {
-      await fetchReplica(chunk, replica, manifest.chunkSize * chunk.index, file, hasher, token, onBytes, signal)
+      await fetchReplica(chunk, replica, manifest.chunkSize * chunk.index, file, token, onBytes, signal)
       return
     } catch (err) {
       if (signal.aborted) throw new InterruptedError()
@@ -174,23 +167,20 @@ async function fetchChunk(
   throw new ChunkyError('NODE_UNREACHABLE', `chunk ${chunk.index} of ${manifest.name} could not be read from any copy (${problems.join('; ')}): try again shortly`)
 }
 
-/** Hashing threads for a large download: one core stays for receiving and writing. */
-const HASH_WORKERS = Math.max(1, Math.min(3, availableParallelism() - 1))
-
 /** Bytes gathered before one positional write: few write calls, bounded memory per chunk in flight. */
 const WRITE_BATCH_BYTES = 1024 * 1024
 
-/** Streams one replica into its place in the tmp file, then hashes what landed there; throws unless size and SHA-256 match. */
+/** Streams one replica into its place in the tmp file, hashing as it goes; throws unless size and SHA-256 match. */
 async function fetchReplica(
   chunk: ManifestChunk,
   replica: Target,
   offset: number,
   file: FileHandle,
-  hasher: RangeHasher,
   token: string | undefined,
   onBytes: (bytes: number) => void,
   signal: AbortSignal,
 ): Promise<void> {
+  const hash = createHash('sha256')
   let seen = 0
   let batch: Buffer[] = []
   let batchBytes = 0
@@ -225,6 +215,7 @@ async function fetchReplica(
         response.destroy()
         throw new BadReplica(`sent more than the chunk's ${chunk.size} bytes`)
       }
+      hash.update(part)
       batch.push(part)
       batchBytes += part.length
       if (batchBytes >= WRITE_BATCH_BYTES) await flush()
@@ -238,5 +229,5 @@ async function fetchReplica(
     abort.dispose()
   }
   if (seen !== chunk.size) throw new BadReplica(`sent ${seen} of ${chunk.size} bytes`)
-  if ((await hasher.hash(offset, offset + chunk.size)) !== chunk.sha256) throw new BadReplica('bytes do not match the recorded SHA-256')
+  if (hash.digest('hex') !== chunk.sha256) throw new BadReplica('bytes do not match the recorded SHA-256')
 }

@@ -3,7 +3,7 @@ import {mkdtemp, rm, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {afterAll, expect, it} from 'vitest'
-import {hashChunks, PARALLEL_HASH_MIN_BYTES, rangeHasher} from '../../src/client/hash.js'
+import {hashChunks, PARALLEL_HASH_MIN_BYTES} from '../../src/client/hash.js'
 import {planChunks} from '../../src/client/plan.js'
 
 const dirs: string[] = []
@@ -40,25 +40,3 @@ it('hashes a large file on worker threads with the same digests, and notices a f
   const longer = planChunks(bytes.length + 10 * 1024 * 1024, 10 * 1024 * 1024) // as if the file shrank after planning
   await expect(hashChunks(path, longer)).rejects.toThrow(/changed while it was being read/)
 }, 30_000)
-
-it.each([0, 2])('a range hasher with %i worker threads hashes what is in the file now, and rejects a range past its end', async (workers) => {
-  const dir = await mkdtemp(join(tmpdir(), 'chunky-hash-'))
-  dirs.push(dir)
-  const bytes = randomBytes(3 * 1024 * 1024 + 5)
-  const path = join(dir, 'f')
-  await writeFile(path, bytes)
-  const hasher = rangeHasher(path, workers)
-  try {
-    const sha = (start: number, end: number) => createHash('sha256').update(bytes.subarray(start, end)).digest('hex')
-    const ranges: [number, number][] = [[0, 1024 * 1024], [1024 * 1024, 3 * 1024 * 1024 + 5], [17, 18], [5, 2 * 1024 * 1024 + 3]]
-    expect(await Promise.all(ranges.map(([start, end]) => hasher.hash(start, end)))).toEqual(ranges.map(([start, end]) => sha(start, end)))
-    // bytes written after the hasher started are what it sees (download verifies what landed on disk)
-    const changed = Buffer.from(bytes)
-    changed[10] ^= 0xff
-    await writeFile(path, changed)
-    expect(await hasher.hash(0, 100)).toBe(createHash('sha256').update(changed.subarray(0, 100)).digest('hex'))
-    await expect(hasher.hash(0, bytes.length + 1)).rejects.toThrow(/shorter|changed/)
-  } finally {
-    await hasher.close()
-  }
-})
