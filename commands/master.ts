@@ -2,17 +2,19 @@ import {Flags} from '@oclif/core'
 import {ChunkyCommand} from '../src/cli/base-command.js'
 import {advertisedUrl, listenUrl, resolveMasterToken, untilAborted} from '../src/cli/daemon.js'
 import {UsageError} from '../src/cli/failure.js'
-import {durationFlag} from '../src/cli/flags.js'
+import {durationFlag, logLevelFlag} from '../src/cli/flags.js'
 import {readTlsFiles} from '../src/cli/tls-files.js'
 import {startMaster} from '../src/master/index.js'
 import {DEFAULT_MASTER_PORT, deriveCredentials} from '../src/protocol/index.js'
-import {stdoutLogger} from '../src/util/log.js'
+import {createDaemonLogger} from '../src/telemetry/logger.js'
 
 export default class Master extends ChunkyCommand {
   static override summary = 'Run the master: names, chunk versions, replica locations, node liveness'
   static override description = `The master hands out chunk versions, plans where each chunk's replicas go, commits uploads once W copies are durable, and repairs the cluster in the background. Its metadata lives in --data-dir (SQLite).
 
 Without --token it loads DATA_DIR/token, or makes a new random cluster secret and saves it there (mode 0600). From the secret it derives a node credential (node-…, for \`chunky node\`), a read-write client credential (rw-…: upload, rm, and everything ro can) and a read-only one (ro-…: status, ls, download), and prints the command that joins a node and the line that points clients at it. The secret itself is valid for everything.
+
+On the same port it serves a live web dashboard (nodes, files, chunk versions, repairs): open the "dashboard:" address it prints and log in with the read-only credential.
 
 With --tls-cert and --tls-key it serves HTTPS and WSS; nodes and clients then need its CA (--ca or CHUNKY_CA) unless a public CA signed the certificate.
 
@@ -35,6 +37,7 @@ It listens on 127.0.0.1 by default: use --host 0.0.0.0 to let nodes and clients 
     token: Flags.string({description: 'cluster secret [default: DATA_DIR/token, created if missing]', env: 'CHUNKY_TOKEN', helpValue: '<token>'}),
     'tls-cert': Flags.string({description: 'serve HTTPS/WSS with this certificate (PEM; with --tls-key)', helpValue: '<file>'}),
     'tls-key': Flags.string({description: 'private key of --tls-cert (PEM)', helpValue: '<file>'}),
+    'log-level': logLevelFlag,
   }
 
   async run(): Promise<void> {
@@ -46,6 +49,8 @@ It listens on 127.0.0.1 by default: use --host 0.0.0.0 to let nodes and clients 
     }
     const tls = await readTlsFiles(flags['tls-cert'], flags['tls-key'])
     const token = await resolveMasterToken(flags['data-dir'], flags.token)
+    // Log lines wait until the `listening on` line is out (SPEC.md: plain text lines first).
+    const logger = createDaemonLogger({level: flags['log-level'], base: {role: 'master'}})
     const master = await startMaster({
       host: flags.host,
       port: flags.port,
@@ -56,7 +61,10 @@ It listens on 127.0.0.1 by default: use --host 0.0.0.0 to let nodes and clients 
       repairIntervalMs: flags['repair-interval'],
       token: token.token,
       tls,
-      log: stdoutLogger,
+      log: logger.log,
+    }).catch((err: unknown) => {
+      logger.release() // what it logged before failing still counts
+      throw err
     })
     const scheme = (url: string) => (tls ? url.replace(/^http:/, 'https:') : url)
     const url = scheme(advertisedUrl(flags.host, master.port))
@@ -67,10 +75,12 @@ It listens on 127.0.0.1 by default: use --host 0.0.0.0 to let nodes and clients 
     this.log(`join a node:  chunky node --master ${url} --token ${credentials.node}${ca}`)
     this.log(`clients:      export CHUNKY_MASTER=${url} CHUNKY_TOKEN=${credentials.rw}${tls ? ' CHUNKY_CA=<your CA file>' : ''}`)
     this.log(`read-only:    CHUNKY_TOKEN=${credentials.ro}`)
+    this.log(`dashboard:    ${url}/  (open it in a browser; log in with the read-only credential)`)
     this.log(`listening on ${scheme(listenUrl(flags.host, master.port))}`)
+    logger.release()
 
     await untilAborted(this.interrupt.signal)
-    stdoutLogger('shutting down')
+    logger.log.info({event: 'master.stopping'}, 'shutting down')
     await master.close()
     this.exit(0)
   }

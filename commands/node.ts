@@ -2,11 +2,11 @@ import {Flags} from '@oclif/core'
 import {ChunkyCommand} from '../src/cli/base-command.js'
 import {listenUrl, untilAborted} from '../src/cli/daemon.js'
 import {UsageError} from '../src/cli/failure.js'
-import {durationFlag, httpUrl} from '../src/cli/flags.js'
+import {durationFlag, httpUrl, logLevelFlag} from '../src/cli/flags.js'
 import {readCa, readTlsFiles, trustCa} from '../src/cli/tls-files.js'
 import {startNode} from '../src/node/index.js'
 import {DEFAULT_NODE_PORT, NodeId, Zone} from '../src/protocol/index.js'
-import {stdoutLogger} from '../src/util/log.js'
+import {createDaemonLogger} from '../src/telemetry/logger.js'
 
 export default class StorageNode extends ChunkyCommand {
   static override summary = 'Run a storage node: keeps chunk bytes on its disk, linked to the master'
@@ -36,6 +36,7 @@ Its id is kept in --data-dir (made up the first time unless --id is given). --pu
     'tls-cert': Flags.string({description: 'serve HTTPS with this certificate (PEM; with --tls-key)', helpValue: '<file>'}),
     'tls-key': Flags.string({description: 'private key of --tls-cert (PEM)', helpValue: '<file>'}),
     ca: Flags.string({description: 'trust this CA certificate (PEM) for the master and other nodes, besides the system\'s', env: 'CHUNKY_CA', helpValue: '<file>'}),
+    'log-level': logLevelFlag,
   }
 
   async run(): Promise<void> {
@@ -46,6 +47,8 @@ Its id is kept in --data-dir (made up the first time unless --id is given). --pu
     const tls = await readTlsFiles(flags['tls-cert'], flags['tls-key'])
     const ca = flags.ca === undefined ? undefined : await readCa(flags.ca)
     if (ca) trustCa(ca) // the chain push to the next node goes through the global agent too
+    // Log lines wait until the `listening on` line is out (SPEC.md: plain text lines first).
+    const logger = createDaemonLogger({level: flags['log-level'], base: {role: 'node'}})
     const node = await startNode({
       masterUrl: flags.master,
       host: flags.host,
@@ -59,12 +62,16 @@ Its id is kept in --data-dir (made up the first time unless --id is given). --pu
       token: flags.token,
       tls,
       ca,
-      log: stdoutLogger,
+      log: logger.log,
+    }).catch((err: unknown) => {
+      logger.release() // what it logged before failing still counts
+      throw err
     })
     const listening = listenUrl(flags.host, node.port)
     this.log(`listening on ${tls ? listening.replace(/^http:/, 'https:') : listening}`)
+    logger.release()
     await untilAborted(this.interrupt.signal)
-    stdoutLogger(`node ${node.id} shutting down`)
+    logger.log.info({event: 'node.stopping', nodeId: node.id}, `node ${node.id} shutting down`)
     await node.close()
     this.exit(0)
   }

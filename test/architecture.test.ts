@@ -2,15 +2,16 @@ import {readdir, readFile} from 'node:fs/promises'
 import {dirname, join, relative, resolve, sep} from 'node:path'
 import {expect, test} from 'vitest'
 
-// The import rules of the layout: master and node share only protocol, util and the HTTP edge helpers,
-// and never import each other; nothing below commands/ imports a command.
+// The import rules of the layout: master and node share only protocol, util, the HTTP edge helpers and
+// telemetry (logger, metrics), and never import each other; nothing below commands/ imports a command.
 const ALLOWED: Record<string, string[]> = {
   protocol: [],
   util: [],
   http: ['protocol'],
+  telemetry: ['protocol', 'util'],
   storage: ['protocol', 'util'],
-  master: ['protocol', 'util', 'http'],
-  node: ['protocol', 'storage', 'util', 'http'],
+  master: ['protocol', 'util', 'http', 'telemetry'],
+  node: ['protocol', 'storage', 'util', 'http', 'telemetry'],
   client: ['protocol', 'util'],
   cli: ['client', 'protocol', 'util'],
 }

@@ -5,8 +5,10 @@ import {tmpdir} from 'node:os'
 import {basename, join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {downloadFile, getStatus, InterruptedError, uploadFile, type TransferView} from '../client/index.js'
-import {DEFAULT_CHUNK_SIZE, fileNameProblem, MIN_CHUNK_SIZE, type StatusDoc} from '../protocol/index.js'
+import {DEFAULT_CHUNK_SIZE, deriveCredentials, fileNameProblem, MIN_CHUNK_SIZE, type StatusDoc} from '../protocol/index.js'
+import {logLineMessage} from '../util/log.js'
 import {formatBytes} from '../util/parse.js'
+import {untilAborted} from './daemon.js'
 import {startDaemonProcess, type DaemonProcess} from './demo-processes.js'
 import {renderGrid, renderSummary, replicaCell} from './status-view.js'
 
@@ -22,6 +24,10 @@ export interface DemoOptions {
   say: (text: string) => void
   view: () => TransferView
   signal: AbortSignal
+  /** Pause this long before each step after the first, so a person can follow along in the dashboard. */
+  paceMs?: number
+  /** After the story, leave the cluster running until Ctrl-C (then clean up as usual). */
+  keep?: boolean
 }
 
 const MiB = 1024 * 1024
@@ -64,19 +70,24 @@ async function story(opts: DemoOptions, dir: string, daemons: DaemonProcess[]): 
   const env: NodeJS.ProcessEnv = {...process.env, CHUNKY_TOKEN: token}
   delete env.CHUNKY_MASTER
   let stepNo = 0
-  const step = (text: string) => say(`\n${++stepNo}. ${text}`)
+  const step = async (text: string) => {
+    if (stepNo > 0 && opts.paceMs) await pause(opts.paceMs, signal)
+    say(`\n${++stepNo}. ${text}`)
+  }
   const detail = (text: string) => say(text.replace(/^/gm, '   '))
 
   say(`chunky demo: a master and three storage nodes on this machine, in ${dir}`)
 
-  step('starting the master: R=3 copies of every chunk, W=2 needed before an upload succeeds, a node silent for 2s is dead, repairs every 500ms')
+  await step('starting the master: R=3 copies of every chunk, W=2 needed before an upload succeeds, a node silent for 2s is dead, repairs every 500ms')
   const master = await startDaemonProcess(opts.bin, 'master', ['master', '--port', '0', '--data-dir', join(dir, 'master'), '--replicas', '3', ...MASTER_TIMING], env, signal)
   daemons.push(master)
   detail(`master listening on ${master.url}`)
+  // The read-only credential in the fragment: the page reads it, forgets the fragment, and never sends it elsewhere.
+  detail(`dashboard: ${master.url}/#token=${deriveCredentials(token).ro}  (open it in a browser to watch the story)`)
   const conn = {master: master.url, token, signal}
   const status = (name?: string) => getStatus(conn, name)
 
-  step('starting three storage nodes, in zones a, b and c')
+  await step('starting three storage nodes, in zones a, b and c')
   const ports = new Map<string, number>()
   const startNode = async (id: string, zone: string) => {
     const node = await startDaemonProcess(
@@ -102,19 +113,19 @@ async function story(opts: DemoOptions, dir: string, daemons: DaemonProcess[]): 
   const name = sampleName(opts.file)
   const chunks = Math.ceil(size / chunkSize)
 
-  step(`uploading ${opts.file ? opts.file : 'a sample'} as ${name}: ${formatBytes(size)}, ${chunks} chunks of ${formatBytes(chunkSize)}`)
+  await step(`uploading ${opts.file ? opts.file : 'a sample'} as ${name}: ${formatBytes(size)}, ${chunks} chunks of ${formatBytes(chunkSize)}`)
   const first = await withView(opts, (view) => uploadFile({path: sample, name, chunkSize, master: master.url, token, signal}, view))
   detail(`committed in ${first.seconds}s through ${first.entryNode} (the nearest node): ${first.uploadedChunks} chunks sent, each stored on 3 nodes`)
 
-  step('the version report: every chunk at version 1 on every node')
+  await step('the version report: every chunk at version 1 on every node')
   const before = await status(name)
   showGrid(before, detail)
   check(fileOf(before).chunks.every((c) => c.version === 1 && c.replicas.filter((r) => r.state === 'fresh').length === 3), 'every chunk should be at version 1 with 3 fresh copies')
 
-  step('downloading it and comparing the bytes')
+  await step('downloading it and comparing the bytes')
   await verifyDownload(opts, name, sample, join(dir, 'copy-1.bin'), master.url, token, detail)
 
-  step(`stopping ${AWAY}: it will miss the next change`)
+  await step(`stopping ${AWAY}: it will miss the next change`)
   const away = daemons.find((d) => d.name === AWAY)!
   await away.stop()
   daemons.splice(daemons.indexOf(away), 1)
@@ -122,7 +133,7 @@ async function story(opts: DemoOptions, dir: string, daemons: DaemonProcess[]): 
   await waitUntil(`the master to mark ${AWAY} dead`, signal, 15_000, async () => (await status()).nodes.find((n) => n.id === AWAY)?.state === 'dead')
   detail(`${AWAY} stopped; the master marked it dead after ${seconds(Date.now() - stoppedAt)}`)
 
-  step(`changing bytes inside chunk ${CHANGED_CHUNK} of the sample and uploading it again`)
+  await step(`changing bytes inside chunk ${CHANGED_CHUNK} of the sample and uploading it again`)
   await changeBytes(sample, CHANGED_CHUNK * chunkSize + 1000, 64)
   const second = await withView(opts, (view) => uploadFile({path: sample, name, chunkSize, master: master.url, token, signal}, view))
   detail(`${second.uploadedChunks} chunk sent, ${second.skippedChunks} already stored at their current version (skipped)`)
@@ -133,11 +144,12 @@ async function story(opts: DemoOptions, dir: string, daemons: DaemonProcess[]): 
   check(versions.every((v, i) => v === (i === CHANGED_CHUNK ? 2 : 1)), `chunk ${CHANGED_CHUNK} should be at version 2 and the others at 1, got ${versions.join(',')}`)
   detail(`chunk ${CHANGED_CHUNK} got version 2 on the nodes that were up; ${AWAY} still holds version 1 on its disk`)
 
-  step(`starting ${AWAY} again on the same data directory and port`)
+  await step(`starting ${AWAY} again on the same data directory and port`)
   const cellOf = (doc: StatusDoc) => replicaCell(fileOf(doc).chunks[CHANGED_CHUNK]!, AWAY)
   const events: string[] = []
   const interesting = (who: string) => (line: string) => {
-    if (events.length < 12 && /stale|delet|repair|replicat|copied|excess|unreferenced/i.test(line)) events.push(`${who}: ${line.replace(/^\S+Z /, '')}`)
+    const message = logLineMessage(line) // the daemons log JSON lines: show their sentence only
+    if (events.length < 12 && /stale|delet|repair|replicat|copied|excess|unreferenced/i.test(message)) events.push(`${who}: ${message}`)
   }
   master.onLine(interesting('master'))
   const back = await startNode(AWAY, NODES[2].zone)
@@ -161,11 +173,25 @@ async function story(opts: DemoOptions, dir: string, daemons: DaemonProcess[]): 
   detail(`healed ${seconds(Date.now() - returnedAt)} after ${AWAY} came back, without anyone running a command:`)
   showGrid(healed, detail)
 
-  step('downloading it again and comparing with the changed sample')
+  await step('downloading it again and comparing with the changed sample')
   await verifyDownload(opts, name, sample, join(dir, 'copy-2.bin'), master.url, token, detail)
 
   say('\nall checks passed: durable upload, verified download, stale copy found, deleted and replaced')
+  if (opts.keep) {
+    say(`\nthe cluster keeps running (--keep): dashboard ${master.url}/#token=${deriveCredentials(token).ro}; press Ctrl-C to stop it and clean up`)
+    await untilAborted(signal)
+  }
 }
+
+/** Waits `ms`; Ctrl-C ends the wait as an interruption. */
+async function pause(ms: number, signal: AbortSignal): Promise<void> {
+  try {
+    await sleep(ms, undefined, {signal})
+  } catch {
+    throw new InterruptedError()
+  }
+}
+
 
 function describeCell(cell: string): string {
   if (cell === '-') return 'gone (deleted; waiting for a fresh copy)'

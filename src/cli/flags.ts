@@ -1,5 +1,6 @@
 import {Flags} from '@oclif/core'
 import {DEFAULT_MASTER_URL, fileNameProblem, Zone} from '../protocol/index.js'
+import {LOG_LEVELS, type LogLevel, parseLogLevel} from '../util/log.js'
 import {formatBytes, parseDuration, parseSize} from '../util/parse.js'
 
 // Flags shared by several commands. Durations and sizes are parsed by src/util/parse.ts; a bad value
@@ -28,6 +29,13 @@ export function sizeFlag(opts: {default: string; description: string; min?: numb
     defaultHelp: async () => opts.default,
   })
 }
+
+/** `--log-level` of the daemons (then CHUNKY_LOG_LEVEL): what the structured log shows, default info. */
+export const logLevelFlag = Flags.custom<LogLevel>({
+  parse: async (input) => parseLogLevel(input),
+  helpValue: `<${LOG_LEVELS.join('|')}>`,
+  env: 'CHUNKY_LOG_LEVEL',
+})({description: 'least severe log lines to print; they are JSON lines on stdout unless it is a terminal', default: 'info'})
 
 export function httpUrl(input: string): string {
   let url: URL

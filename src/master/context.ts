@@ -1,3 +1,4 @@
+import type {MasterMetrics} from '../telemetry/metrics.js'
 import type {Clock} from '../util/clock.js'
 import type {Logger} from '../util/log.js'
 import type {Db} from './db.js'
@@ -9,6 +10,8 @@ export interface MasterContext {
   nodes: NodeRegistry
   deletes: DeleteSender
   log: Logger
+  /** Counters and histograms moved where things happen (telemetry/metrics.ts). */
+  metrics: MasterMetrics
   clock: Clock
   /** R: copies wanted. */
   replicas: number

@@ -1,6 +1,6 @@
 import type {IncomingMessage, ServerResponse} from 'node:http'
 import {type Access, authorize} from '../http/auth.js'
-import {pathSegments, queryParam, readJson, sendError, sendJson} from '../http/server.js'
+import {pathSegments, queryParam, readJson, sendError, sendJson, toChunkyError} from '../http/server.js'
 import {
   BadReplicaReport,
   ChunkyError,
@@ -10,7 +10,9 @@ import {
   ReplanRequest,
   UploadPlanRequest,
 } from '../protocol/index.js'
+import {sendMetrics} from '../telemetry/metrics.js'
 import type {MasterContext} from './context.js'
+import {type Dashboard, isDashboardPath} from './dashboard/index.js'
 import type {Uploads} from './uploads.js'
 import type {Views} from './views.js'
 
@@ -20,13 +22,17 @@ export interface HttpApiDeps {
   views: Views
   /** Accepted credentials by kind (credentials.ts). */
   credentials: CredentialHashes
+  /** The web page and its live stream (dashboard/). */
+  dashboard: Dashboard
 }
 
 /** The master's HTTP routes (src/protocol/api.ts). Every error becomes a response in sendError. */
 export function createHttpApi(deps: HttpApiDeps): (req: IncomingMessage, res: ServerResponse) => void {
   return (req, res) => {
     route(deps, req, res).catch((err: unknown) => {
-      if (!(err instanceof ChunkyError)) deps.ctx.log(`${req.method} ${req.url} failed: ${(err as Error)?.message ?? err}`)
+      if (!(err instanceof ChunkyError)) deps.ctx.log.error({event: 'http.failed', method: req.method, url: req.url, error: (err as Error)?.message ?? String(err)}, `${req.method} ${req.url} failed: ${(err as Error)?.message ?? err}`)
+      const refused = toChunkyError(err)
+      deps.ctx.metrics.requestErrors.inc({status: refused.status, code: refused.code})
       sendError(res, err)
     })
   }
@@ -42,6 +48,12 @@ async function route(deps: HttpApiDeps, req: IncomingMessage, res: ServerRespons
   if (method === 'GET' && first === 'healthz' && segments.length === 1) {
     return sendJson(res, 200, {ok: true, role: 'master'})
   }
+  // The dashboard page holds no data (it asks /api/live with the credential the user types in): no credential.
+  if ((method === 'GET' || method === 'HEAD') && isDashboardPath(segments)) return deps.dashboard.servePage(req, res, segments)
+  if (method === 'GET' && first === 'metrics' && segments.length === 1) {
+    authorize(req, deps.credentials, 'read') // Prometheus scrapes with the read-only credential
+    return sendMetrics(res, ctx.metrics.registry)
+  }
   if (first !== 'api') {
     authorize(req, deps.credentials, 'read') // strangers learn nothing, not even which routes exist
     throw notFound(req)
@@ -49,6 +61,11 @@ async function route(deps: HttpApiDeps, req: IncomingMessage, res: ServerRespons
   authorize(req, deps.credentials, accessFor(method, second))
 
   if (second === 'nodes' && segments.length === 2 && method === 'GET') return sendJson(res, 200, views.nodeList())
+  if (second === 'live' && segments.length === 2 && method === 'GET') {
+    const file = queryParam(req, 'file')
+    if (file !== undefined) checkName(file)
+    return deps.dashboard.openLive(req, res, file)
+  }
   if (second === 'status' && segments.length === 2 && method === 'GET') {
     const name = queryParam(req, 'name')
     if (name !== undefined) checkName(name)
@@ -79,7 +96,8 @@ async function route(deps: HttpApiDeps, req: IncomingMessage, res: ServerRespons
     const report = await readJson(req, BadReplicaReport)
     // Not trusted blindly: the node re-hashes the replica and answers `corrupt` only if it is.
     const sent = ctx.nodes.send(report.node, {type: 'verify', chunkId: report.chunkId, version: report.version})
-    ctx.log(
+    ctx.log.info(
+      {event: 'replica.reported_bad', nodeId: report.node, chunkId: report.chunkId, version: report.version, reason: report.reason, verifyAsked: sent},
       `a reader reported chunk ${report.chunkId} v${report.version} on ${report.node} as bad (${report.reason}): ` +
         (sent ? 'asked the node to verify it' : 'node not connected, it will be checked when it reports'),
     )

@@ -7,9 +7,11 @@ import {createEdgeServer, type HttpLimits, type TlsFiles} from '../http/limits.j
 import {toChunkyError} from '../http/server.js'
 import {credentialHashes, MAX_WS_PAYLOAD, WS_CLOSE} from '../protocol/index.js'
 import {systemClock, type Clock} from '../util/clock.js'
+import {MasterMetrics} from '../telemetry/metrics.js'
 import {silentLogger, type Logger} from '../util/log.js'
 import {formatDuration} from '../util/parse.js'
 import type {MasterContext} from './context.js'
+import {createDashboard, type LiveOptions} from './dashboard/index.js'
 import {grantKey, openDatabase} from './db.js'
 import {createHttpApi} from './http-api.js'
 import {NodeLinks} from './node-link.js'
@@ -40,6 +42,8 @@ export interface MasterOptions {
   tls?: TlsFiles
   /** Overrides of the HTTP edge limits (tests use short timeouts). */
   limits?: Partial<HttpLimits>
+  /** Overrides of the dashboard's live stream timing and limit (tests). */
+  live?: Partial<LiveOptions>
   log?: Logger
   clock?: Clock
 }
@@ -60,11 +64,13 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
   const clock = opts.clock ?? systemClock
   const db = openDatabase(opts.dataDir)
   const nodes = new NodeRegistry(db, clock, opts.nodeTimeoutMs)
+  const metrics = new MasterMetrics()
   const ctx: MasterContext = {
     db,
     nodes,
-    deletes: new DeleteSender(nodes, log),
+    deletes: new DeleteSender(nodes, log, metrics),
     log,
+    metrics,
     clock,
     replicas: opts.replicas,
     minReplicas: opts.minReplicas,
@@ -77,8 +83,18 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
   const heartbeatMs = Math.max(100, Math.round(opts.nodeTimeoutMs / 5))
   const credentials = credentialHashes(opts.token)
   const links = new NodeLinks(ctx, records, repair, heartbeatMs, credentials)
+  metrics.attach({
+    nodes: () => {
+      const alive = nodes.aliveIds().length
+      return {alive, dead: nodes.all().length - alive}
+    },
+    heartbeatAges: () => nodes.all().map((node) => ({nodeId: node.id, seconds: node.lastHeartbeatMs === null ? null : Math.max(0, clock.now() - node.lastHeartbeatMs) / 1000})),
+    cluster: () => views.summaryForMetrics(),
+    repair: () => repair.queue(),
+  })
 
-  const server = createEdgeServer(createHttpApi({ctx, uploads, views, credentials}), {tls: opts.tls, limits: opts.limits, log})
+  const dashboard = createDashboard(ctx, () => repair.progress(), opts.live)
+  const server = createEdgeServer(createHttpApi({ctx, uploads, views, credentials, dashboard}), {tls: opts.tls, limits: opts.limits, log: (line) => log.warn({event: 'http.peer_limit'}, line)})
   const wss = new WebSocketServer({noServer: true, maxPayload: MAX_WS_PAYLOAD})
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', () => {}) // a peer that resets mid-upgrade must not crash the master
@@ -92,7 +108,8 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
       authorize(req, credentials, 'node') // a node with a wrong credential never says hello, so never shows in status
     } catch (err) {
       const refused = toChunkyError(err)
-      log(`refused a node link from ${req.socket.remoteAddress}: ${refused.message}`)
+      metrics.requestErrors.inc({status: refused.status, code: refused.code})
+      log.warn({event: 'node.link_refused', remote: req.socket.remoteAddress, code: refused.code}, `refused a node link from ${req.socket.remoteAddress}: ${refused.message}`)
       return refuse(refused.status === 403 ? '403 Forbidden' : '401 Unauthorized', refused.code, refused.message)
     }
     wss.handleUpgrade(req, socket, head, (ws) => links.accept(ws, `${req.socket.remoteAddress}:${req.socket.remotePort}`))
@@ -115,7 +132,7 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
   const sweep = setInterval(() => {
     try {
       for (const nodeId of nodes.sweep()) {
-        log(`node ${nodeId} is dead (no heartbeat for ${timeoutText})`)
+        log.info({event: 'node.dead', nodeId, timeoutMs: opts.nodeTimeoutMs}, `node ${nodeId} is dead (no heartbeat for ${timeoutText})`)
         repair.kick()
       }
       if (clock.now() - lastPersist >= PERSIST_NODES_MS) {
@@ -123,7 +140,7 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
         nodes.persist()
       }
     } catch (err) {
-      log(`liveness sweep failed: ${(err as Error).message}`)
+      log.error({event: 'liveness.failed', error: (err as Error).message}, `liveness sweep failed: ${(err as Error).message}`)
     }
   }, Math.max(50, Math.min(1000, Math.round(opts.nodeTimeoutMs / 4))))
   // ws-level pings keep idle links open through proxies and let nodes notice a dead master.
@@ -139,6 +156,7 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
       clearInterval(ping)
       clearInterval(repairTimer)
       repair.stop()
+      dashboard.close()
       nodes.closeAll(WS_CLOSE.GOING_AWAY, 'master shutting down')
       await closeWebSockets(wss)
       await closeHttp(server)

@@ -29,13 +29,14 @@ export class NodeLinks {
 
   accept(ws: WebSocket, remote: string): void {
     const link = {id: this.nextLinkId++, nodeId: undefined as string | undefined}
+    this.ctx.metrics.nodeLinks.inc()
     let queue: Promise<void> = Promise.resolve()
     ws.on('message', (data: Buffer) => {
       queue = queue
         .then(() => (ws.readyState === ws.OPEN ? this.handle(ws, link, data, remote) : undefined))
-        .catch((err: Error) => this.ctx.log(`error on the link with ${link.nodeId ?? remote}: ${err.message}`))
+        .catch((err: Error) => this.ctx.log.error({event: 'link.error', nodeId: link.nodeId, remote, error: err.message}, `error on the link with ${link.nodeId ?? remote}: ${err.message}`))
     })
-    ws.on('error', (err) => this.ctx.log(`link with ${link.nodeId ?? remote} failed: ${err.message}`))
+    ws.on('error', (err) => this.ctx.log.warn({event: 'link.failed', nodeId: link.nodeId, remote, error: err.message}, `link with ${link.nodeId ?? remote} failed: ${err.message}`))
     ws.on('close', () => {
       if (!link.nodeId) return
       this.ctx.nodes.detach(link.nodeId, ws)
@@ -49,21 +50,22 @@ export class NodeLinks {
     try {
       msg = decode(NodeToMaster, data)
     } catch (err) {
-      ctx.log(`malformed message from ${link.nodeId ?? remote}: ${(err as Error).message.split('\n').join(' ')}`)
+      const error = (err as Error).message.split('\n').join(' ')
+      ctx.log.warn({event: 'link.malformed', nodeId: link.nodeId, remote, error}, `malformed message from ${link.nodeId ?? remote}: ${error}`)
       ws.close(WS_CLOSE.PROTOCOL_ERROR, reason(`malformed message: ${(err as Error).message}`))
       return
     }
     if (msg.type === 'hello') return this.hello(ws, link, msg)
     const nodeId = link.nodeId
     if (!nodeId) {
-      ctx.log(`link from ${remote} sent ${msg.type} before hello: closing it`)
+      ctx.log.warn({event: 'link.no_hello', remote, type: msg.type}, `link from ${remote} sent ${msg.type} before hello: closing it`)
       ws.close(WS_CLOSE.BAD_HELLO, 'say hello first')
       return
     }
 
     switch (msg.type) {
       case 'heartbeat': {
-        if (ctx.nodes.heartbeat(nodeId, msg)) ctx.log(`node ${nodeId} is back`)
+        if (ctx.nodes.heartbeat(nodeId, msg)) ctx.log.info({event: 'node.back', nodeId}, `node ${nodeId} is back`)
         ws.ping() // feeds the node's silence detector at its own heartbeat rate
         return
       }
@@ -73,7 +75,7 @@ export class NodeLinks {
         try {
           answer = this.records.stored(nodeId, link.id, msg.replica)
         } catch (err) {
-          ctx.log(`could not record a replica from ${nodeId}: ${(err as Error).message}`)
+          ctx.log.error({event: 'replica.record_failed', nodeId, chunkId: msg.replica.chunkId, version: msg.replica.version, error: (err as Error).message}, `could not record a replica from ${nodeId}: ${(err as Error).message}`)
           answer = {ok: false, error: 'the master could not record the replica'}
         }
         ws.send(JSON.stringify({type: 'ack', reqId: msg.reqId, ...answer}))
@@ -89,6 +91,7 @@ export class NodeLinks {
       case 'deleted':
         this.touch(nodeId)
         this.records.deleted(nodeId, msg.chunkId, msg.version)
+        ctx.log.debug({event: 'delete.confirmed', nodeId, chunkId: msg.chunkId, version: msg.version}, `node ${nodeId} deleted chunk ${msg.chunkId} v${msg.version}`)
         return
       case 'corrupt':
         this.touch(nodeId)
@@ -102,7 +105,10 @@ export class NodeLinks {
         const ok = msg.ok.filter((replica) => this.records.stored(nodeId, link.id, replica).ok)
         this.repair.finish(msg.taskId, ok, msg.failed.length + msg.ok.length - ok.length)
         for (const failure of msg.failed.slice(0, 3)) {
-          ctx.log(`repair ${msg.taskId}: chunk ${failure.chunkId} v${failure.version} failed on ${nodeId}: ${failure.error}`)
+          ctx.log.warn(
+            {event: 'repair.chunk_failed', taskId: msg.taskId, nodeId, chunkId: failure.chunkId, version: failure.version, error: failure.error},
+            `repair ${msg.taskId}: chunk ${failure.chunkId} v${failure.version} failed on ${nodeId}: ${failure.error}`,
+          )
         }
         return
       }
@@ -112,7 +118,7 @@ export class NodeLinks {
   private hello(ws: WebSocket, link: {id: number; nodeId: string | undefined}, msg: Extract<NodeToMaster, {type: 'hello'}>): void {
     const {ctx} = this
     if (link.nodeId && link.nodeId !== msg.nodeId) {
-      ctx.log(`link of node ${link.nodeId} said hello as ${msg.nodeId}: closing it`)
+      ctx.log.warn({event: 'link.bad_hello', nodeId: link.nodeId, claimed: msg.nodeId}, `link of node ${link.nodeId} said hello as ${msg.nodeId}: closing it`)
       ws.close(WS_CLOSE.BAD_HELLO, 'a link belongs to one node id')
       return
     }
@@ -120,17 +126,18 @@ export class NodeLinks {
     const how = ctx.nodes.hello(msg)
     const previous = ctx.nodes.attach(msg.nodeId, ws)
     if (previous) {
-      ctx.log(`node ${msg.nodeId} reconnected: closing its older link`)
+      ctx.log.info({event: 'node.link_replaced', nodeId: msg.nodeId}, `node ${msg.nodeId} reconnected: closing its older link`)
       previous.close(WS_CLOSE.REPLACED, 'replaced by a newer connection of the same node')
     }
-    if (how === 'joined') ctx.log(`node ${msg.nodeId} joined (${msg.url}, zone ${msg.zone || '(none)'})`)
-    else if (how === 'back') ctx.log(`node ${msg.nodeId} is back (${msg.url})`)
+    const fields = {nodeId: msg.nodeId, url: msg.url, zone: msg.zone}
+    if (how === 'joined') ctx.log.info({event: 'node.joined', ...fields}, `node ${msg.nodeId} joined (${msg.url}, zone ${msg.zone || '(none)'})`)
+    else if (how === 'back') ctx.log.info({event: 'node.back', ...fields}, `node ${msg.nodeId} is back (${msg.url})`)
     ws.send(
       JSON.stringify({type: 'welcome', v: PROTOCOL_VERSION, grantKey: ctx.grantKey, heartbeatMs: this.heartbeatMs, credentials: this.credentials}),
     )
   }
 
   private touch(nodeId: string): void {
-    if (this.ctx.nodes.touch(nodeId)) this.ctx.log(`node ${nodeId} is back`)
+    if (this.ctx.nodes.touch(nodeId)) this.ctx.log.info({event: 'node.back', nodeId}, `node ${nodeId} is back`)
   }
 }

@@ -1,4 +1,5 @@
 import type {Hello, MasterToNode} from '../protocol/index.js'
+import type {MasterMetrics} from '../telemetry/metrics.js'
 import type {Clock} from '../util/clock.js'
 import type {Logger} from '../util/log.js'
 import type {Db} from './db.js'
@@ -179,32 +180,44 @@ export class NodeRegistry {
 
 export type DeleteReason = 'stale' | 'corrupt' | 'unreferenced' | 'excess'
 
-/** Sends `delete` commands and logs them as one line per node and occasion, not one per replica. */
+/** Ids listed in one `delete.sent` line at most; the count says how many more there were. */
+const MAX_LISTED_DELETES = 1000
+
+/**
+ * Sends `delete` commands and logs them as one `delete.sent` line per node and occasion (not one per
+ * replica), listing the replicas (up to MAX_LISTED_DELETES).
+ */
 export class DeleteSender {
-  private readonly counts = new Map<string, Map<DeleteReason, number>>()
+  private readonly sent = new Map<string, {counts: Map<DeleteReason, number>; chunks: {chunkId: string; version: number; reason: DeleteReason}[]}>()
 
   constructor(
     private readonly nodes: NodeRegistry,
     private readonly log: Logger,
+    private readonly metrics: MasterMetrics,
   ) {}
 
   send(nodeId: string, chunkId: string, version: number, reason: DeleteReason): boolean {
     const sent = this.nodes.send(nodeId, {type: 'delete', chunkId, version, reason})
     if (sent) {
-      const perNode = this.counts.get(nodeId) ?? new Map<DeleteReason, number>()
-      perNode.set(reason, (perNode.get(reason) ?? 0) + 1)
-      this.counts.set(nodeId, perNode)
+      this.metrics.deletesSent.inc({reason})
+      const perNode = this.sent.get(nodeId) ?? {counts: new Map<DeleteReason, number>(), chunks: []}
+      perNode.counts.set(reason, (perNode.counts.get(reason) ?? 0) + 1)
+      if (perNode.chunks.length < MAX_LISTED_DELETES) perNode.chunks.push({chunkId, version, reason})
+      this.sent.set(nodeId, perNode)
     }
     return sent
   }
 
   /** Logs what was sent since the last flush, e.g. `sent 3 deletes to n1 (stale 2, unreferenced 1) after commit`. */
   flush(occasion: string): void {
-    for (const [nodeId, perNode] of this.counts) {
-      const total = [...perNode.values()].reduce((a, b) => a + b, 0)
-      const detail = [...perNode].map(([reason, n]) => `${reason} ${n}`).join(', ')
-      this.log(`sent ${total} delete${total === 1 ? '' : 's'} to ${nodeId} (${detail}) ${occasion}`)
+    for (const [nodeId, {counts, chunks}] of this.sent) {
+      const total = [...counts.values()].reduce((a, b) => a + b, 0)
+      const detail = [...counts].map(([reason, n]) => `${reason} ${n}`).join(', ')
+      this.log.info(
+        {event: 'delete.sent', nodeId, count: total, reasons: Object.fromEntries(counts), occasion, chunks, ...(total > chunks.length ? {notListed: total - chunks.length} : {})},
+        `sent ${total} delete${total === 1 ? '' : 's'} to ${nodeId} (${detail}) ${occasion}`,
+      )
     }
-    this.counts.clear()
+    this.sent.clear()
   }
 }

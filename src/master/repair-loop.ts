@@ -21,6 +21,13 @@ const DELETE_RESENDS_PER_ROUND = 1000
 const REPAIR_TASKS_PER_NODE = 4
 const REPAIR_REPLICAS_PER_TASK = 8
 
+/** What the dashboard shows of repair (read-only): transfers in flight and bytes copied so far. */
+export interface RepairProgress {
+  running: {id: string; source: string; target: string; chunks: number; bytes: number; startedMs: number}[]
+  /** Bytes of replicas that finished transfers copied since the master started (only ever grows). */
+  bytesRepaired: number
+}
+
 interface RunningTask {
   id: string
   source: string
@@ -46,12 +53,15 @@ export class RepairLoop {
   private readonly q
   private kicked: NodeJS.Immediate | undefined
   private stopped = false
+  /** Chunks below R at the last round and not in a transfer (metrics: the repair queue). */
+  private queued = 0
+  private bytesRepaired = 0
 
   constructor(
     private readonly ctx: MasterContext,
     private readonly expireUploads: (maxAgeMs: number) => number,
   ) {
-    this.deletes = new DeleteSender(ctx.nodes, ctx.log)
+    this.deletes = new DeleteSender(ctx.nodes, ctx.log, ctx.metrics)
     const db = ctx.db
     // Committed chunks whose count of fresh replicas on alive nodes is not R.
     this.q = {
@@ -80,6 +90,24 @@ export class RepairLoop {
     return n
   }
 
+  /** Transfers in flight and bytes repaired so far (for the dashboard; changes nothing). */
+  progress(): RepairProgress {
+    const running = [...this.running.values()].map((task) => ({
+      id: task.id,
+      source: task.source,
+      target: task.target,
+      chunks: task.replicas.length,
+      bytes: task.replicas.reduce((sum, r) => sum + r.size, 0),
+      startedMs: task.startedMs,
+    }))
+    return {running, bytesRepaired: this.bytesRepaired}
+  }
+
+  /** The repair queue for metrics: chunks waiting for a transfer (as of the last round) and transfers running. */
+  queue(): {queued: number; running: number} {
+    return {queued: this.queued, running: this.running.size}
+  }
+
   /** Run a round soon (coalesced): after a node died or finished its report. */
   kick(): void {
     if (this.kicked || this.stopped) return
@@ -99,7 +127,7 @@ export class RepairLoop {
     try {
       this.run()
     } catch (err) {
-      this.ctx.log(`repair round failed: ${(err as Error).message}`)
+      this.ctx.log.error({event: 'repair.round_failed', error: (err as Error).message}, `repair round failed: ${(err as Error).message}`)
     }
   }
 
@@ -110,13 +138,18 @@ export class RepairLoop {
     for (const task of this.running.values()) {
       if (now - task.startedMs > TASK_TIMEOUT_MS) {
         this.running.delete(task.id)
-        ctx.log(`repair ${task.id} from ${task.source} to ${task.target} got no answer in ${TASK_TIMEOUT_MS / 1000}s: forgotten`)
+        ctx.metrics.repairTransfers.inc({event: 'timed_out'})
+        ctx.log.warn(
+          {event: 'repair.timed_out', taskId: task.id, source: task.source, target: task.target, chunks: task.replicas.length},
+          `repair ${task.id} from ${task.source} to ${task.target} got no answer in ${TASK_TIMEOUT_MS / 1000}s: forgotten`,
+        )
       }
     }
 
     const nodes = this.repairNodes()
     const alive = nodes.filter((node) => node.alive).map((node) => node.id)
-    const chunks = (this.q.unbalanced.all(JSON.stringify(alive), ctx.replicas) as ChunkRow[]).map((row) => this.repairChunk(row))
+    const rows = this.q.unbalanced.all(JSON.stringify(alive), ctx.replicas) as (ChunkRow & {fresh: number})[]
+    const chunks = rows.map((row) => this.repairChunk(row))
     const busy = new Set([...this.running.values()].flatMap((task) => task.replicas.map((r) => r.chunkId)))
     const running = new Map(nodes.map((node) => [node.id, this.loadOf(node.id)]))
 
@@ -125,6 +158,8 @@ export class RepairLoop {
       maxTasksPerNode: REPAIR_TASKS_PER_NODE, maxReplicasPerTask: REPAIR_REPLICAS_PER_TASK,
     })
     for (const planned of tasks) this.start(planned.source, planned.target, planned.replicas)
+    const inTransfer = new Set([...this.running.values()].flatMap((task) => task.replicas.map((r) => r.chunkId)))
+    this.queued = rows.filter((row) => row.fresh < ctx.replicas && !inTransfer.has(row.chunk_id)).length
     this.noteUnrepairable(unrepairable)
 
     for (const excess of planExcess(chunks, nodes, ctx.replicas)) {
@@ -136,7 +171,7 @@ export class RepairLoop {
 
     this.resendDeletes(nodes.filter((node) => node.usable).map((node) => node.id), now)
     const expired = this.expireUploads(UPLOAD_TTL_MS)
-    if (expired > 0) ctx.log(`forgot ${expired} upload${expired === 1 ? '' : 's'} never committed within ${UPLOAD_TTL_MS / 3_600_000}h`)
+    if (expired > 0) ctx.log.info({event: 'upload.expired', count: expired}, `forgot ${expired} upload${expired === 1 ? '' : 's'} never committed within ${UPLOAD_TTL_MS / 3_600_000}h`)
   }
 
   /** A `replicated` answer: frees the transfer's slot. Returns the task (undefined if unknown or timed out). */
@@ -146,8 +181,13 @@ export class RepairLoop {
     this.running.delete(taskId)
     const seconds = Math.max(0.001, (this.ctx.clock.now() - task.startedMs) / 1000)
     const bytes = okReplicas.reduce((sum, r) => sum + r.size, 0)
+    this.bytesRepaired += bytes
     const rate = (bytes / 1e6 / seconds).toFixed(1)
-    this.ctx.log(
+    this.ctx.metrics.repairTransfers.inc({event: 'finished'})
+    this.ctx.metrics.repairedChunks.inc(okReplicas.length)
+    this.ctx.metrics.repairedBytes.inc(bytes)
+    this.ctx.log.info(
+      {event: 'repair.finished', taskId, source: task.source, target: task.target, chunks: okReplicas.length, bytes, ms: Math.round(seconds * 1000), failed},
       `repair ${taskId} finished: ${okReplicas.length} chunk${okReplicas.length === 1 ? '' : 's'} from ${task.source} to ${task.target} ` +
         `(${formatBytes(bytes)} in ${seconds.toFixed(2)}s, ${rate} MB/s)${failed > 0 ? `, ${failed} failed` : ''}`,
     )
@@ -168,7 +208,11 @@ export class RepairLoop {
     if (!sent) return
     this.running.set(id, {id, source, target, replicas, startedMs: this.ctx.clock.now()})
     const bytes = replicas.reduce((sum, r) => sum + r.size, 0)
-    this.ctx.log(`repair ${id} started: ${replicas.length} chunk${replicas.length === 1 ? '' : 's'} (${formatBytes(bytes)}) from ${source} to ${target}`)
+    this.ctx.metrics.repairTransfers.inc({event: 'started'})
+    this.ctx.log.info(
+      {event: 'repair.started', taskId: id, source, target, chunks: replicas.map(({chunkId, version}) => ({chunkId, version})), bytes},
+      `repair ${id} started: ${replicas.length} chunk${replicas.length === 1 ? '' : 's'} (${formatBytes(bytes)}) from ${source} to ${target}`,
+    )
   }
 
   private noteUnrepairable(chunkIds: string[]): void {
@@ -178,7 +222,7 @@ export class RepairLoop {
     for (const id of fresh) this.loggedUnrepairable.add(id)
     if (fresh.length === 0) return
     const listed = fresh.slice(0, 5).join(', ') + (fresh.length > 5 ? `, and ${fresh.length - 5} more` : '')
-    this.ctx.log(`cannot repair ${fresh.length} chunk${fresh.length === 1 ? '' : 's'} now: no fresh replica on an alive node (${listed})`)
+    this.ctx.log.warn({event: 'repair.unrepairable', count: fresh.length, chunkIds: fresh.slice(0, 1000)}, `cannot repair ${fresh.length} chunk${fresh.length === 1 ? '' : 's'} now: no fresh replica on an alive node (${listed})`)
   }
 
   /** Stale, corrupt and orphaned rows on connected nodes whose delete was lost: send it again (bounded). */

@@ -34,7 +34,7 @@ export class ReplicaRecords {
   private readonly deletes: DeleteSender
 
   constructor(private readonly ctx: MasterContext) {
-    this.deletes = new DeleteSender(ctx.nodes, ctx.log)
+    this.deletes = new DeleteSender(ctx.nodes, ctx.log, ctx.metrics)
     const db = ctx.db
     // Counts every removed replica row, whoever removes it (reports, deletes, the repair loop): see forgetUnreported.
     db.exec(`CREATE TEMP TABLE IF NOT EXISTS replica_removals (n INTEGER NOT NULL);
@@ -102,7 +102,7 @@ export class ReplicaRecords {
   /** Scrubbing or a verify found rotten bytes: mark it, have it deleted; the repair loop replaces it. */
   corrupt(nodeId: string, chunkId: string, version: number): void {
     const marked = this.q.markCorrupt.run(chunkId, nodeId, version).changes > 0
-    this.ctx.log(`replica of chunk ${chunkId} v${version} on ${nodeId} is corrupt${marked ? '' : ' (not on record)'}: deleting it`)
+    this.ctx.log.warn({event: 'replica.corrupt', nodeId, chunkId, version, onRecord: marked}, `replica of chunk ${chunkId} v${version} on ${nodeId} is corrupt${marked ? '' : ' (not on record)'}: deleting it`)
     this.ctx.deletes.send(nodeId, chunkId, version, 'corrupt')
     this.ctx.deletes.flush('(corrupt replica)')
   }
@@ -159,15 +159,19 @@ export class ReplicaRecords {
             // Recorded so status shows it as stale (true) until the node confirms the delete.
             record(context.knownCorrupt ? 1 : 0)
             toDelete.push({replica, reason: 'stale'})
-            if (report.staleLogged++ < STALE_LINES_PER_REPORT) {
-              this.ctx.log(`chunk ${chunkId} on node ${nodeId} is stale (v${version} < v${context.chunk!.committedVersion})`)
+            {
+              // The first STALE_LINES_PER_REPORT at info, the rest at debug (the report's summary line counts them).
+              const level = report.staleLogged++ < STALE_LINES_PER_REPORT ? 'info' : 'debug'
+              const committedVersion = context.chunk!.committedVersion
+              this.ctx.log[level]({event: 'chunk.stale', nodeId, chunkId, version, committedVersion}, `chunk ${chunkId} on node ${nodeId} is stale (v${version} < v${committedVersion})`)
             }
             break
           case 'ahead':
             this.q.raiseMaxVersion.run(version, chunkId) // never hand this number out again
             this.q.plannedRecovered.run(chunkId, version, replica.size, sha256)
             record(0)
-            this.ctx.log(
+            this.ctx.log.warn(
+              {event: 'chunk.ahead', nodeId, chunkId, version, maxVersion: context.chunk!.maxVersion},
               `chunk ${chunkId} on node ${nodeId} is at v${version}, above any version this master handed out ` +
                 `(v${context.chunk!.maxVersion}): keeping it as pending, versions continue above it`,
             )
@@ -189,7 +193,8 @@ export class ReplicaRecords {
     const c = report.counts
     const total = Object.values(c).reduce((a, b) => a + b, 0)
     const moreStale = report.staleLogged > STALE_LINES_PER_REPORT ? ` (${report.staleLogged - STALE_LINES_PER_REPORT} stale not listed)` : ''
-    this.ctx.log(
+    this.ctx.log.info(
+      {event: 'report.done', nodeId, replicas: total, fresh: c.fresh, stale: c.stale, corrupt: c.corrupt, pending: c.pending + c.ahead, unreferenced: c.unreferenced, ms: this.ctx.clock.now() - report.startedMs},
       `report from ${nodeId}: ${total} replicas (fresh ${c.fresh}, stale ${c.stale}, corrupt ${c.corrupt}, ` +
         `pending ${c.pending + c.ahead}, unreferenced ${c.unreferenced}) in ${this.ctx.clock.now() - report.startedMs}ms${moreStale}`,
     )

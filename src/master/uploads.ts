@@ -100,7 +100,12 @@ export class Uploads {
 
     const fresh = placed.filter((chunk) => !chunk.skip)
     const versions = fresh.slice(0, 5).map((chunk) => `${chunk.index}:v${chunk.version}`).join(', ')
-    this.ctx.log(
+    this.ctx.metrics.versionsHandedOut.inc(fresh.length)
+    // One line per plan, listing every version handed out (up to 1000 chunks: 10 GB at 10 MiB chunks).
+    const handedOut = fresh.slice(0, 1000).map(({index, chunkId, version}) => ({index, chunkId, version}))
+    this.ctx.log.info(
+      {event: 'version.handed_out', uploadId, name: request.name, count: fresh.length, skipped: placed.length - fresh.length, chunks: handedOut,
+        ...(fresh.length > handedOut.length ? {notListed: fresh.length - handedOut.length} : {})},
       `upload ${uploadId} of ${request.name}: ${fresh.length} version${fresh.length === 1 ? '' : 's'} handed out` +
         (fresh.length > 0 ? ` (${versions}${fresh.length > 5 ? ', …' : ''})` : '') +
         `, ${placed.length - fresh.length} chunk${placed.length - fresh.length === 1 ? '' : 's'} already held`,
@@ -128,7 +133,10 @@ export class Uploads {
     }
     const {replicas: R, minReplicas: W} = this.ctx
     const targets = placeChunk({candidates: this.candidates(), size: row.size, replicas: R, minReplicas: W, exclude: request.exclude})
-    this.ctx.log(`upload ${uploadId}: chunk ${row.idx} v${row.version} re-placed on ${targets.map((t) => t.id).join(', ')}`)
+    this.ctx.log.info(
+      {event: 'upload.replanned', uploadId, index: row.idx, chunkId: row.chunk_id, version: row.version, targets: targets.map((t) => t.id), excluded: request.exclude},
+      `upload ${uploadId}: chunk ${row.idx} v${row.version} re-placed on ${targets.map((t) => t.id).join(', ')}`,
+    )
     return this.planned({...chunk, skip: false}, targets)
   }
 
@@ -171,13 +179,21 @@ export class Uploads {
       this.q.upsertFile.run(upload.name, upload.size, upload.chunk_size, rows.length, committedAt)
       this.q.deleteUploadChunks.run(uploadId)
       this.q.deleteUpload.run(uploadId)
-      return {commit: {name: upload.name, size: upload.size, chunks: rows.length, committedAt}, stale, dropped}
+      const sentBytes = changed.reduce((sum, row) => sum + row.size, 0)
+      return {commit: {name: upload.name, size: upload.size, chunks: rows.length, committedAt}, stale, dropped, changed: changed.length, sentBytes, createdMs: upload.created_ms}
     })()
 
     for (const r of result.stale) this.ctx.deletes.send(r.nodeId, r.chunkId, r.version, 'stale')
     for (const r of result.dropped) this.ctx.deletes.send(r.nodeId, r.chunkId, r.version, 'unreferenced')
     this.ctx.deletes.flush(`after committing ${result.commit.name}`)
-    this.ctx.log(`committed ${result.commit.name} (${result.commit.chunks} chunk${result.commit.chunks === 1 ? '' : 's'})`)
+    const ms = this.ctx.clock.now() - result.createdMs
+    this.ctx.metrics.uploadsCommitted.inc()
+    this.ctx.metrics.uploadBytes.inc(result.sentBytes)
+    this.ctx.metrics.uploadSeconds.observe(ms / 1000)
+    this.ctx.log.info(
+      {event: 'upload.committed', uploadId, name: result.commit.name, size: result.commit.size, chunks: result.commit.chunks, changedChunks: result.changed, bytes: result.sentBytes, ms},
+      `committed ${result.commit.name} (${result.commit.chunks} chunk${result.commit.chunks === 1 ? '' : 's'})`,
+    )
     return result.commit
   }
 
@@ -193,7 +209,7 @@ export class Uploads {
     })()
     for (const r of result.replicas) this.ctx.deletes.send(r.nodeId, r.chunkId, r.version, 'unreferenced')
     this.ctx.deletes.flush(`after removing ${name}`)
-    this.ctx.log(`removed ${name} (${result.chunkCount} chunk${result.chunkCount === 1 ? '' : 's'})`)
+    this.ctx.log.info({event: 'file.removed', name, chunks: result.chunkCount}, `removed ${name} (${result.chunkCount} chunk${result.chunkCount === 1 ? '' : 's'})`)
     return {name, removedChunks: result.chunkCount}
   }
 

@@ -31,7 +31,7 @@ export const NEVER_HEARD_MS = Number.MAX_SAFE_INTEGER
  */
 export class Views {
   private readonly q
-  private counts: {key: string; value: ClusterCounts} | undefined
+  private counts: {key: string; value: ClusterCounts; atMs: number; tookMs: number} | undefined
 
   constructor(
     private readonly ctx: MasterContext,
@@ -110,6 +110,7 @@ export class Views {
   private clusterCounts(alive: string[], R: number): ClusterCounts {
     const key = `${this.q.totalChanges.get() as number} ${R} ${alive.join(',')}`
     if (this.counts?.key === key) return this.counts.value
+    const started = performance.now()
     const row = this.q.summary.get({alive: JSON.stringify(alive), R}) as Record<keyof ClusterCounts, number | null>
     const value: ClusterCounts = {
       files: row.files ?? 0,
@@ -118,8 +119,21 @@ export class Views {
       stale: row.stale ?? 0,
       corrupt: row.corrupt ?? 0,
     }
-    this.counts = {key, value}
+    this.counts = {key, value, atMs: this.ctx.clock.now(), tookMs: performance.now() - started}
     return value
+  }
+
+  /**
+   * The cluster counts for /metrics: the cached ones when still current, or when computing them again
+   * would spend more than 1/20 of the time since the last computation (at a million chunks a scrape
+   * must not block the master for a second every time something changed).
+   */
+  summaryForMetrics(): ClusterCounts {
+    const {nodes} = this.ctx
+    const cached = this.counts
+    if (cached && this.ctx.clock.now() - cached.atMs < 20 * cached.tookMs) return cached.value
+    const alive = nodes.all().filter((node) => nodes.isAlive(node.id)).map((node) => node.id) // the order status() uses
+    return this.clusterCounts(alive, this.ctx.replicas)
   }
 
   /** GET /api/files/:name: each chunk with its fresh replicas on alive nodes, lightly loaded first. */

@@ -10,7 +10,11 @@ export function commandHandler(ctx: NodeContext): (command: NodeCommand) => Prom
         // stale or unreferenced: that version never comes back here (a replayed grant for it is refused)
         if (command.reason === 'stale' || command.reason === 'unreferenced') ctx.versions.superseded(command.chunkId, command.version)
         await ctx.store.delete(command.chunkId, command.version)
-        ctx.log(`deleted chunk ${command.chunkId} v${command.version} (${command.reason})`)
+        ctx.metrics.deletedChunks.inc({reason: command.reason})
+        ctx.log.info(
+          {event: 'chunk.deleted', chunkId: command.chunkId, version: command.version, reason: command.reason},
+          `deleted chunk ${command.chunkId} v${command.version} (${command.reason})`,
+        )
         await ctx.link.send({type: 'deleted', chunkId: command.chunkId, version: command.version})
         return
       }
@@ -21,7 +25,10 @@ export function commandHandler(ctx: NodeContext): (command: NodeCommand) => Prom
           return
         }
         if (await ctx.store.verify(command.chunkId, command.version)) return
-        ctx.log(`verify: chunk ${command.chunkId} v${command.version} is corrupt (bytes no longer match its SHA-256)`)
+        ctx.log.warn(
+          {event: 'verify.corrupt', chunkId: command.chunkId, version: command.version},
+          `verify: chunk ${command.chunkId} v${command.version} is corrupt (bytes no longer match its SHA-256)`,
+        )
         await ctx.link.send({type: 'corrupt', chunkId: command.chunkId, version: command.version})
         return
       }

@@ -1,6 +1,7 @@
 import type {HttpLimits} from '../http/limits.js'
 import type {CredentialHashes} from '../protocol/index.js'
 import type {ChunkStore} from '../storage/index.js'
+import type {NodeMetrics} from '../telemetry/metrics.js'
 import type {Logger} from '../util/log.js'
 import type {InflightWork} from './inflight.js'
 import type {MasterLink} from './master-link.js'
@@ -13,6 +14,7 @@ export interface NodeContext {
   store: ChunkStore
   link: MasterLink
   log: Logger
+  metrics: NodeMetrics
   inflight: InflightWork
   /** Set by close(): new requests are refused while in-flight ones finish. */
   closing: boolean

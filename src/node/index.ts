@@ -6,7 +6,8 @@ import {join} from 'node:path'
 import {createEdgeServer, type HttpLimits, type TlsFiles} from '../http/limits.js'
 import {claimedKind, credentialHash, type CredentialHashes, NodeId} from '../protocol/index.js'
 import {FileChunkStore} from '../storage/index.js'
-import {stdoutLogger, type Logger} from '../util/log.js'
+import {NodeMetrics} from '../telemetry/metrics.js'
+import {silentLogger, type Logger} from '../util/log.js'
 import {commandHandler} from './commands.js'
 import type {NodeContext} from './context.js'
 import {InflightWork} from './inflight.js'
@@ -60,7 +61,8 @@ const CLOSE_GRACE_MS = 1000
  * links to the master in the background (reconnecting with backoff). Resolves once it listens.
  */
 export async function startNode(opts: NodeOptions): Promise<RunningNode> {
-  const log = opts.log ?? stdoutLogger
+  const log = opts.log ?? silentLogger
+  const metrics = new NodeMetrics()
   await mkdir(opts.dataDir, {recursive: true})
   const id = opts.id ?? (await loadOrCreateNodeId(opts.dataDir))
   if (!NodeId.safeParse(id).success) throw new Error(`"${id}" is not a valid node id: use 1-64 letters, digits, ".", "_" or "-"`)
@@ -78,6 +80,7 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
     ca,
     heartbeatIntervalMs: opts.heartbeatIntervalMs,
     log,
+    metrics,
     identity: () => ({nodeId: id, url: publicUrl, zone: opts.zone}),
     space: () => store.usage(),
     inventory: () => store.list(),
@@ -90,6 +93,7 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
     store,
     inflight,
     log,
+    metrics,
     link,
     closing: false,
     credentials: () => link.credentials ?? ownOnly,
@@ -98,9 +102,10 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
     limits: opts.limits,
   }
   const onCommand = commandHandler(ctx)
+  metrics.attach({connected: () => link.connected, usage: () => store.usage()})
 
   // Slow clients must not hold sockets forever, but a 10 MiB chunk on a slow link needs minutes (limits.ts).
-  const server = createEdgeServer(nodeRequestHandler(ctx), {tls: opts.tls, limits: opts.limits, log})
+  const server = createEdgeServer(nodeRequestHandler(ctx), {tls: opts.tls, limits: opts.limits, log: (line) => log.warn({event: 'http.peer_limit'}, line)})
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
     server.listen(opts.port, opts.host, () => {
@@ -115,6 +120,7 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
     store,
     intervalMs: opts.scrubIntervalMs,
     log,
+    metrics,
     onCorrupt: (r) => link.send({type: 'corrupt', chunkId: r.chunkId, version: r.version}),
   })
   link.start()

@@ -14,6 +14,7 @@ import {
   WS_CLOSE,
 } from '../protocol/index.js'
 import type {StoreUsage} from '../storage/index.js'
+import type {NodeMetrics} from '../telemetry/metrics.js'
 import type {Logger} from '../util/log.js'
 
 /** The commands a node carries out; `welcome` and `ack` are the link's own business. */
@@ -26,6 +27,8 @@ export interface MasterLinkOptions {
   ca?: string[]
   heartbeatIntervalMs: number
   log: Logger
+  /** Counts reconnects; optional so the link can run on its own (tests). */
+  metrics?: NodeMetrics
   /** Who this node is, asked on every (re)connect. */
   identity(): {nodeId: string; url: string; zone: string}
   space(): Promise<StoreUsage>
@@ -69,6 +72,7 @@ export class MasterLink {
   credentials: CredentialHashes | undefined
   private ws: WebSocket | undefined
   private welcomed = false
+  private everWelcomed = false
   private closing = false
   private readonly stopping = new AbortController()
   private running: Promise<void> | undefined
@@ -145,7 +149,10 @@ export class MasterLink {
       if (this.closing) break
       if (welcomed) failures = 0
       const delay = backoffMs(failures++)
-      this.opts.log(`lost master link, retrying in ${(delay / 1000).toFixed(1)}s${reason ? ` (${reason})` : ''}`)
+      this.opts.log.warn(
+        {event: 'master.lost', master: this.opts.masterUrl, retryInMs: delay, reason},
+        `lost master link, retrying in ${(delay / 1000).toFixed(1)}s${reason ? ` (${reason})` : ''}`,
+      )
       try {
         await sleep(delay, undefined, {signal: this.stopping.signal})
       } catch {
@@ -215,7 +222,8 @@ export class MasterLink {
           if (isBinary) throw new Error('binary frame')
           message = decode(MasterToNode, data as Buffer)
         } catch (err) {
-          this.opts.log(`ignored a malformed message from the master: ${(err as Error).message.slice(0, 200)}`)
+          const error = (err as Error).message.slice(0, 200)
+          this.opts.log.warn({event: 'master.malformed', error}, `ignored a malformed message from the master: ${error}`)
           return
         }
         if (message.type === 'welcome') {
@@ -227,12 +235,14 @@ export class MasterLink {
           silenceMs = Math.max(3 * Math.max(this.opts.heartbeatIntervalMs, message.heartbeatMs), MIN_SILENCE_MS)
           stillThere()
           if (wasWelcomed) return
-          this.opts.log('connected to master')
+          if (this.everWelcomed) this.opts.metrics?.masterReconnects.inc()
+          this.everWelcomed = true
+          this.opts.log.info({event: 'master.connected', master: this.opts.masterUrl}, 'connected to master')
           heartbeat = setInterval(() => {
             this.sendHeartbeat()
             if (ws.readyState === WebSocket.OPEN) ws.ping() // its pong proves the master is there even if it never pings us
           }, this.opts.heartbeatIntervalMs)
-          this.sendInventory().catch((err: Error) => this.opts.log(`chunk report failed: ${err.message}`))
+          this.sendInventory().catch((err: Error) => this.opts.log.warn({event: 'report.failed', error: err.message}, `chunk report failed: ${err.message}`))
           return
         }
         if (message.type === 'ack') {
@@ -240,10 +250,12 @@ export class MasterLink {
           return
         }
         if (!welcomed) {
-          this.opts.log(`ignored a ${message.type} command before welcome`)
+          this.opts.log.warn({event: 'master.early_command', type: message.type}, `ignored a ${message.type} command before welcome`)
           return
         }
-        this.opts.onCommand(message).catch((err: Error) => this.opts.log(`${message.type} failed: ${err.message}`))
+        this.opts.onCommand(message).catch((err: Error) =>
+          this.opts.log.warn({event: 'command.failed', type: message.type, error: err.message}, `${message.type} failed: ${err.message}`),
+        )
       })
       ws.on('close', (code, why) => {
         clearInterval(heartbeat)

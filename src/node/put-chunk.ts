@@ -1,5 +1,5 @@
 import type {IncomingMessage, ServerResponse} from 'node:http'
-import {sendError, sendJson} from '../http/server.js'
+import {sendError, sendJson, toChunkyError} from '../http/server.js'
 import {
   ChainHeader,
   ChunkyError,
@@ -47,6 +47,7 @@ export async function handlePutChunk(
     req.destroy()
   }
 
+  const timer = ctx.metrics.chunkWriteSeconds.startTimer()
   await ctx.inflight.run(abort, async () => {
     let stored: ReplicaInfo
     try {
@@ -55,7 +56,7 @@ export async function handlePutChunk(
     } catch (err) {
       if (req.destroyed && !req.complete) {
         forward?.abort() // the client went away mid-body: the store removed its temp file; nobody to answer
-        ctx.log(`write of chunk ${chunkId} v${version} aborted: the sender went away`)
+        ctx.log.info({event: 'chunk.write_aborted', chunkId, version}, `write of chunk ${chunkId} v${version} aborted: the sender went away`)
         return
       }
       const code = (err as {code?: string}).code ?? ''
@@ -64,7 +65,9 @@ export async function handlePutChunk(
       } else {
         forward?.abort(`upstream node ${ctx.id} failed`)
       }
-      ctx.log(`refused chunk ${chunkId} v${version}: ${(err as Error).message}`)
+      ctx.log.warn({event: 'chunk.refused', chunkId, version, error: (err as Error).message}, `refused chunk ${chunkId} v${version}: ${(err as Error).message}`)
+      const refused = toChunkyError(err)
+      ctx.metrics.requestErrors.inc({status: refused.status, code: refused.code})
       sendError(res, err)
       return
     }
@@ -82,7 +85,10 @@ export async function handlePutChunk(
     }
     result.stored.push(...downstream.stored)
     result.failed.push(...downstream.failed)
-    ctx.log(
+    ctx.metrics.storedBytes.inc(stored.size)
+    timer()
+    ctx.log.info(
+      {event: 'chunk.stored', chunkId, version, size: stored.size, chain: chain.map((t) => t.id), stored: result.stored.map((s) => s.node), failed: result.failed.map((f) => f.node), ackError},
       `stored chunk ${chunkId} v${version} (${formatBytes(stored.size)})` +
         (chain.length > 0 ? `, chain: ${result.stored.length} stored, ${result.failed.length} failed` : '') +
         (ackError ? `; not acknowledged: ${ackError}` : ''),

@@ -38,9 +38,13 @@ export async function runReplication(ctx: NodeContext, task: ReplicateCommand, t
   for (const r of task.replicas) {
     if (!handled.has(`${r.chunkId}.${r.version}`)) failed.push({chunkId: r.chunkId, version: r.version, error: missingReason})
   }
-  ctx.log(`replication ${task.taskId} from ${task.source.id}: ${ok.length} copied, ${failed.length} failed`)
+  ctx.metrics.storedBytes.inc(ok.reduce((sum, r) => sum + r.size, 0))
+  ctx.log.info(
+    {event: 'replication.finished', taskId: task.taskId, source: task.source.id, copied: ok.length, failed: failed.length},
+    `replication ${task.taskId} from ${task.source.id}: ${ok.length} copied, ${failed.length} failed`,
+  )
   await ctx.link.send({type: 'replicated', taskId: task.taskId, ok, failed}).catch((err: Error) => {
-    ctx.log(`could not report replication ${task.taskId}: ${err.message}`)
+    ctx.log.warn({event: 'replication.report_failed', taskId: task.taskId, error: err.message}, `could not report replication ${task.taskId}: ${err.message}`)
   })
 }
 

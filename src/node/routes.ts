@@ -1,8 +1,9 @@
 import type {IncomingMessage, ServerResponse} from 'node:http'
 import {type Access, authorize, bearer} from '../http/auth.js'
 import {guardBodyRate} from '../http/limits.js'
-import {pathSegments, sendError, sendJson} from '../http/server.js'
+import {pathSegments, sendError, sendJson, toChunkyError} from '../http/server.js'
 import {ChunkId, ChunkyError} from '../protocol/index.js'
+import {sendMetrics} from '../telemetry/metrics.js'
 import type {NodeContext} from './context.js'
 import {handlePutChunk} from './put-chunk.js'
 import {handleGetChunk, handleTransfer} from './serve-chunks.js'
@@ -15,8 +16,12 @@ export function nodeRequestHandler(ctx: NodeContext): (req: IncomingMessage, res
   return (req, res) => {
     route(ctx, req, res).catch((err: unknown) => {
       const what = `${req.method} ${(req.url ?? '').slice(0, 200)}`
-      if (!(err instanceof ChunkyError)) ctx.log(`${what} failed: ${(err as Error)?.stack ?? String(err)}`)
-      else if (err.status === 401 || err.status === 403) ctx.log(`refused ${what}: ${err.message}`) // worth knowing who knocks
+      const refused = toChunkyError(err)
+      ctx.metrics.requestErrors.inc({status: refused.status, code: refused.code})
+      if (!(err instanceof ChunkyError)) ctx.log.error({event: 'http.failed', request: what, error: (err as Error)?.stack ?? String(err)}, `${what} failed: ${(err as Error)?.stack ?? String(err)}`)
+      else if (err.status === 401 || err.status === 403) {
+        ctx.log.warn({event: 'http.refused', request: what, remote: req.socket.remoteAddress, code: err.code}, `refused ${what}: ${err.message}`) // worth knowing who knocks
+      }
       sendError(res, err)
     })
   }
@@ -31,13 +36,19 @@ async function route(ctx: NodeContext, req: IncomingMessage, res: ServerResponse
     return
   }
   const authorize = (access: Access) => checkCredential(ctx, req, access)
+  if (method === 'GET' && segments.length === 1 && segments[0] === 'metrics') {
+    authorize('read') // any client credential the master welcomed this node with, the read-only one too
+    return sendMetrics(res, ctx.metrics.registry)
+  }
   if (ctx.closing) throw new ChunkyError('NODE_UNREACHABLE', 'this node is shutting down: use another node')
 
   if (segments[0] === 'chunks' && segments.length === 3 && (method === 'PUT' || method === 'GET')) {
     authorize(method === 'PUT' ? 'chunk-write' : 'read')
     const {chunkId, version} = parseReplicaPath(segments[1]!, segments[2]!)
     if (method === 'GET') return handleGetChunk(ctx, res, chunkId, version)
-    guardBodyRate(req, ctx.limits, (why) => ctx.log(`cut the write of chunk ${chunkId} v${version} from ${req.socket.remoteAddress}: ${why}`))
+    guardBodyRate(req, ctx.limits, (why) =>
+      ctx.log.warn({event: 'chunk.write_cut', chunkId, version, remote: req.socket.remoteAddress, reason: why}, `cut the write of chunk ${chunkId} v${version} from ${req.socket.remoteAddress}: ${why}`),
+    )
     return handlePutChunk(ctx, req, res, chunkId, version)
   }
   if (segments[0] === 'transfer' && segments.length === 1 && method === 'POST') {

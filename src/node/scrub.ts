@@ -1,6 +1,7 @@
 import {setTimeout as sleep} from 'node:timers/promises'
 import type {ReplicaInfo} from '../protocol/index.js'
 import type {ChunkStore} from '../storage/index.js'
+import type {NodeMetrics} from '../telemetry/metrics.js'
 import type {Logger} from '../util/log.js'
 
 export interface ScrubberOptions {
@@ -10,6 +11,8 @@ export interface ScrubberOptions {
   /** Upper bound on re-hashing speed, so scrubbing does not starve uploads of disk bandwidth. */
   bytesPerSecond?: number
   log: Logger
+  /** Scrub progress (optional: tests run a scrubber alone). */
+  metrics?: NodeMetrics
   onCorrupt(replica: ReplicaInfo): Promise<void>
 }
 
@@ -55,7 +58,7 @@ export class Scrubber {
         await this.scrubOnce()
       } catch (err) {
         if (signal.aborted) return
-        this.opts.log(`scrub pass failed: ${(err as Error).message}`)
+        this.opts.log.error({event: 'scrub.failed', error: (err as Error).message}, `scrub pass failed: ${(err as Error).message}`)
       }
     }
   }
@@ -75,13 +78,26 @@ export class Scrubber {
         throw err
       }
       result.checked++
+      this.opts.metrics?.scrubbedChunks.inc()
+      this.opts.metrics?.scrubbedBytes.inc(replica.size)
       if (!sound) {
         result.corrupt.push(replica)
-        this.opts.log(`scrub: chunk ${replica.chunkId} v${replica.version} is corrupt (bytes no longer match its SHA-256)`)
-        await this.opts.onCorrupt(replica).catch((err: Error) => this.opts.log(`could not report corrupt chunk: ${err.message}`))
+        this.opts.metrics?.scrubCorrupt.inc()
+        this.opts.log.warn(
+          {event: 'scrub.corrupt', chunkId: replica.chunkId, version: replica.version},
+          `scrub: chunk ${replica.chunkId} v${replica.version} is corrupt (bytes no longer match its SHA-256)`,
+        )
+        await this.opts.onCorrupt(replica).catch((err: Error) =>
+          this.opts.log.warn({event: 'scrub.report_failed', chunkId: replica.chunkId, version: replica.version, error: err.message}, `could not report corrupt chunk: ${err.message}`),
+        )
       }
       const due = (replica.size / rate) * 1000 - (Date.now() - started) // stay under the rate
       if (due > 0) await sleep(due, undefined, {signal}).catch(() => {})
+    }
+    if (!signal.aborted) {
+      this.opts.metrics?.scrubPasses.inc()
+      this.opts.metrics?.scrubLastPass.set(Date.now() / 1000)
+      this.opts.log.info({event: 'scrub.finished', checked: result.checked, corrupt: result.corrupt.length}, `scrub pass finished: ${result.checked} checked, ${result.corrupt.length} corrupt`)
     }
     return result
   }

@@ -17,16 +17,23 @@ import type {NodeContext} from './context.js'
 /** GET /chunks/:chunkId/:version: exactly that version's bytes, or 404; never another version. */
 export async function handleGetChunk(ctx: NodeContext, res: ServerResponse, chunkId: string, version: number): Promise<void> {
   const opened = await ctx.store.open(chunkId, version) // CHUNK_NOT_FOUND -> 404 via the caller's sendError
+  const timer = ctx.metrics.chunkReadSeconds.startTimer()
   res.writeHead(200, {
     'content-type': 'application/octet-stream',
     'content-length': opened.size,
     [HEADER_SHA256]: opened.sha256,
     [HEADER_VERSION]: String(version),
   })
-  await pipeline(opened.stream, res).catch((err: NodeJS.ErrnoException) => {
-    // a reader that goes away is its own business (pipeline closed the file); anything else is worth a line
-    if (err.code !== 'ERR_STREAM_PREMATURE_CLOSE') ctx.log(`sending chunk ${chunkId} v${version} failed: ${err.message}`)
-  })
+  await pipeline(opened.stream, res).then(
+    () => {
+      timer()
+      ctx.metrics.downloadBytes.inc(opened.size)
+    },
+    (err: NodeJS.ErrnoException) => {
+      // a reader that goes away is its own business (pipeline closed the file); anything else is worth a line
+      if (err.code !== 'ERR_STREAM_PREMATURE_CLOSE') ctx.log.warn({event: 'chunk.send_failed', chunkId, version, error: err.message}, `sending chunk ${chunkId} v${version} failed: ${err.message}`)
+    },
+  )
 }
 
 /**
@@ -45,7 +52,7 @@ export async function handleTransfer(ctx: NodeContext, req: IncomingMessage, res
     for (const {chunkId, version} of wanted.replicas) {
       if (res.destroyed) break
       if (!ctx.store.has(chunkId, version)) continue
-      await addEntry(ctx.store, tar, chunkId, version).catch((err: Error) => {
+      await addEntry(ctx.store, tar, chunkId, version).then((bytes) => ctx.metrics.transferBytes.inc(bytes), (err: Error) => {
         if ((err as {code?: string}).code !== 'CHUNK_NOT_FOUND') throw err // deleted meanwhile: skip it like a missing one
       })
     }
@@ -54,7 +61,7 @@ export async function handleTransfer(ctx: NodeContext, req: IncomingMessage, res
     tar.destroy(err as Error)
     sendError(res, err)
   }
-  await sending.catch((err: Error) => ctx.log(`transfer to a puller ended early: ${err.message}`))
+  await sending.catch((err: Error) => ctx.log.warn({event: 'transfer.ended_early', error: err.message}, `transfer to a puller ended early: ${err.message}`))
 }
 
 /**
@@ -79,7 +86,8 @@ function checkTransferGrant(ctx: NodeContext, req: IncomingMessage, wanted: Tran
 type TarPack = ReturnType<typeof tarPack>
 type TarEntry = ReturnType<TarPack['entry']>
 
-async function addEntry(store: ChunkStore, tar: TarPack, chunkId: string, version: number): Promise<void> {
+/** Streams one replica into the tar; resolves with its size once written. */
+async function addEntry(store: ChunkStore, tar: TarPack, chunkId: string, version: number): Promise<number> {
   const opened = await store.open(chunkId, version)
   let entryWritten!: (err?: Error | null) => void
   const done = new Promise<void>((resolve, reject) => (entryWritten = (err) => (err ? reject(err) : resolve())))
@@ -98,6 +106,7 @@ async function addEntry(store: ChunkStore, tar: TarPack, chunkId: string, versio
     }
     entry.end(null)
     await done
+    return opened.size
   } finally {
     opened.stream.destroy()
   }

@@ -1,9 +1,9 @@
 import {z} from 'zod'
 import {ByteCount, ChunkId, FileName, NodeId, Sha256Hex, Version, Zone} from './names.js'
 
-// HTTP bodies. Every route requires `authorization: Bearer <credential>` except GET /healthz; which
-// credential kind may use which route is in credentials.ts and src/http/auth.ts (401 missing/unknown,
-// 403 wrong kind). POST /transfer also takes a transfer grant (grant.ts) in x-chunky-grant.
+// HTTP bodies. Every route requires `authorization: Bearer <credential>` except GET /healthz and the
+// dashboard page; which credential kind may use which route is in credentials.ts and src/http/auth.ts
+// (401 missing/unknown, 403 wrong kind). POST /transfer also takes a transfer grant (grant.ts) in x-chunky-grant.
 //
 // master:
 //   GET    /healthz                      -> Health (no credential)
@@ -17,6 +17,9 @@ import {ByteCount, ChunkId, FileName, NodeId, Sha256Hex, Version, Zone} from './
 //   GET    /api/status[?name=NAME]       -> StatusDoc      (SPEC.md "chunky status --json")
 //   POST   /api/bad-replica              BadReplicaReport -> {ok: true}
 //   GET    /ws                           WebSocket upgrade for nodes (messages.ts)
+//   GET    /api/live[?file=NAME]         text/event-stream for the dashboard: `update` events whose JSON holds
+//                                        serverTime and the sections that changed (master/dashboard/snapshot.ts)
+//   GET    /, /dashboard/<file>          the dashboard page (no credential; it holds no data)
 // node:
 //   GET    /healthz                      -> Health (no credential; clients time it to find the nearest node)
 //   PUT    /chunks/:chunkId/:version     raw bytes, content-length = planned size; headers x-chunky-grant

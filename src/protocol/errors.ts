@@ -20,6 +20,8 @@ export const HTTP_STATUS = {
   LENGTH_MISMATCH: 422,
   INTERNAL: 500,
   NO_NODES: 503,
+  /** A bounded resource is full (e.g. live dashboard streams): try again later. */
+  BUSY: 503,
   MASTER_UNREACHABLE: 503,
   NODE_UNREACHABLE: 503,
 } as const satisfies Record<string, number>

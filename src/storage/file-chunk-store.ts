@@ -30,7 +30,7 @@ export class FileChunkStore implements ChunkStore {
     const store = new FileChunkStore(dir)
     await mkdir(dir, {recursive: true})
     const removed = await store.scan()
-    if (removed > 0) options.log?.(`removed ${removed} leftover file(s) from ${dir}`)
+    if (removed > 0) options.log?.info({event: 'store.cleaned', removed, dir}, `removed ${removed} leftover file(s) from ${dir}`)
     return store
   }
 

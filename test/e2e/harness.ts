@@ -179,6 +179,8 @@ export interface ClusterOptions {
   minReplicas?: number
   fast?: boolean
   scrubInterval?: string
+  /** More arguments for `chunky master` (e.g. `--log-level debug`). */
+  masterArgs?: string[]
 }
 
 /** A master and N nodes (ids n1..nN, zones z1..zN) as separate processes in a temp folder. */
@@ -189,7 +191,7 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
   const masterArgs = [
     'master', '--port', '0', '--data-dir', masterDataDir, '--token', TOKEN,
     '--replicas', String(opts.replicas ?? 3), ...(opts.minReplicas ? ['--min-replicas', String(opts.minReplicas)] : []),
-    ...timing,
+    ...timing, ...(opts.masterArgs ?? []),
   ]
   let master = await startDaemon(masterArgs)
   const nodes = new Map<string, Daemon>()

@@ -6,6 +6,8 @@ import type {MasterContext} from '../../src/master/context.js'
 import {grantKey, openDatabase} from '../../src/master/db.js'
 import {DeleteSender, NodeRegistry} from '../../src/master/nodes.js'
 import type {MasterToNode} from '../../src/protocol/index.js'
+import {MasterMetrics} from '../../src/telemetry/metrics.js'
+import {messageLogger} from '../../src/util/log.js'
 
 export const sha = (text: string) => createHash('sha256').update(text).digest('hex')
 
@@ -16,9 +18,10 @@ export async function testContext(opts: {replicas?: number; minReplicas?: number
   const db = openDatabase(dir)
   const nodes = new NodeRegistry(db, clock, 10_000)
   const lines: string[] = []
-  const log = (line: string) => void lines.push(line)
+  const log = messageLogger((line) => void lines.push(line))
+  const metrics = new MasterMetrics()
   const ctx: MasterContext = {
-    db, nodes, deletes: new DeleteSender(nodes, log), log, clock,
+    db, nodes, deletes: new DeleteSender(nodes, log, metrics), log, metrics, clock,
     replicas: opts.replicas ?? 3, minReplicas: opts.minReplicas ?? 2, grantKey: grantKey(db),
   }
   const sent = new Map<string, MasterToNode[]>()

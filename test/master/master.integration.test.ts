@@ -7,6 +7,7 @@ import {startMaster, type RunningMaster} from '../../src/master/index.js'
 import {FileManifest, StatusDoc, UploadPlan, WS_CLOSE, type MasterToNode} from '../../src/protocol/index.js'
 import {FakeNode, until} from './fake-node.js'
 import {planRequest} from './helpers.js'
+import {messageLogger} from '../../src/util/log.js'
 
 const TOKEN = 'test-token'
 
@@ -29,7 +30,7 @@ describe('master over real HTTP and WebSocket', () => {
     dir = await mkdtemp(join(tmpdir(), 'chunky-master-it-'))
     master = await startMaster({
       host: '127.0.0.1', port: 0, dataDir: join(dir, 'm'), replicas: 3, minReplicas: 2,
-      nodeTimeoutMs: 1000, repairIntervalMs: 200, token: TOKEN, log: (line) => void lines.push(line),
+      nodeTimeoutMs: 1000, repairIntervalMs: 200, token: TOKEN, log: messageLogger((line) => void lines.push(line)),
     })
     for (const [id, zone] of [['n1', 'a'], ['n2', 'b'], ['n3', 'c']]) nodes.push(await FakeNode.connect(master.url, TOKEN, id!, {zone}))
   })

@@ -7,6 +7,7 @@ import {startMaster, type RunningMaster} from '../../src/master/index.js'
 import {REPORT_BATCH_SIZE, StatusDoc, type ReplicaInfo} from '../../src/protocol/index.js'
 import {FakeNode, until} from './fake-node.js'
 import {sha} from './helpers.js'
+import {messageLogger} from '../../src/util/log.js'
 
 const TOKEN = 't'
 const KNOWN = 90_000 // committed chunks of one file, at version 2
@@ -41,7 +42,7 @@ it('processes a 100,000-entry report sent as 50 batches, without stalling other 
   const lines: string[] = []
   master = await startMaster({
     host: '127.0.0.1', port: 0, dataDir, replicas: 1, minReplicas: 1, nodeTimeoutMs: 10_000,
-    repairIntervalMs: 60_000, token: TOKEN, log: (line) => void lines.push(line),
+    repairIntervalMs: 60_000, token: TOKEN, log: messageLogger((line) => void lines.push(line)),
   })
   node = await FakeNode.connect(master.url, TOKEN, 'n1')
 

@@ -16,6 +16,7 @@ import {
   type Target,
 } from '../../src/protocol/index.js'
 import {startNode, type NodeOptions, type RunningNode} from '../../src/node/index.js'
+import {silentLogger} from '../../src/util/log.js'
 
 // A minimal stand-in for the master (the real one is built elsewhere): it checks the token, answers
 // hello with welcome, acks every `stored`, records everything, and lets a test send commands.
@@ -115,7 +116,7 @@ export async function startTestNode(master: FakeMaster, dataDir: string, id: str
     heartbeatIntervalMs: 200,
     scrubIntervalMs: 0,
     token: TOKEN,
-    log: () => {},
+    log: silentLogger,
     ...extra,
   })
   await master.waitFor((m) => m.type === 'report' && m.from === id && m.done, `${id}'s first report`)

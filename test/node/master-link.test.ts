@@ -7,6 +7,7 @@ import {MasterLink, backoffMs, masterWsUrl} from '../../src/node/master-link.js'
 import {startNode} from '../../src/node/index.js'
 import {REPORT_BATCH_SIZE, type ReplicaInfo} from '../../src/protocol/index.js'
 import {chunkIdOf, type FakeMaster, grantFor, putChunk, sha256, startFakeMaster, startTestNode, TOKEN, waitUntil} from './helpers.js'
+import {messageLogger, silentLogger} from '../../src/util/log.js'
 
 let dir: string
 let master: FakeMaster
@@ -24,7 +25,7 @@ function linkTo(masterUrl: string, nodeId: string, inventory: ReplicaInfo[], tok
     masterUrl,
     token,
     heartbeatIntervalMs: 100,
-    log,
+    log: messageLogger(log),
     identity: () => ({nodeId, url: 'http://127.0.0.1:9', zone: 'z1'}),
     space: async () => ({usedBytes: 0, chunkCount: inventory.length, freeBytes: 1e9}),
     inventory: async function* () {
@@ -87,7 +88,7 @@ describe('MasterLink', () => {
 
   it('a node reconnects by itself after the master drops the link, and reports again', async () => {
     const logged: string[] = []
-    const node = await startTestNode(master, join(dir, 'rc'), 'rc-node', {log: (m) => logged.push(m)})
+    const node = await startTestNode(master, join(dir, 'rc'), 'rc-node', {log: messageLogger((m) => logged.push(m))})
     try {
       const helloCount = () => master.received.filter((m) => m.type === 'hello' && m.from === 'rc-node').length
       expect(helloCount()).toBe(1)
@@ -97,6 +98,9 @@ describe('MasterLink', () => {
       expect(helloCount()).toBe(2)
       expect(logged.filter((l) => l === 'connected to master').length).toBe(2)
       expect(logged.some((l) => l.startsWith('lost master link, retrying in'))).toBe(true)
+      const metrics = await (await fetch(`${node.url}/metrics`, {headers: {authorization: `Bearer ${TOKEN}`}})).text()
+      expect(metrics).toMatch(/^chunky_master_reconnects_total 1$/m) // the first connect is not a reconnect
+      expect(metrics).toMatch(/^chunky_master_connected 1$/m)
     } finally {
       await node.close()
     }
@@ -130,7 +134,7 @@ describe('startNode', () => {
       heartbeatIntervalMs: 1000,
       scrubIntervalMs: 0,
       token: TOKEN,
-      log: () => {},
+      log: silentLogger,
     })
     try {
       const bytes = randomBytes(10)
@@ -143,7 +147,7 @@ describe('startNode', () => {
     } finally {
       await node.close()
     }
-    const again = await startNode({masterUrl: 'http://127.0.0.1:1', host: '127.0.0.1', port: 0, zone: '', dataDir: join(dir, 'lonely'), heartbeatIntervalMs: 1000, scrubIntervalMs: 0, token: TOKEN, log: () => {}})
+    const again = await startNode({masterUrl: 'http://127.0.0.1:1', host: '127.0.0.1', port: 0, zone: '', dataDir: join(dir, 'lonely'), heartbeatIntervalMs: 1000, scrubIntervalMs: 0, token: TOKEN, log: silentLogger})
     const firstId = (await readFile(join(dir, 'lonely', 'node-id'), 'utf8')).trim()
     expect(again.id).toBe(firstId) // the id survives a restart
     expect(again.url).toBe(`http://127.0.0.1:${again.port}`)

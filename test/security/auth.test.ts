@@ -10,6 +10,7 @@ import {silentView} from '../../src/client/view.js'
 import {startNode} from '../../src/node/index.js'
 import {HEADER_GRANT, MAX_JSON_BODY, UploadPlan, deriveCredentials} from '../../src/protocol/index.js'
 import {bearer, CREDS, SECRET, send, sha256, startTestCluster, until, type TestCluster} from './helpers.js'
+import {messageLogger} from '../../src/util/log.js'
 
 // Issue 5: credential kinds and every refusal path (401, 403, 413, 422, 400), each with its message.
 let cluster: TestCluster
@@ -113,7 +114,7 @@ describe('the master refuses', () => {
     const lines: string[] = []
     const intruder = await startNode({
       masterUrl: cluster.master.url, host: '127.0.0.1', port: 0, id: 'intruder', zone: '', dataDir: join(cluster.dir, 'intruder'),
-      heartbeatIntervalMs: 100, scrubIntervalMs: 0, token: deriveCredentials('another cluster').node, log: (l) => void lines.push(l),
+      heartbeatIntervalMs: 100, scrubIntervalMs: 0, token: deriveCredentials('another cluster').node, log: messageLogger((l) => void lines.push(l)),
     })
     try {
       await until('the intruder to be refused', () => lines.some((l) => l.includes("the master refused this node's link (HTTP 401")))

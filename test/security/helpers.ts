@@ -11,6 +11,7 @@ import type {HttpLimits} from '../../src/http/limits.js'
 import {startMaster, type RunningMaster} from '../../src/master/index.js'
 import {startNode, type RunningNode} from '../../src/node/index.js'
 import {deriveCredentials} from '../../src/protocol/index.js'
+import {messageLogger} from '../../src/util/log.js'
 
 // An in-process cluster for the security tests: the real master and real nodes on 127.0.0.1, port 0.
 // Nodes join with the derived node credential (not the cluster secret), as in production.
@@ -35,7 +36,7 @@ export async function startTestCluster(opts: {nodes: number; replicas?: number; 
   const master = await startMaster({
     host: '127.0.0.1', port: 0, dataDir: join(dir, 'master'), replicas: opts.replicas ?? 3, minReplicas: Math.min(2, opts.replicas ?? 3),
     nodeTimeoutMs: opts.nodeTimeoutMs ?? 5_000, repairIntervalMs: 200, token: SECRET, limits: opts.limits,
-    log: (line) => void log.push(`master: ${line}`),
+    log: messageLogger((line) => void log.push(`master: ${line}`)),
   })
   const nodes: RunningNode[] = []
   const cluster: TestCluster = {
@@ -55,7 +56,7 @@ export async function startTestCluster(opts: {nodes: number; replicas?: number; 
       const node = await startNode({
         masterUrl: master.url, host: '127.0.0.1', port: 0, id, zone: `z-${id}`, dataDir: join(dir, id),
         heartbeatIntervalMs: 200, scrubIntervalMs: 0, token: extra.token ?? CREDS.node, limits: extra.limits ?? opts.limits,
-        log: (line) => void log.push(`${id}: ${line}`),
+        log: messageLogger((line) => void log.push(`${id}: ${line}`)),
       })
       nodes.push(node)
       return node

@@ -8,6 +8,7 @@ import type {ReplicaInfo} from '../../src/protocol/index.js'
 import {FileChunkStore} from '../../src/storage/index.js'
 import {WRITE_BATCH_BYTES} from '../../src/storage/file-chunk-store.js'
 import {bodyOf, chunkIdFor, replicaOf} from './chunk-store.contract.js'
+import {messageLogger} from '../../src/util/log.js'
 
 // What only a store on disk can get wrong: names, leftovers after a crash, and what a restart sees.
 
@@ -102,7 +103,7 @@ describe('FileChunkStore on disk', () => {
     await writeFile(join(sub, `${chunkIdFor(9)}.1.${replica.sha256}`), 'wrong prefix directory')
     await writeFile(join(dir, 'stray-at-top'), 'x')
     const logged: string[] = []
-    const reopened = await FileChunkStore.open(dir, {log: (m) => logged.push(m)})
+    const reopened = await FileChunkStore.open(dir, {log: messageLogger((m) => logged.push(m))})
     expect(await filesUnder(dir)).toEqual([join(replica.chunkId.slice(0, 2), finalName)])
     expect(await listAll(reopened)).toEqual([replica])
     expect(logged.join('\n')).toMatch(/removed 4 leftover/)
