@@ -5,6 +5,7 @@ import {chromium, type Browser, type Page} from 'playwright-core'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {deriveCredentials} from '../../src/protocol/index.js'
 import {killAll, MEDIA, ROOT, runCli, startCluster, TOKEN, type Cluster} from '../e2e/harness.js'
+import {waitFor} from '../poll.js'
 
 // The dashboard in real headless Chromium (Debian's package, driven by playwright-core) against a
 // real cluster of processes: log in, watch a node die and its chunks get copied to the spare node,
@@ -31,16 +32,6 @@ async function gridStates(page: Page): Promise<Map<string, Map<string, string>>>
   return rows
 }
 
-/** Polls the page (no fixed sleeps) until `probe` returns something truthy. */
-async function until<T>(what: string, probe: () => Promise<T | false | undefined>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const value = await probe()
-    if (value) return value
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 100))
-  }
-}
 
 describe('the dashboard in headless Chromium', () => {
   let cluster: Cluster | undefined
@@ -78,7 +69,7 @@ describe('the dashboard in headless Chromium', () => {
     await page.fill('#token', READ_ONLY)
     await page.click('#login-form button[type=submit]')
     await page.waitForSelector('#connection[data-state=live]')
-    await until('four alive nodes', async () => (await page.$$('#nodes tr[data-state=alive]')).length === 4)
+    await waitFor('four alive nodes', async () => (await page.$$('#nodes tr[data-state=alive]')).length === 4)
     const row = page.locator(`#files tr[data-file="${NAME}"]`)
     await row.waitFor()
     expect(await row.locator('td').nth(2).textContent()).toBe('5') // chunks
@@ -87,7 +78,7 @@ describe('the dashboard in headless Chromium', () => {
 
   it('shows the grid fresh, then a killed node turn dead and its chunks repaired onto the spare node, without a reload', async () => {
     await page.click(`#files tr[data-file="${NAME}"]`)
-    const before = await until('the grid with 3 fresh copies of each of 5 chunks', async () => {
+    const before = await waitFor('the grid with 3 fresh copies of each of 5 chunks', async () => {
       const rows = await gridStates(page)
       const complete = rows.size === 5 && [...rows.values()].every((cells) => [...cells.values()].filter((s) => s === 'fresh').length === 3)
       return complete && rows
@@ -103,7 +94,7 @@ describe('the dashboard in headless Chromium', () => {
     await cluster!.nodes.get(victim)!.kill9()
     await page.waitForSelector(`#nodes tr[data-node-id="${victim}"][data-state=dead]`, {timeout: 15_000})
     await page.waitForSelector(`#grid th.dead[data-node="${victim}"]`)
-    const after = await until('every chunk back to 3 fresh copies on alive nodes', async () => {
+    const after = await waitFor('every chunk back to 3 fresh copies on alive nodes', async () => {
       const rows = await gridStates(page)
       const healed = [...rows.values()].every((cells) => [...cells].filter(([node, state]) => node !== victim && state === 'fresh').length === 3)
       return rows.size === 5 && healed && rows

@@ -8,6 +8,9 @@ import {join, resolve} from 'node:path'
 import {createInterface} from 'node:readline'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {StatusDoc} from '../../src/protocol/index.js'
+import {waitFor} from '../poll.js'
+
+export {waitFor}
 
 // End-to-end tests drive the built binary as separate processes on 127.0.0.1 (STYLE example 10).
 
@@ -112,21 +115,6 @@ function cleanEnv(): NodeJS.ProcessEnv {
   return env
 }
 
-/** Polls `check` until it returns a truthy value; fails with `what` after the deadline. */
-export async function waitFor<T>(what: string, check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  let lastError: unknown
-  for (let delay = 50; Date.now() < deadline; delay = Math.min(delay * 2, 500)) {
-    try {
-      const value = await check()
-      if (value) return value
-    } catch (err) {
-      lastError = err
-    }
-    await sleep(delay)
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError ? `: ${String(lastError)}` : ''}`)
-}
 
 export async function sha256File(path: string): Promise<string> {
   const hash = createHash('sha256')

@@ -2,7 +2,6 @@ import {createHash, randomBytes} from 'node:crypto'
 import {mkdtemp, readdir, rm, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
-import {setTimeout as sleep} from 'node:timers/promises'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {WebSocket} from 'ws'
 import {downloadFile} from '../../src/client/download.js'
@@ -13,6 +12,7 @@ import {startMaster, type RunningMaster} from '../../src/master/index.js'
 import {startNode, type RunningNode} from '../../src/node/index.js'
 import {HEADER_CHAIN, HEADER_GRANT, UploadPlan} from '../../src/protocol/index.js'
 import {silentLogger} from '../../src/util/log.js'
+import {waitFor} from '../poll.js'
 
 // Issue 2, integration: the real master and three real nodes in one process on ephemeral ports.
 const TOKEN = 'integration-' + randomBytes(6).toString('hex')
@@ -26,15 +26,6 @@ async function chunkFiles(nodeDir: string): Promise<string[]> {
   return entries.map((e) => e.split('/').pop()!).filter((name) => name.includes('.') && !/^[0-9a-f]{2}$/.test(name))
 }
 
-async function until<T>(what: string, check: () => Promise<T | false>, ms = 10_000): Promise<T> {
-  const deadline = Date.now() + ms
-  while (Date.now() < deadline) {
-    const value = await check()
-    if (value) return value
-    await sleep(50)
-  }
-  throw new Error(`timed out waiting for ${what}`)
-}
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'chunky-int-'))
@@ -48,7 +39,7 @@ beforeAll(async () => {
       heartbeatIntervalMs: 200, scrubIntervalMs: 0, token: TOKEN, log: silentLogger,
     }))
   }
-  await until('three nodes alive', async () => (await getStatus({master: master.url, token: TOKEN})).summary.aliveNodes === 3)
+  await waitFor('three nodes alive', async () => (await getStatus({master: master.url, token: TOKEN})).summary.aliveNodes === 3)
 })
 
 afterAll(async () => {

@@ -2,7 +2,6 @@ import {randomBytes} from 'node:crypto'
 import {mkdtemp, rm, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
-import {setTimeout as sleep} from 'node:timers/promises'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {downloadFile} from '../../src/client/download.js'
 import {getStatus} from '../../src/client/operations.js'
@@ -13,6 +12,7 @@ import {startNode, type RunningNode} from '../../src/node/index.js'
 import {deriveCredentials} from '../../src/protocol/index.js'
 import {silentLogger} from '../../src/util/log.js'
 import {parsePrometheusText, type Scrape} from './prom-text.js'
+import {waitFor} from '../poll.js'
 
 // GET /metrics on the master and on nodes (issue 7): refused without a credential, readable with the
 // read-only one, and the counters move as an upload, a download and a repair happen. A real master
@@ -35,15 +35,6 @@ async function metricsOf(url: string): Promise<Scrape> {
   return parsePrometheusText(res.text)
 }
 
-async function until<T>(what: string, check: () => Promise<T | false | undefined>, ms = 20_000): Promise<T> {
-  const deadline = Date.now() + ms
-  while (Date.now() < deadline) {
-    const value = await check()
-    if (value) return value
-    await sleep(50)
-  }
-  throw new Error(`timed out waiting for ${what}`)
-}
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'chunky-metrics-'))
@@ -57,7 +48,7 @@ beforeAll(async () => {
       heartbeatIntervalMs: 200, scrubIntervalMs: 0, token: TOKEN, log: silentLogger,
     }))
   }
-  await until('three nodes alive', async () => (await getStatus({master: master.url, token: TOKEN})).summary.aliveNodes === 3)
+  await waitFor('three nodes alive', async () => (await getStatus({master: master.url, token: TOKEN})).summary.aliveNodes === 3)
 })
 
 afterAll(async () => {
@@ -135,7 +126,7 @@ describe('GET /metrics', () => {
 
     await nodes.get(victim)!.close()
     nodes.delete(victim)
-    const after = await until('the repair to finish', async () => {
+    const after = await waitFor('the repair to finish', async () => {
       const m = await metricsOf(master.url)
       return m.value('chunky_repaired_chunks_total') - before.value('chunky_repaired_chunks_total') >= lost.length && m.value('chunky_chunks', {state: 'under_replicated'}) === 0 && m
     })
