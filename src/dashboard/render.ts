@@ -30,8 +30,15 @@ export function renderSummary(cluster: Cluster | undefined, nodes: NodeInfo[], f
   const alive = nodes.filter((n) => n.state === 'alive').length
   const parts = [`${alive} of ${nodes.length} node${nodes.length === 1 ? '' : 's'} alive`]
   if (files) parts.push(`${files.total} file${files.total === 1 ? '' : 's'}`)
-  if (cluster) parts.push(`R=${cluster.replicas}, W=${cluster.minReplicas}`)
-  byId('summary').textContent = parts.join(' · ')
+  if (cluster) {
+    parts.push(`R=${cluster.replicas}, W=${cluster.minReplicas}`)
+    const {underReplicated, stale, corrupt} = cluster.health
+    parts.push(`${underReplicated} under-replicated, ${stale} stale, ${corrupt} corrupt`)
+  }
+  const summary = byId('summary')
+  summary.textContent = parts.join(' · ')
+  const troubled = cluster !== undefined && cluster.health.underReplicated + cluster.health.stale + cluster.health.corrupt > 0
+  summary.dataset.health = troubled ? 'repairing' : 'healthy'
 }
 
 export function renderNodes(nodes: NodeInfo[], serverOffset: number): void {

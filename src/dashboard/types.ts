@@ -4,6 +4,7 @@
 export interface Cluster {
   replicas: number
   minReplicas: number
+  health: {underReplicated: number; stale: number; corrupt: number}
 }
 
 export interface NodeInfo {

@@ -93,7 +93,7 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
     repair: () => repair.queue(),
   })
 
-  const dashboard = createDashboard(ctx, () => repair.progress(), opts.live)
+  const dashboard = createDashboard(ctx, {repairProgress: () => repair.progress(), health: () => views.summaryForMetrics()}, opts.live)
   const server = createEdgeServer(createHttpApi({ctx, uploads, views, credentials, dashboard}), {tls: opts.tls, limits: opts.limits, log: (line) => log.warn({event: 'http.peer_limit'}, line)})
   const wss = new WebSocketServer({noServer: true, maxPayload: MAX_WS_PAYLOAD})
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {

@@ -74,6 +74,7 @@ describe('the dashboard in headless Chromium', () => {
     await row.waitFor()
     expect(await row.locator('td').nth(2).textContent()).toBe('5') // chunks
     expect(await row.locator('td').nth(3).textContent()).toBe('3 of 3') // lowest replica count
+    await page.waitForSelector('#summary[data-health=healthy]:text("0 under-replicated, 0 stale, 0 corrupt")')
   })
 
   it('shows the grid fresh, then a killed node turn dead and its chunks repaired onto the spare node, without a reload', async () => {
@@ -104,6 +105,7 @@ describe('the dashboard in headless Chromium', () => {
       expect(after.get(chunk)!.get(node), `chunk ${chunk} on ${node}`).toBe('fresh') // the new copy
     }
     await page.waitForSelector('#repair-rate:text-matches("[1-9][0-9.]* MiB repaired")')
+    await page.waitForSelector('#summary[data-health=healthy]:text("0 under-replicated, 0 stale, 0 corrupt")')
     expect(await page.evaluate(() => (window as unknown as {notReloaded?: boolean}).notReloaded)).toBe(true)
 
     await mkdir(join(ROOT, 'test-output'), {recursive: true})

@@ -128,7 +128,7 @@ describe('dashboard server side', () => {
     expect(live.res.headers.get('content-type')).toMatch(/^text\/event-stream/)
     const first = await live.next((e) => e.type === 'update')
     expect(Object.keys(first.data).sort()).toEqual(['cluster', 'files', 'grid', 'nodes', 'repairs', 'serverTime'])
-    expect(first.data.cluster).toEqual({replicas: 3, minReplicas: 2})
+    expect(first.data.cluster).toEqual({replicas: 3, minReplicas: 2, health: {underReplicated: 0, stale: 0, corrupt: 0}})
     expect(first.data.files).toEqual({total: 0, limit: 500, files: []})
     expect(first.data.grid).toEqual({name: 'no/such/file.mp4', found: false, totalChunks: 0, chunks: []})
     expect(first.data.repairs).toEqual({running: [], bytesRepaired: 0, bytesPerSecond: 0})

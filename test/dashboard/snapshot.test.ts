@@ -4,6 +4,8 @@ import {type Cached, DashboardData, FILES_SHOWN, rebuilt} from '../../src/master
 import {until} from '../master/fake-node.js'
 import {testContext} from '../master/helpers.js'
 
+const noTrouble = () => ({underReplicated: 0, stale: 0, corrupt: 0})
+
 // The dashboard's sections built straight from the master's database (rows written by hand).
 
 type Setup = Awaited<ReturnType<typeof testContext>>
@@ -27,7 +29,7 @@ describe('DashboardData', () => {
   it('lists the most recent files first, each with its lowest count of fresh replicas on alive nodes', async () => {
     const s = (setup = await testContext({replicas: 3}))
     for (const id of ['n1', 'n2', 'n3']) s.addNode(id)
-    const data = new DashboardData(s.ctx, () => ({running: [], bytesRepaired: 0}), 0)
+    const data = new DashboardData(s.ctx, {repairProgress: () => ({running: [], bytesRepaired: 0}), health: noTrouble}, 0)
     addFile(s, 'old.mp4', '2026-01-01T00:00:00.000Z', [[['n1', 1, 'good'], ['n2', 1, 'good'], ['n3', 1, 'good']]])
     addFile(s, 'new.mp4', '2026-02-01T00:00:00.000Z', [
       [['n1', 1, 'good'], ['n2', 1, 'good'], ['n3', 1, 'good']],
@@ -49,7 +51,7 @@ describe('DashboardData', () => {
 
   it(`shows at most ${FILES_SHOWN} files and says how many there are`, async () => {
     const s = (setup = await testContext())
-    const data = new DashboardData(s.ctx, () => ({running: [], bytesRepaired: 0}), 0)
+    const data = new DashboardData(s.ctx, {repairProgress: () => ({running: [], bytesRepaired: 0}), health: noTrouble}, 0)
     const insert = s.db.prepare("INSERT INTO files VALUES (?, 0, 10, 0, ?)")
     s.db.transaction(() => {
       for (let i = 0; i < FILES_SHOWN + 20; i++) insert.run(`f${String(i).padStart(4, '0')}`, new Date(1e12 + i * 1000).toISOString())
@@ -64,7 +66,7 @@ describe('DashboardData', () => {
   it('gives a file grid from the version report, and found: false for a file that is not there', async () => {
     const s = (setup = await testContext())
     for (const id of ['n1', 'n2']) s.addNode(id)
-    const data = new DashboardData(s.ctx, () => ({running: [], bytesRepaired: 0}), 0)
+    const data = new DashboardData(s.ctx, {repairProgress: () => ({running: [], bytesRepaired: 0}), health: noTrouble}, 0)
     // n2 holds v0 (stale) and v2 of an upload in flight (pending: not in the version report)
     addFile(s, 'a.mp4', '2026-01-01T00:00:00.000Z', [[['n1', 1, 'good'], ['n2', 0, 'good'], ['n2', 2, 'next']]])
     const grid = data.grid('a.mp4')
@@ -95,7 +97,7 @@ describe('DashboardData', () => {
   it('reports repairs in flight and the bytes repaired per second over the last 10 s', async () => {
     const s = (setup = await testContext())
     let progress: RepairProgress = {running: [], bytesRepaired: 0}
-    const data = new DashboardData(s.ctx, () => progress, 0)
+    const data = new DashboardData(s.ctx, {repairProgress: () => progress, health: noTrouble}, 0)
     expect(data.repairs().bytesPerSecond).toBe(0)
     s.clock.t += 2_000
     progress = {running: [{id: 't1', source: 'n1', target: 'n4', chunks: 2, bytes: 20, startedMs: s.clock.t}], bytesRepaired: 50_000}

@@ -1,9 +1,8 @@
 import type {IncomingMessage, ServerResponse} from 'node:http'
 import type {MasterContext} from '../context.js'
-import type {RepairProgress} from '../repair-loop.js'
 import {DashboardAssets} from './assets.js'
 import {type LiveOptions, LiveStreams} from './live.js'
-import {DashboardData} from './snapshot.js'
+import {DashboardData, type DashboardSources} from './snapshot.js'
 
 export {isDashboardPath} from './assets.js'
 export type {LiveOptions} from './live.js'
@@ -20,11 +19,11 @@ export interface Dashboard {
 
 export function createDashboard(
   ctx: MasterContext,
-  repairProgress: () => RepairProgress,
+  sources: DashboardSources,
   live: Partial<LiveOptions> = {},
 ): Dashboard {
   const assets = new DashboardAssets()
-  const streams = new LiveStreams(new DashboardData(ctx, repairProgress), live)
+  const streams = new LiveStreams(new DashboardData(ctx, sources), live)
   return {
     servePage: (req, res, segments) => assets.serve(req, res, segments),
     openLive: (req, res, file) => streams.open(req, res, file),

@@ -10,6 +10,20 @@ export interface DashboardCluster {
   /** R and W. */
   replicas: number
   minReplicas: number
+  /** The counts `chunky status` sums up (views.ts; on a very big cluster they may be up to a minute old). */
+  health: ClusterHealth
+}
+
+export interface ClusterHealth {
+  underReplicated: number
+  stale: number
+  corrupt: number
+}
+
+/** What the dashboard reads from the rest of the master. */
+export interface DashboardSources {
+  repairProgress(): RepairProgress
+  health(): ClusterHealth
 }
 
 export interface DashboardNode {
@@ -94,7 +108,7 @@ export class DashboardData {
 
   constructor(
     private readonly ctx: MasterContext,
-    private readonly repairProgress: () => RepairProgress,
+    private readonly sources: DashboardSources,
     /** Tests pass 0: rebuild on every change, however long it took. */
     private readonly rebuildCostFactor = REBUILD_COST_FACTOR,
   ) {
@@ -130,7 +144,8 @@ export class DashboardData {
   }
 
   cluster(): DashboardCluster {
-    return {replicas: this.ctx.replicas, minReplicas: this.ctx.minReplicas}
+    const {underReplicated, stale, corrupt} = this.sources.health()
+    return {replicas: this.ctx.replicas, minReplicas: this.ctx.minReplicas, health: {underReplicated, stale, corrupt}}
   }
 
   nodes(): DashboardNode[] {
@@ -201,7 +216,7 @@ export class DashboardData {
 
   /** Repairs in flight, bytes repaired so far, and the rate over the last RATE_WINDOW_MS (call it regularly). */
   repairs(): DashboardRepairs {
-    const progress = this.repairProgress()
+    const progress = this.sources.repairProgress()
     const now = this.ctx.clock.now()
     const samples = this.repairSamples
     samples.push({ms: now, bytes: progress.bytesRepaired})
