@@ -7,7 +7,7 @@ import {createEdgeServer, type HttpLimits, type TlsFiles} from '../http/limits.j
 import {claimedKind, credentialHash, type CredentialHashes, NodeId} from '../protocol/index.js'
 import {FileChunkStore} from '../storage/index.js'
 import {NodeMetrics} from '../telemetry/metrics.js'
-import {silentLogger, type Logger} from '../util/log.js'
+import {silentLogger, withFields, type Logger} from '../util/log.js'
 import {commandHandler} from './commands.js'
 import type {NodeContext} from './context.js'
 import {InflightWork} from './inflight.js'
@@ -61,11 +61,11 @@ const CLOSE_GRACE_MS = 1000
  * links to the master in the background (reconnecting with backoff). Resolves once it listens.
  */
 export async function startNode(opts: NodeOptions): Promise<RunningNode> {
-  const log = opts.log ?? silentLogger
   const metrics = new NodeMetrics()
   await mkdir(opts.dataDir, {recursive: true})
   const id = opts.id ?? (await loadOrCreateNodeId(opts.dataDir))
   if (!NodeId.safeParse(id).success) throw new Error(`"${id}" is not a valid node id: use 1-64 letters, digits, ".", "_" or "-"`)
+  const log = withFields(opts.log ?? silentLogger, {nodeId: id})
   const diskStore = await FileChunkStore.open(join(opts.dataDir, 'chunks'), {log})
   const versions = new VersionFloor()
   for await (const replica of diskStore.list()) versions.held(replica.chunkId, replica.version)

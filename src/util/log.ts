@@ -17,6 +17,15 @@ export interface Logger {
   error: LogFn
 }
 
+/** A logger that adds `fields` to every line (a node's id, so lines from many nodes can be told apart). */
+export function withFields(log: Logger, fields: LogFields): Logger {
+  // Called through `log` each time: pino's methods need it as `this`.
+  const level = (name: keyof Logger): LogFn =>
+    ((first: LogFields | string, message?: string) =>
+      typeof first === 'string' ? log[name]({...fields}, first) : log[name]({...fields, ...first}, message ?? '')) as LogFn
+  return {trace: level('trace'), debug: level('debug'), info: level('info'), warn: level('warn'), error: level('error')}
+}
+
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'silent'] as const
 export type LogLevel = (typeof LOG_LEVELS)[number]
 

@@ -1,6 +1,6 @@
 import {describe, expect, it} from 'vitest'
 import {createDaemonLogger} from '../../src/telemetry/logger.js'
-import {formatLogRecord, logLineMessage, messageLogger, parseLogLevel, parseLogLine} from '../../src/util/log.js'
+import {formatLogRecord, logLineMessage, messageLogger, parseLogLevel, parseLogLine, withFields} from '../../src/util/log.js'
 import {runCli} from '../e2e/harness.js'
 
 describe('the readable log format (a terminal)', () => {
@@ -57,6 +57,24 @@ describe('the daemon logger', () => {
     ])
     expect(new Date(records[0]!.time as string).getTime()).toBeGreaterThan(Date.now() - 60_000)
     expect(records[0]!.pid).toBe(process.pid)
+  })
+
+  it('adds fields to every line through withFields (a node id), the line's own fields first', () => {
+    const out: string[] = []
+    const logger = createDaemonLogger({level: 'info', format: 'json', write: (text) => void out.push(text)})
+    logger.release()
+    const log = withFields(logger.log, {nodeId: 'n1'})
+    log.info({event: 'chunk.stored', chunkId: 'abc'}, 'stored chunk abc')
+    log.warn('plain sentence')
+    log.info({event: 'other', nodeId: 'n9'}, 'a line about another node')
+    log.debug({event: 'hidden'}, 'below the level')
+    const records = out.join('').trimEnd().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>)
+    expect(records).toMatchObject([
+      {nodeId: 'n1', event: 'chunk.stored', chunkId: 'abc', msg: 'stored chunk abc'},
+      {nodeId: 'n1', level: 'warn', msg: 'plain sentence'},
+      {nodeId: 'n9', event: 'other'},
+    ])
+    expect(records).toHaveLength(3)
   })
 
   it('drops lines below its level and writes readable lines in the pretty format', () => {
