@@ -59,7 +59,7 @@ describe('the daemon logger', () => {
     expect(records[0]!.pid).toBe(process.pid)
   })
 
-  it('adds fields to every line through withFields (a node id), the line's own fields first', () => {
+  it('adds fields to every line through withFields (a node id), the fields of the line itself first', () => {
     const out: string[] = []
     const logger = createDaemonLogger({level: 'info', format: 'json', write: (text) => void out.push(text)})
     logger.release()
