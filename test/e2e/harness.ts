@@ -228,11 +228,16 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
       await remove()
     },
   }
-  for (let i = 1; i <= opts.nodes; i++) await cluster.startNode(`n${i}`)
-  await waitFor('every node alive', async () => {
-    const status = await cluster.status()
-    return status.summary.aliveNodes === opts.nodes
-  })
+  try {
+    for (let i = 1; i <= opts.nodes; i++) await cluster.startNode(`n${i}`)
+    await waitFor('every node alive', async () => {
+      const status = await cluster.status()
+      return status.summary.aliveNodes === opts.nodes
+    })
+  } catch (err) {
+    await cluster.close() // a cluster that never came up leaves no process and no folder behind
+    throw err
+  }
   return cluster
 }
 
