@@ -3,7 +3,7 @@ import {open} from 'node:fs/promises'
 import {availableParallelism} from 'node:os'
 import {Worker} from 'node:worker_threads'
 import type {ChunkRange} from './plan.js'
-import {InterruptedError, requestSignal} from './errors.js'
+import {InterruptedError} from './errors.js'
 
 /** Below this a file is hashed on the main thread: starting workers would cost more than it saves. */
 export const PARALLEL_HASH_MIN_BYTES = 64 * 1024 * 1024
@@ -108,7 +108,10 @@ async function hashInWorkers(
   const report = () => onProgress(workersHashed + ownHashed)
   const share = (w: number) => ranges.filter((_, i) => i % count === w)
   const workers: Worker[] = []
-  const abort = requestSignal(signal)
+  // Stops both halves: on Ctrl-C, and once either failed (the other must not keep reading the file).
+  const halt = new AbortController()
+  const stop = () => halt.abort()
+  signal?.addEventListener('abort', stop, {once: true})
   try {
     // The main thread hashes the first share itself: one worker fewer is ~12 MB less peak memory,
     // and the main thread has nothing else to do meanwhile.
@@ -116,10 +119,10 @@ async function hashInWorkers(
     const ownDone = hashInProcess(path, own, (bytes) => {
       ownHashed = bytes
       report()
-    }, abort.signal).then((ownDigests) => own.forEach((range, i) => digests.set(range.index, ownDigests[i]!)))
+    }, halt.signal).then((ownDigests) => own.forEach((range, i) => digests.set(range.index, ownDigests[i]!)))
     const workersDone = new Promise<void>((resolve, reject) => {
       let running = count - 1
-      abort.signal?.addEventListener('abort', () => reject(new InterruptedError()), {once: true})
+      halt.signal.addEventListener('abort', () => reject(new InterruptedError()), {once: true})
       for (let w = 1; w < count; w++) {
         const mine = share(w).map(({index, start, end}) => ({index, start, end}))
         const worker = new Worker(WORKER_SOURCE, {eval: true, workerData: {path, ranges: mine, readBytes: READ_BYTES}})
@@ -143,7 +146,8 @@ async function hashInWorkers(
     })
     await Promise.all([ownDone, workersDone])
   } finally {
-    abort.dispose()
+    signal?.removeEventListener('abort', stop)
+    halt.abort()
     await Promise.all(workers.map((worker) => worker.terminate()))
   }
   return ranges.map((range) => {

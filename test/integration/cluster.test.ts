@@ -26,7 +26,6 @@ async function chunkFiles(nodeDir: string): Promise<string[]> {
   return entries.map((e) => e.split('/').pop()!).filter((name) => name.includes('.') && !/^[0-9a-f]{2}$/.test(name))
 }
 
-
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'chunky-int-'))
   master = await startMaster({

@@ -35,7 +35,6 @@ async function metricsOf(url: string): Promise<Scrape> {
   return parsePrometheusText(res.text)
 }
 
-
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'chunky-metrics-'))
   master = await startMaster({
