@@ -45,6 +45,7 @@ export async function handleTransfer(ctx: NodeContext, req: IncomingMessage, res
   const wanted = await readJson(req, TransferRequest)
   checkTransferGrant(ctx, req, wanted, grantRequired)
   const tar = tarPack()
+  tar.on('error', () => {}) // a puller that leaves: pipeline below reports it
   res.writeHead(200, {'content-type': 'application/x-tar'})
   const sending = pipeline(tar, res)
   sending.catch(() => {}) // awaited below; a puller that leaves must not become an unhandled rejection
@@ -100,6 +101,9 @@ async function addEntry(store: ChunkStore, tar: TarPack, chunkId: string, versio
     },
     entryWritten,
   )
+  // When the puller leaves, pipeline destroys the pack and the pack destroys this entry, which then emits
+  // 'error': the callback above already carries that failure, so the event must not crash the node.
+  entry.on('error', () => {})
   try {
     for await (const buf of opened.stream as AsyncIterable<Buffer>) {
       if (!entry.write(buf)) await writable(entry, tar) // pulled from disk only as fast as the puller reads
