@@ -1,8 +1,10 @@
 import {Flags} from '@oclif/core'
 import {ChunkyCommand} from '../src/cli/base-command.js'
-import {advertisedUrl, listenUrl, resolveMasterToken, untilAborted} from '../src/cli/daemon.js'
+import {invokedAs} from '../src/cli/bin-name.js'
+import {advertisedUrl, listenUrl, untilAborted} from '../src/cli/daemon.js'
 import {UsageError} from '../src/cli/failure.js'
 import {durationFlag, logLevelFlag} from '../src/cli/flags.js'
+import {resolveMasterSecret} from '../src/cli/secrets.js'
 import {readTlsFiles} from '../src/cli/tls-files.js'
 import {startMaster} from '../src/master/index.js'
 import {DEFAULT_MASTER_PORT, deriveCredentials} from '../src/protocol/index.js'
@@ -12,7 +14,7 @@ export default class Master extends ChunkyCommand {
   static override summary = 'Run the master: names, chunk versions, replica locations, node liveness'
   static override description = `The master hands out chunk versions, plans where each chunk's replicas go, commits uploads once W copies are durable, and repairs the cluster in the background. Its metadata lives in --data-dir (SQLite).
 
-Without --token it loads DATA_DIR/token, or makes a new random cluster secret and saves it there (mode 0600). From the secret it derives a node credential (node-…, for \`chunky node\`), a read-write client credential (rw-…: upload, rm, and everything ro can) and a read-only one (ro-…: status, ls, download), and prints the command that joins a node and the line that points clients at it. The secret itself is valid for everything.
+The cluster secret comes from --secret-file, --secret (or its old name --token) or CHUNKY_SECRET; without any it loads DATA_DIR/token, or makes a new random secret and saves it there (mode 0600). The master never reads CHUNKY_TOKEN (that is the clients' credential), and it refuses a derived credential (rw-…, ro-…, node-…) as its secret. Prefer --secret-file or CHUNKY_SECRET: a flag's value shows in \`ps\`. From the secret it derives a node credential (node-…, for \`chunky node\`), a read-write client credential (rw-…: upload, rm, and everything ro can) and a read-only one (ro-…: status, ls, download), and prints the command that joins a node and the line that points clients at it. The secret itself is valid for everything.
 
 On the same port it serves a live web dashboard (nodes, files, chunk versions, repairs): open the "dashboard:" address it prints and log in with the read-only credential.
 
@@ -34,7 +36,9 @@ It listens on 127.0.0.1 by default: use --host 0.0.0.0 to let nodes and clients 
     'min-replicas': Flags.integer({description: 'W: durable copies needed before an upload succeeds [default: min(2, R)]', min: 1, max: 16}),
     'node-timeout': durationFlag({default: '10s', description: 'a node silent this long is marked dead and its chunks are re-replicated'}),
     'repair-interval': durationFlag({default: '5s', description: 'how often the repair loop looks for under-replicated chunks'}),
-    token: Flags.string({description: 'cluster secret [default: DATA_DIR/token, created if missing]', env: 'CHUNKY_TOKEN', helpValue: '<token>'}),
+    secret: Flags.string({description: 'cluster secret (then CHUNKY_SECRET) [default: DATA_DIR/token, created if missing]', helpValue: '<secret>', exclusive: ['secret-file', 'token']}),
+    'secret-file': Flags.string({description: 'read the cluster secret from the first line of this file', helpValue: '<file>', exclusive: ['secret', 'token']}),
+    token: Flags.string({description: 'the old name of --secret, still accepted', helpValue: '<secret>', exclusive: ['secret', 'secret-file']}),
     'tls-cert': Flags.string({description: 'serve HTTPS/WSS with this certificate (PEM; with --tls-key)', helpValue: '<file>'}),
     'tls-key': Flags.string({description: 'private key of --tls-cert (PEM)', helpValue: '<file>'}),
     'log-level': logLevelFlag,
@@ -48,7 +52,13 @@ It listens on 127.0.0.1 by default: use --host 0.0.0.0 to let nodes and clients 
       throw new UsageError(`--min-replicas ${minReplicas} is more than --replicas ${replicas}: W must be between 1 and R (see \`chunky master --help\`)`)
     }
     const tls = await readTlsFiles(flags['tls-cert'], flags['tls-key'])
-    const token = await resolveMasterToken(flags['data-dir'], flags.token)
+    const token = await resolveMasterSecret({
+      dataDir: flags['data-dir'],
+      secret: flags.secret,
+      secretFile: flags['secret-file'],
+      token: flags.token,
+      envSecret: process.env.CHUNKY_SECRET,
+    })
     // Log lines wait until the `listening on` line is out (SPEC.md: plain text lines first).
     const logger = createDaemonLogger({level: flags['log-level'], base: {role: 'master'}})
     const master = await startMaster({
@@ -72,7 +82,9 @@ It listens on 127.0.0.1 by default: use --host 0.0.0.0 to let nodes and clients 
     const ca = tls ? ' --ca <your CA file>' : ''
     if (token.source === 'generated') this.log(`new cluster secret saved in ${token.path} (mode 0600)`)
     if (token.source === 'file') this.log(`cluster secret loaded from ${token.path}`)
-    this.log(`join a node:  chunky node --master ${url} --token ${credentials.node}${ca}`)
+    if (token.source === 'flag') this.log(`cluster secret from ${token.via}`)
+    const bin = invokedAs(this.config.bin)
+    this.log(`join a node:  CHUNKY_NODE_TOKEN=${credentials.node} ${bin} node --master ${url}${ca}`)
     this.log(`clients:      export CHUNKY_MASTER=${url} CHUNKY_TOKEN=${credentials.rw}${tls ? ' CHUNKY_CA=<your CA file>' : ''}`)
     this.log(`read-only:    CHUNKY_TOKEN=${credentials.ro}`)
     this.log(`dashboard:    ${url}/  (open it in a browser; log in with the read-only credential)`)

@@ -3,9 +3,10 @@ import {ChunkyCommand} from '../src/cli/base-command.js'
 import {listenUrl, untilAborted} from '../src/cli/daemon.js'
 import {UsageError} from '../src/cli/failure.js'
 import {durationFlag, httpUrl, logLevelFlag} from '../src/cli/flags.js'
+import {resolveNodeToken} from '../src/cli/secrets.js'
 import {readCa, readTlsFiles, trustCa} from '../src/cli/tls-files.js'
 import {startNode} from '../src/node/index.js'
-import {DEFAULT_NODE_PORT, NodeId, Zone} from '../src/protocol/index.js'
+import {ChunkyError, DEFAULT_NODE_PORT, NodeId, Zone} from '../src/protocol/index.js'
 import {createDaemonLogger} from '../src/telemetry/logger.js'
 
 export default class StorageNode extends ChunkyCommand {
@@ -14,10 +15,10 @@ export default class StorageNode extends ChunkyCommand {
 
 Its id is kept in --data-dir (made up the first time unless --id is given). --public-url is the address others use to reach it, when that is not http://HOST:PORT (behind a proxy or NAT). It prints "listening on http://HOST:PORT" once it accepts connections.
 
---token is the node credential (node-…) from the join command \`chunky master\` prints (the cluster secret works too). With --tls-cert and --tls-key it serves HTTPS; --ca (or CHUNKY_CA) names a private CA to trust for the master and the other nodes.`
+Its credential is the node credential (node-…) from the join command \`chunky master\` prints (the cluster secret works too), from --token-file, --token or CHUNKY_NODE_TOKEN (never CHUNKY_TOKEN, which is the clients'). A client credential (rw-…, ro-…), or one the master refuses, stops the node with exit 1 and the reason instead of retrying. With --tls-cert and --tls-key it serves HTTPS; --ca (or CHUNKY_CA) names a private CA to trust for the master and the other nodes.`
 
   static override examples = [
-    {description: 'Join the master running on this machine', command: '<%= config.bin %> <%= command.id %> --master http://127.0.0.1:7400 --token $CHUNKY_TOKEN'},
+    {description: 'Join the master running on this machine', command: 'CHUNKY_NODE_TOKEN=node-… <%= config.bin %> <%= command.id %> --master http://127.0.0.1:7400'},
     {description: 'A second node on the same machine, in another zone', command: '<%= config.bin %> <%= command.id %> --master http://127.0.0.1:7400 --port 7402 --data-dir .chunky/node2 --zone b'},
     {description: 'A node on another machine, reachable at its LAN address', command: '<%= config.bin %> <%= command.id %> --master http://10.0.0.5:7400 --host 0.0.0.0 --public-url http://10.0.0.7:7401 --zone rack-2'},
   ]
@@ -32,7 +33,8 @@ Its id is kept in --data-dir (made up the first time unless --id is given). --pu
     'data-dir': Flags.string({description: 'where chunk bytes live', default: '.chunky/node'}),
     'heartbeat-interval': durationFlag({default: '2s', description: 'how often the node tells the master it is alive'}),
     'scrub-interval': durationFlag({default: '24h', description: 'how often every stored chunk is re-hashed to find rotten bytes'}),
-    token: Flags.string({description: 'node credential (node-…; `chunky master` prints it in its join command)', env: 'CHUNKY_TOKEN', helpValue: '<token>'}),
+    token: Flags.string({description: 'node credential (node-…; `chunky master` prints it in its join command) (then CHUNKY_NODE_TOKEN)', env: 'CHUNKY_NODE_TOKEN', helpValue: '<token>'}),
+    'token-file': Flags.string({description: 'read the node credential from the first line of this file (keeps it out of `ps`; wins over --token)', helpValue: '<file>'}),
     'tls-cert': Flags.string({description: 'serve HTTPS with this certificate (PEM; with --tls-key)', helpValue: '<file>'}),
     'tls-key': Flags.string({description: 'private key of --tls-cert (PEM)', helpValue: '<file>'}),
     ca: Flags.string({description: 'trust this CA certificate (PEM) for the master and other nodes, besides the system\'s', env: 'CHUNKY_CA', helpValue: '<file>'}),
@@ -41,14 +43,16 @@ Its id is kept in --data-dir (made up the first time unless --id is given). --pu
 
   async run(): Promise<void> {
     const {flags} = await this.parse(StorageNode)
-    if (!flags.token) {
-      throw new UsageError('a node needs the node credential: pass --token or set CHUNKY_TOKEN (`chunky master` prints it in its join command)')
+    const token = await resolveNodeToken({token: flags.token, tokenFile: flags['token-file']})
+    if (!token) {
+      throw new UsageError('a node needs the node credential: pass --token-file or --token, or set CHUNKY_NODE_TOKEN (`chunky master` prints it in its join command)')
     }
     const tls = await readTlsFiles(flags['tls-cert'], flags['tls-key'])
     const ca = flags.ca === undefined ? undefined : await readCa(flags.ca)
     if (ca) trustCa(ca) // the chain push to the next node goes through the global agent too
     // Log lines wait until the `listening on` line is out (SPEC.md: plain text lines first).
     const logger = createDaemonLogger({level: flags['log-level'], base: {role: 'node'}})
+    let refused: string | undefined
     const node = await startNode({
       masterUrl: flags.master,
       host: flags.host,
@@ -59,8 +63,13 @@ Its id is kept in --data-dir (made up the first time unless --id is given). --pu
       dataDir: flags['data-dir'],
       heartbeatIntervalMs: flags['heartbeat-interval'],
       scrubIntervalMs: flags['scrub-interval'],
-      token: flags.token,
+      token,
       tls,
+      // The master answered 401/403: retrying cannot help, so stop and say why (exit 1).
+      onLinkRefused: (reason) => {
+        refused = reason
+        this.interrupt.abort()
+      },
       ca,
       log: logger.log,
     }).catch((err: unknown) => {
@@ -73,6 +82,9 @@ Its id is kept in --data-dir (made up the first time unless --id is given). --pu
     await untilAborted(this.interrupt.signal)
     logger.log.info({event: 'node.stopping', nodeId: node.id}, `node ${node.id} shutting down`)
     await node.close()
+    if (refused !== undefined) {
+      throw new ChunkyError('UNAUTHORIZED', `${refused}: give the node its node credential (node-…) from the join command \`chunky master\` prints`)
+    }
     this.exit(0)
   }
 }

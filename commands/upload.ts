@@ -1,5 +1,6 @@
 import {Args, Flags} from '@oclif/core'
 import {ChunkyCommand} from '../src/cli/base-command.js'
+import {invokedAs} from '../src/cli/bin-name.js'
 import {clientFlags, fileName, sizeFlag, zoneFlag} from '../src/cli/flags.js'
 import {resumeHint} from '../src/cli/resume.js'
 import {transferView} from '../src/cli/transfer-view.js'
@@ -53,7 +54,7 @@ If a node fails during a chunk, that chunk is re-planned on other nodes and sent
       )
     } catch (err) {
       // Ctrl-C: what was stored stays stored; the same command picks up from there.
-      if (err instanceof InterruptedError) throw new InterruptedError(resumeHint(this.config.bin, process.argv.slice(2)))
+      if (err instanceof InterruptedError) throw new InterruptedError(resumeHint(invokedAs(this.config.bin), process.argv.slice(2)))
       throw err
     } finally {
       view.stop()

@@ -1,5 +1,6 @@
 import {Command, Errors, type Interfaces} from '@oclif/core'
 import {DEFAULT_MASTER_URL} from '../protocol/index.js'
+import {invokedAs, withInvokedBin} from './bin-name.js'
 import {readConfig} from './config-file.js'
 import {describeFailure, UsageError, usageMessage} from './failure.js'
 import {readCa, trustCa} from './tls-files.js'
@@ -49,7 +50,7 @@ export abstract class ChunkyCommand extends Command {
     try {
       parsed = await super.parse(options, argv)
     } catch (err) {
-      throw new UsageError(usageMessage(err, this.id))
+      throw new UsageError(usageMessage(err, this.id, invokedAs(this.config.bin)))
     }
     // --ca / CHUNKY_CA: every HTTPS request of this command trusts that CA too (certificates are always verified).
     const ca = (parsed.flags as {ca?: unknown}).ca
@@ -59,7 +60,9 @@ export abstract class ChunkyCommand extends Command {
 
   public override async catch(err: Interfaces.CommandError): Promise<never> {
     if (err instanceof Errors.ExitError) throw err // this.exit(): not a failure to report
-    const failure = describeFailure(err)
+    const described = describeFailure(err)
+    // Hints name the binary as the user ran it (`./bin/run.js …` from a checkout), so they work when copied.
+    const failure = {...described, message: withInvokedBin(described.message, this.config.bin)}
     if (failure.code === 'ERROR' && process.env.DEBUG) process.stderr.write(`${err.stack}\n`)
     process.stderr.write(`chunky: ${failure.message}\n`)
     if (this.jsonEnabled()) {

@@ -67,8 +67,11 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
 async function story(opts: DemoOptions, dir: string, daemons: DaemonProcess[]): Promise<void> {
   const {say, signal} = opts
   const token = randomBytes(16).toString('hex')
-  const env: NodeJS.ProcessEnv = {...process.env, CHUNKY_TOKEN: token}
+  // The master's secret and the nodes' credential each through its own variable (the same value:
+  // the cluster secret is valid for everything); CHUNKY_TOKEN is the clients', which run in this process.
+  const env: NodeJS.ProcessEnv = {...process.env, CHUNKY_SECRET: token, CHUNKY_NODE_TOKEN: token}
   delete env.CHUNKY_MASTER
+  delete env.CHUNKY_TOKEN
   let stepNo = 0
   const step = async (text: string) => {
     if (stepNo > 0 && opts.paceMs) await pause(opts.paceMs, signal)

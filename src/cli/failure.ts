@@ -33,12 +33,12 @@ export function describeFailure(err: unknown): Failure {
 }
 
 /** oclif's parse errors, rewritten as one line that points at --help. */
-export function usageMessage(err: unknown, commandId: string | undefined): string {
+export function usageMessage(err: unknown, commandId: string | undefined, bin = 'chunky'): string {
   let message = err instanceof Error ? err.message : String(err)
   message = message.replace(/\s*See more help with --help\s*$/, '').replace(/^The following errors? occurred:\s*/, '')
   const flag = /^Parsing --(\S+)\s*\n\s*([\s\S]*)$/.exec(message)
   if (flag) message = `bad value for --${flag[1]}: ${flag[2]}`
-  const help = commandId ? `chunky ${commandId} --help` : 'chunky --help'
+  const help = commandId ? `${bin} ${commandId} --help` : `${bin} --help`
   return `${oneLine(message)} (see \`${help}\`)`
 }
 

@@ -41,6 +41,8 @@ export interface NodeOptions {
   /** Overrides of the HTTP edge limits (tests use short timeouts). */
   limits?: Partial<HttpLimits>
   log?: Logger
+  /** The master refused this node's credential: the link stops instead of retrying (see MasterLink). */
+  onLinkRefused?: (reason: string) => void
 }
 
 export interface RunningNode {
@@ -85,6 +87,7 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
     space: () => store.usage(),
     inventory: () => store.list(),
     onCommand: (command) => onCommand(command), // commands arrive only after start(), below
+    onRefused: opts.onLinkRefused,
   })
   const ownOnly = ownCredentialOnly(opts.token)
   const ctx: NodeContext = {

@@ -36,6 +36,11 @@ export interface MasterLinkOptions {
   onCommand(command: NodeCommand): Promise<void>
   /** How long to wait for the master's `ack` of a `stored`. */
   ackTimeoutMs?: number
+  /**
+   * The master refused this node's credential (401 unknown, 403 wrong kind). Given: the link stops
+   * and calls this instead of retrying (retrying cannot help). Not given: it keeps retrying.
+   */
+  onRefused?: (reason: string) => void
 }
 
 interface PendingAck {
@@ -145,8 +150,13 @@ export class MasterLink {
   private async run(): Promise<void> {
     let failures = 0
     while (!this.closing) {
-      const {welcomed, reason} = await this.connectOnce()
+      const {welcomed, reason, credentialRefused} = await this.connectOnce()
       if (this.closing) break
+      if (credentialRefused && this.opts.onRefused) {
+        this.opts.log.error({event: 'master.refused', master: this.opts.masterUrl, reason}, `${reason}: not retrying`)
+        this.opts.onRefused(reason ?? 'the master refused this node\'s credential')
+        break
+      }
       if (welcomed) failures = 0
       const delay = backoffMs(failures++)
       this.opts.log.warn(
@@ -162,7 +172,7 @@ export class MasterLink {
   }
 
   /** One connection, from dial to close. Resolves (never rejects) with whether the master welcomed us. */
-  private connectOnce(): Promise<{welcomed: boolean; reason?: string}> {
+  private connectOnce(): Promise<{welcomed: boolean; reason?: string; credentialRefused?: boolean}> {
     return new Promise((resolve) => {
       const ws = new WebSocket(masterWsUrl(this.opts.masterUrl), {
         headers: {authorization: `Bearer ${this.opts.token}`},
@@ -173,6 +183,7 @@ export class MasterLink {
       this.ws = ws
       let welcomed = false
       let reason: string | undefined
+      let credentialRefused = false
       let heartbeat: NodeJS.Timeout | undefined
       let silence: NodeJS.Timeout | undefined
       let silenceMs = Math.max(3 * this.opts.heartbeatIntervalMs, MIN_SILENCE_MS)
@@ -202,6 +213,7 @@ export class MasterLink {
             // no ErrorBody: the status says enough
           }
           reason = `the master refused this node's link (${detail})`
+          credentialRefused = res.statusCode === 401 || res.statusCode === 403
           req.destroy()
           ws.terminate()
         })
@@ -264,7 +276,7 @@ export class MasterLink {
         if (this.ws === ws) this.ws = undefined
         for (const reqId of [...this.pending.keys()]) this.settle(reqId, new Error('lost the master link before its ack'))
         if (code !== 1000 && code !== 1005 && code !== 1006 && !reason) reason = `closed ${code}${why.length ? `: ${why.toString()}` : ''}`
-        resolve({welcomed, reason})
+        resolve({welcomed, reason, credentialRefused})
       })
     })
   }

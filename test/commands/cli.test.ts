@@ -50,7 +50,7 @@ describe.concurrent('bad usage exits 2 with one line on stderr and nothing on st
     [['upload', 'x.mp4', '--no-such-flag'], /no-such-flag/],
     [['upload'], /Missing 1 required arg/],
     [['upload', 'x.mp4', '--name', 'a/../b.mp4'], /"\.\." segments/],
-    [['node', '--master', 'http://127.0.0.1:9'], /needs the (cluster token|node credential): pass --token or set CHUNKY_TOKEN/],
+    [['node', '--master', 'http://127.0.0.1:9'], /needs the node credential: pass --token-file or --token, or set CHUNKY_NODE_TOKEN/],
     [['status', '--watch', '--json'], /--watch/],
   ])('chunky %j', async (args, message) => {
     const result = await runCli(args)
@@ -77,7 +77,8 @@ describe.concurrent('failures exit 1 with one line that says what to do', () => 
       expect(result.code).toBe(1)
       expect(result.stdout).toBe('')
       expect(result.stderr).toBe(
-        `chunky: cannot reach the master at ${closedMaster} (ECONNREFUSED): is \`chunky master\` running? set --master, CHUNKY_MASTER or \`chunky config set master URL\`\n`,
+        // hints name the binary as it was run (these tests run ./bin/run.js from the checkout)
+        `chunky: cannot reach the master at ${closedMaster} (ECONNREFUSED): is \`./bin/run.js master\` running? set --master, CHUNKY_MASTER or \`./bin/run.js config set master URL\`\n`,
       )
     },
   )

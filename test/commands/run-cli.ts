@@ -23,6 +23,8 @@ export function runCli(args: string[], env: Record<string, string> = {}, timeout
     const base: NodeJS.ProcessEnv = {...process.env, NO_COLOR: '1'}
     delete base.CHUNKY_MASTER
     delete base.CHUNKY_TOKEN
+    delete base.CHUNKY_SECRET
+    delete base.CHUNKY_NODE_TOKEN
     delete base.CHUNKY_ZONE
     delete base.CHUNKY_CONFIG_DIR
     base.XDG_CONFIG_HOME = NO_CONFIG_HOME // chunky's config file: never the real home's

@@ -32,8 +32,8 @@ export interface Daemon {
 
 const running = new Set<ChildProcess>()
 
-export async function startDaemon(args: string[], timeoutMs = 20_000): Promise<Daemon> {
-  const child = spawn(process.execPath, [BIN, ...args], {stdio: ['ignore', 'pipe', 'pipe'], env: cleanEnv()})
+export async function startDaemon(args: string[], timeoutMs = 20_000, env: Record<string, string> = {}): Promise<Daemon> {
+  const child = spawn(process.execPath, [BIN, ...args], {stdio: ['ignore', 'pipe', 'pipe'], env: {...cleanEnv(), ...env}})
   running.add(child)
   child.on('exit', () => running.delete(child))
   let output = ''
@@ -107,6 +107,8 @@ function cleanEnv(): NodeJS.ProcessEnv {
   const env = {...process.env}
   delete env.CHUNKY_MASTER
   delete env.CHUNKY_TOKEN
+  delete env.CHUNKY_SECRET
+  delete env.CHUNKY_NODE_TOKEN
   delete env.CHUNKY_ZONE
   delete env.CHUNKY_CONFIG_DIR
   env.NO_COLOR = '1'

@@ -40,7 +40,7 @@ beforeAll(async () => {
   master = await startDaemon(['master', '--port', '0', '--data-dir', join(dir.path, 'master'), '--node-timeout', '3s', ...tlsArgs()])
   const printed = master.output()
   creds = {
-    node: /chunky node --master https:\/\/\S+ --token (node-[0-9a-f]{64}) --ca/.exec(printed)![1]!,
+    node: /CHUNKY_NODE_TOKEN=(node-[0-9a-f]{64}) \S+ node --master https:\/\/\S+ --ca/.exec(printed)![1]!,
     rw: /CHUNKY_TOKEN=(rw-[0-9a-f]{64})/.exec(printed)![1]!,
     ro: /CHUNKY_TOKEN=(ro-[0-9a-f]{64})/.exec(printed)![1]!,
   }
