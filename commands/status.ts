@@ -2,6 +2,7 @@ import {Args, Flags} from '@oclif/core'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {ChunkyCommand} from '../src/cli/base-command.js'
 import {clientFlags, durationFlag, fileName} from '../src/cli/flags.js'
+import {checkHealth, UNHEALTHY_EXIT} from '../src/cli/health.js'
 import {renderStatus} from '../src/cli/status-view.js'
 import {getStatus, InterruptedError} from '../src/client/index.js'
 import {ChunkyError, type StatusDoc} from '../src/protocol/index.js'
@@ -18,13 +19,15 @@ With NAME: a grid of that file's chunks by node. Each cell is the version that n
     {description: 'One file, chunk by node', command: '<%= config.bin %> <%= command.id %> talks/2026/keynote.mp4'},
     {description: 'Watch a node come back and its stale copies get repaired (Ctrl-C to stop)', command: '<%= config.bin %> <%= command.id %> talks/2026/keynote.mp4 --watch --interval 500ms'},
     {description: 'For scripts (the document SPEC.md describes)', command: '<%= config.bin %> <%= command.id %> --json'},
+    {description: 'For cron and monitors: exit 0 healthy, 3 unhealthy (one line on stderr says what), 1 cannot ask', command: '<%= config.bin %> <%= command.id %> --check'},
   ]
 
   static override enableJsonFlag = true
   static override args = {name: Args.string({description: 'a file to show chunk by chunk', required: false, parse: fileName})}
   static override flags = {
     ...clientFlags,
-    watch: Flags.boolean({description: 'redraw every --interval until Ctrl-C', exclusive: ['json']}),
+    watch: Flags.boolean({description: 'redraw every --interval until Ctrl-C', exclusive: ['json', 'check']}),
+    check: Flags.boolean({description: 'health check: exit 0 when healthy, 3 when a node is dead or a chunk is under-replicated, stale or corrupt (one line on stderr says what), 1 when the master cannot be asked'}),
     interval: durationFlag({default: '1s', description: 'time between redraws with --watch'}),
   }
 
@@ -32,6 +35,18 @@ With NAME: a grid of that file's chunks by node. Each cell is the version that n
     const {args, flags} = await this.parse(Status)
     const {master, token} = await this.clientSettings(flags)
     const conn = {master, token, signal: this.interrupt.signal}
+    if (flags.check) {
+      const doc = await getStatus(conn, args.name)
+      const health = checkHealth(doc)
+      if (health.healthy) {
+        if (!this.jsonEnabled()) this.log(health.line)
+        return doc
+      }
+      // exit() skips oclif's printing of what run() returns: the document goes out here
+      if (this.jsonEnabled()) process.stdout.write(`${JSON.stringify(doc, null, 2)}\n`)
+      process.stderr.write(`chunky: ${health.line}\n`)
+      return this.exit(UNHEALTHY_EXIT)
+    }
     if (!flags.watch) {
       const doc = await getStatus(conn, args.name)
       if (!this.jsonEnabled()) this.log(renderStatus(doc, args.name))

@@ -20,7 +20,7 @@ const HELP: Record<string, string[]> = {
   node: ['--master', '--host', '--port', '--public-url', '--id', '--zone', '--data-dir', '--heartbeat-interval', '--scrub-interval', '--token'],
   upload: ['--name', '--chunk-size', '--concurrency', '--node', '--zone', '--json', '--master', '--token'],
   download: ['-o, --output', '--json', '--master', '--token'],
-  status: ['--json', '--watch', '--interval', '--master', '--token'],
+  status: ['--json', '--watch', '--interval', '--check', '--master', '--token'],
   ls: ['--json', '--master'],
   rm: ['--json', '--master'],
   demo: ['FILE'],
