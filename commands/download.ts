@@ -21,8 +21,8 @@ The bytes go to a temporary file next to the output, which is fsynced and rename
   static override args = {name: Args.string({description: 'name of the file in the cluster', required: true, parse: fileName})}
   static override flags = {
     ...clientFlags,
-    output: Flags.string({char: 'o', description: "where to write it (replaced atomically if it exists) [default: NAME's last segment, here]", helpValue: '<file>'}),
-    concurrency: Flags.integer({description: 'chunks fetched at once', default: 4, min: 1, max: 32}),
+    output: Flags.string({char: 'o', description: "where to write it: a file (replaced atomically if it exists), or an existing directory to write DIR/<NAME's last segment> in [default: NAME's last segment, here]", helpValue: '<file|dir>'}),
+    concurrency: Flags.integer({description: 'chunks fetched at once (1 to 32)', default: 4, min: 1, max: 32}),
   }
 
   async run(): Promise<DownloadResult> {

@@ -5,7 +5,9 @@ import {listFiles} from '../src/client/index.js'
 
 export default class Ls extends ChunkyCommand {
   static override summary = 'List the files in the cluster'
-  static override description = 'Every committed file with its size, chunk count, the lowest number of fresh copies over its chunks, and when it was committed.'
+  static override description = `Every committed file with its size, chunk count, the lowest number of fresh copies on alive nodes over its chunks out of R ("2/3", as \`chunky status\` shows it), and when it was committed.
+
+--json prints {"files": [{"name", "size", "chunks", "committedAt", "lowestFreshReplicas"}], "replicas"} (replicas is R).`
   static override examples = [
     {description: 'List the files', command: '<%= config.bin %> <%= command.id %>'},
     {description: 'For scripts', command: '<%= config.bin %> <%= command.id %> --json'},

@@ -30,10 +30,10 @@ It listens on 127.0.0.1 by default: use --host 0.0.0.0 to let nodes and clients 
 
   static override flags = {
     host: Flags.string({description: 'address to listen on (0.0.0.0 for every interface)', default: '127.0.0.1'}),
-    port: Flags.integer({description: 'port to listen on (0 picks a free one)', default: DEFAULT_MASTER_PORT, min: 0, max: 65535}),
+    port: Flags.integer({description: 'port to listen on (0 to 65535; 0 picks a free one)', default: DEFAULT_MASTER_PORT, min: 0, max: 65535}),
     'data-dir': Flags.string({description: 'where the metadata and the token live', default: '.chunky/master'}),
-    replicas: Flags.integer({description: 'R: copies wanted of every chunk', default: 3, min: 1, max: 16}),
-    'min-replicas': Flags.integer({description: 'W: durable copies needed before an upload succeeds [default: min(2, R)]', min: 1, max: 16}),
+    replicas: Flags.integer({description: 'R: copies wanted of every chunk (1 to 16)', default: 3, min: 1, max: 16}),
+    'min-replicas': Flags.integer({description: 'W: durable copies needed before an upload succeeds (1 to R) [default: min(2, R)]', min: 1, max: 16}),
     'node-timeout': durationFlag({default: '10s', description: 'a node silent this long is marked dead and its chunks are re-replicated'}),
     'repair-interval': durationFlag({default: '5s', description: 'how often the repair loop looks for under-replicated chunks'}),
     secret: Flags.string({description: 'cluster secret (then CHUNKY_SECRET) [default: DATA_DIR/token, created if missing]', helpValue: '<secret>', exclusive: ['secret-file', 'token']}),

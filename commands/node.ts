@@ -26,7 +26,7 @@ Its credential is the node credential (node-…) from the join command \`chunky 
   static override flags = {
     master: Flags.string({description: 'address of the master', env: 'CHUNKY_MASTER', required: true, helpValue: '<url>', parse: async (input) => httpUrl(input)}),
     host: Flags.string({description: 'address to listen on (0.0.0.0 for every interface)', default: '127.0.0.1'}),
-    port: Flags.integer({description: 'port to listen on (0 picks a free one)', default: DEFAULT_NODE_PORT, min: 0, max: 65535}),
+    port: Flags.integer({description: 'port to listen on (0 to 65535; 0 picks a free one)', default: DEFAULT_NODE_PORT, min: 0, max: 65535}),
     'public-url': Flags.string({description: 'the URL the master, clients and other nodes use to reach this node [default: http://HOST:PORT]', helpValue: '<url>', parse: async (input) => httpUrl(input)}),
     id: Flags.string({description: 'node id [default: the one saved in DATA_DIR, else a new one]', parse: async (input) => check(NodeId, input, 'id')}),
     zone: Flags.string({description: 'failure zone (rack, room, region): replicas are spread over zones', default: '', parse: async (input) => check(Zone, input, 'zone')}),

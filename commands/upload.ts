@@ -27,7 +27,7 @@ If a node fails during a chunk, that chunk is re-planned on other nodes and sent
     ...clientFlags,
     name: Flags.string({description: "name in the cluster, a path like talks/2026/keynote.mp4 [default: FILE's base name]", parse: fileName}),
     'chunk-size': sizeFlag({default: '10MiB', min: MIN_CHUNK_SIZE, max: MAX_CHUNK_SIZE, description: `chunk size (${formatBytes(MIN_CHUNK_SIZE)} to ${formatBytes(MAX_CHUNK_SIZE)}); 10MB means 10,000,000 bytes`}),
-    concurrency: Flags.integer({description: 'chunks in flight at once', default: 4, min: 1, max: 32}),
+    concurrency: Flags.integer({description: 'chunks in flight at once (1 to 32)', default: 4, min: 1, max: 32}),
     node: Flags.string({description: 'entry node, by id or URL [default: the nearest alive node]', helpValue: '<id|url>'}),
     zone: zoneFlag,
   }

@@ -50,7 +50,8 @@ export abstract class ChunkyCommand extends Command {
     try {
       parsed = await super.parse(options, argv)
     } catch (err) {
-      throw new UsageError(usageMessage(err, this.id, invokedAs(this.config.bin)))
+      // the space form (`config set`), as users type it, never oclif's internal id (`config:set`)
+      throw new UsageError(usageMessage(err, this.id?.replaceAll(':', ' '), invokedAs(this.config.bin)))
     }
     // --ca / CHUNKY_CA: every HTTPS request of this command trusts that CA too (certificates are always verified).
     const ca = (parsed.flags as {ca?: unknown}).ca

@@ -63,7 +63,12 @@ function systemErrorMessage(err: unknown): string | undefined {
       return `cannot listen on ${where}: no such address on this machine (EADDRNOTAVAIL): check --host`
     case 'EACCES':
     case 'EPERM':
-      return `permission denied for ${where ?? 'an operation'} (${e.code}): pick a port above 1023 or a directory you can write`
+      // a port below 1024 (listen) and an unreadable file or unwritable directory need different fixes
+      if (e.port !== undefined || e.syscall === 'listen' || e.syscall === 'bind') {
+        return `permission denied to listen on ${where ?? 'that port'} (${e.code}): pick a port above 1023`
+      }
+      if (e.path !== undefined) return `permission denied: ${e.path} (${e.code}): check that you can ${e.syscall === 'open' || e.syscall === 'read' ? 'read or write it' : 'use it'} (ls -l)`
+      return `permission denied (${e.code}): ${e.message}`
     case 'ENOENT':
       return `no such file or directory: ${where ?? e.message}`
     case 'ENOSPC':

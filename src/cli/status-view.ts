@@ -1,5 +1,5 @@
-import type {z} from 'zod'
-import type {FileList, StatusDoc} from '../protocol/index.js'
+import type {FileListing} from '../client/index.js'
+import type {StatusDoc} from '../protocol/index.js'
 import {formatBytes, formatDuration} from '../util/parse.js'
 import {table} from './table.js'
 
@@ -79,9 +79,10 @@ export function renderSummary(doc: StatusDoc): string {
   )
 }
 
-export function renderFileList(list: z.infer<typeof FileList>): string {
+export function renderFileList(list: FileListing): string {
   if (list.files.length === 0) return 'no files yet (upload one with `chunky upload FILE`)'
+  const wanted = list.replicas ? `/${list.replicas}` : '' // "3/3", as `chunky status` shows it
   const rows = [['FILE', 'SIZE', 'CHUNKS', 'FRESH COPIES (LOWEST)', 'COMMITTED']]
-  for (const file of list.files) rows.push([file.name, formatBytes(file.size), String(file.chunks), String(file.minReplicas), file.committedAt])
+  for (const file of list.files) rows.push([file.name, formatBytes(file.size), String(file.chunks), `${file.lowestFreshReplicas}${wanted}`, file.committedAt])
   return table(rows)
 }

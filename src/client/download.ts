@@ -1,5 +1,5 @@
 import {createHash, randomBytes} from 'node:crypto'
-import {open, rm, type FileHandle} from 'node:fs/promises'
+import {open, rm, stat, type FileHandle} from 'node:fs/promises'
 import {basename, dirname, join, resolve} from 'node:path'
 import {performance} from 'node:perf_hooks'
 import {ChunkyError, type FileManifest, type NodeSummary, type Target} from '../protocol/index.js'
@@ -37,20 +37,27 @@ class BadReplica extends Error {}
 
 export async function downloadFile(opts: DownloadOptions, view: TransferView): Promise<DownloadResult> {
   const started = performance.now()
+  // Checked before any byte is fetched: a bad -o used to fail only after the whole download.
+  const output = await outputPath(opts.output, opts.name)
   const api = masterApi(opts.master, opts.token, {signal: opts.signal})
   view.step(`fetching the manifest of ${opts.name}`)
   // One manifest for the whole download: every chunk is read at the version it names (never a mix).
   const manifest = await api.manifest(opts.name).catch((err: unknown) => {
     throw notFoundNamed(err, opts.name)
   })
-  const output = resolve(opts.output ?? basename(opts.name))
 
   view.step('finding the nearest replicas')
   const order = await replicaOrder(manifest, opts.probe)
 
   const tmp = join(dirname(output), `.${basename(output)}.${randomBytes(6).toString('hex')}.chunky-tmp`)
   // One handle for every chunk: each writes its bytes at its own offset (positional writes).
-  const handle = await open(tmp, 'wx', 0o644)
+  const handle = await open(tmp, 'wx', 0o644).catch((err: NodeJS.ErrnoException) => {
+    // the temp file is ours, not the user's: name the directory the output goes to
+    if (err.code === 'EACCES' || err.code === 'EPERM' || err.code === 'EROFS') {
+      throw new ChunkyError('BAD_REQUEST', `cannot write ${output}: no permission to create files in ${dirname(output)} (${err.code})`)
+    }
+    throw err
+  })
   try {
     await handle.truncate(manifest.size)
     const flusher = backgroundFlusher(handle)
@@ -85,6 +92,24 @@ export async function downloadFile(opts: DownloadOptions, view: TransferView): P
   }
   view.stop()
   return {name: manifest.name, size: manifest.size, chunks: manifest.chunks.length, seconds: Math.round(performance.now() - started) / 1000, output}
+}
+
+/**
+ * Where `-o` puts NAME, as cp does: an existing directory gets DIR/<NAME's last segment>; a path
+ * ending in `/` that is no directory, or a file path whose directory is missing, is refused before
+ * anything is downloaded, naming the directory that is missing.
+ */
+export async function outputPath(given: string | undefined, name: string): Promise<string> {
+  const leaf = basename(name)
+  if (given === undefined) return resolve(leaf)
+  const info = await stat(given).catch(() => undefined)
+  if (info?.isDirectory()) return resolve(given, leaf)
+  if (given.endsWith('/')) throw new ChunkyError('BAD_REQUEST', `cannot write into ${given}: no such directory (create it first, or name a file with -o)`)
+  const dir = dirname(resolve(given))
+  const dirInfo = await stat(dir).catch(() => undefined)
+  if (!dirInfo) throw new ChunkyError('BAD_REQUEST', `cannot write ${given}: no such directory ${dirname(given)} (create it first)`)
+  if (!dirInfo.isDirectory()) throw new ChunkyError('BAD_REQUEST', `cannot write ${given}: ${dirname(given)} is not a directory`)
+  return resolve(given)
 }
 
 /**

@@ -19,8 +19,22 @@ export function getStatus(conn: MasterConnection, name?: string): Promise<Status
     })
 }
 
-export function listFiles(conn: MasterConnection): Promise<z.infer<typeof FileList>> {
-  return masterApi(conn.master, conn.token, {signal: conn.signal}).files()
+/**
+ * `chunky ls --json`. `lowestFreshReplicas` is the lowest count of fresh copies on alive nodes over the
+ * file's chunks (the master's list calls it minReplicas, a name `status --json` uses for W); `replicas`
+ * is R, so "2/3" can be shown.
+ */
+export interface FileListing {
+  files: Array<{name: string; size: number; chunks: number; committedAt: string; lowestFreshReplicas: number}>
+  replicas?: number
+}
+
+export async function listFiles(conn: MasterConnection): Promise<FileListing> {
+  const list: z.infer<typeof FileList> = await masterApi(conn.master, conn.token, {signal: conn.signal}).files()
+  return {
+    files: list.files.map((f) => ({name: f.name, size: f.size, chunks: f.chunks, committedAt: f.committedAt, lowestFreshReplicas: f.minReplicas})),
+    ...(list.replicas === undefined ? {} : {replicas: list.replicas}),
+  }
 }
 
 export function removeFile(conn: MasterConnection, name: string): Promise<z.infer<typeof RemoveResult>> {

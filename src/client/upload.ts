@@ -172,7 +172,7 @@ async function sendOneChunk(
         problem = err.message
       } else if (err instanceof ChunkyError && (err.code === 'CHECKSUM_MISMATCH' || err.code === 'LENGTH_MISMATCH')) {
         throw new ChunkyError(err.code, `${opts.path} changed while it was being uploaded (chunk ${range.index}: ${err.message}): upload it again once it is complete`)
-      } else if (err instanceof ChunkyError && err.code === 'FORBIDDEN' && /expired/i.test(err.message)) {
+      } else if (err instanceof ChunkyError && err.code === 'GRANT_EXPIRED') {
         problem = err.message // a re-plan brings a fresh grant
       } else {
         throw err

@@ -86,7 +86,13 @@ async function route(deps: HttpApiDeps, req: IncomingMessage, res: ServerRespons
     }
   }
   if (second === 'files') {
-    if (segments.length === 2 && method === 'GET') return sendJson(res, 200, views.fileList())
+    if (segments.length === 2 && method === 'GET') {
+      // ?prefix=P&chunks=1: every file under P with its chunk checksums, in one answer (chunky sync)
+      const prefix = queryParam(req, 'prefix')
+      if (queryParam(req, 'chunks') === '1') return sendJson(res, 200, views.filesUnder(prefix ?? ''))
+      if (prefix !== undefined) throw new ChunkyError('BAD_REQUEST', 'prefix= needs chunks=1')
+      return sendJson(res, 200, views.fileList())
+    }
     // A name is one URL-encoded segment; a client that left its "/" unencoded still means the same file.
     const name = [third, fourth, ...more].filter((s) => s !== undefined).join('/')
     if (segments.length >= 3 && method === 'GET') return sendJson(res, 200, views.manifest(checkName(name)))

@@ -1,6 +1,7 @@
 import {
   ChunkyError,
   type FileManifest,
+  type PrefixFileList,
   type StatusDoc,
   type Target,
 } from '../protocol/index.js'
@@ -42,6 +43,7 @@ export class Views {
     this.q = {
       files: db.prepare('SELECT * FROM files ORDER BY name'),
       file: db.prepare('SELECT * FROM files WHERE name = ?'),
+      filesFrom: db.prepare('SELECT * FROM files WHERE name >= ? ORDER BY name'),
       chunks: db.prepare(`SELECT ci.idx, c.chunk_id, c.committed_version AS version, c.size, c.sha256
         FROM chunk_ids ci JOIN chunks c ON c.chunk_id = ci.chunk_id
         WHERE ci.name = ? AND ci.idx < ? AND c.committed_version > 0 ORDER BY ci.idx`),
@@ -166,6 +168,29 @@ export class Views {
           minReplicas: counts.length === 0 ? this.ctx.replicas : counts.reduce((low, n) => Math.min(low, n), Infinity),
         }
       })
+      return {files, replicas: this.ctx.replicas}
+    })()
+  }
+
+  /**
+   * GET /api/files?prefix=P&chunks=1: the committed files whose names start with `prefix`, each with its
+   * chunk SHA-256s, in one read transaction (a folder sync asks once, not once per file).
+   */
+  filesUnder(prefix: string): PrefixFileList {
+    return this.ctx.db.transaction(() => {
+      // names sort bytewise, so the files under a prefix are one run from the first name >= prefix
+      const rows: FileRow[] = []
+      for (const file of this.q.filesFrom.iterate(prefix) as IterableIterator<FileRow>) {
+        if (!file.name.startsWith(prefix)) break
+        rows.push(file)
+      }
+      const files = rows.map((file) => ({
+        name: file.name,
+        size: file.size,
+        chunkSize: file.chunk_size,
+        committedAt: file.committed_at,
+        chunks: (this.q.chunks.all(file.name, file.chunk_count) as ChunkRow[]).map((chunk) => chunk.sha256),
+      }))
       return {files}
     })()
   }

@@ -12,6 +12,7 @@ import {ByteCount, ChunkId, FileName, NodeId, Sha256Hex, Version, Zone} from './
 //   POST   /api/uploads/:uploadId/replan ReplanRequest -> PlannedChunk
 //   POST   /api/uploads/:uploadId/commit (empty JSON {}) -> CommitResult
 //   GET    /api/files                    -> FileList
+//   GET    /api/files?prefix=P&chunks=1  -> PrefixFileList (every file under P with its chunk SHA-256s, one request)
 //   GET    /api/files/:name              -> FileManifest   (name URL-encoded as ONE segment: encodeURIComponent)
 //   DELETE /api/files/:name              -> RemoveResult
 //   GET    /api/status[?name=NAME]       -> StatusDoc      (SPEC.md "chunky status --json")
@@ -126,7 +127,26 @@ export const FileListEntry = z.object({
   /** The lowest count of fresh replicas on alive nodes over the file's chunks. */
   minReplicas: z.number().int().nonnegative(),
 })
-export const FileList = z.object({files: z.array(FileListEntry)})
+export const FileList = z.object({
+  files: z.array(FileListEntry),
+  /** R, so a reader can show "2/3". */
+  replicas: z.number().int().positive().optional(),
+})
+
+/**
+ * GET /api/files?prefix=P&chunks=1: every committed file whose name starts with P (P/ for a folder),
+ * each with its chunks' SHA-256 in order, in one answer, so `chunky sync` can tell unchanged files
+ * apart locally instead of asking once per file.
+ */
+export const PrefixFileEntry = z.object({
+  name: FileName,
+  size: ByteCount,
+  chunkSize: z.number().int().positive(),
+  committedAt: z.string(),
+  chunks: z.array(Sha256Hex),
+})
+export const PrefixFileList = z.object({files: z.array(PrefixFileEntry)})
+export type PrefixFileList = z.infer<typeof PrefixFileList>
 
 export const RemoveResult = z.object({name: FileName, removedChunks: z.number().int().nonnegative()})
 

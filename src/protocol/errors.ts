@@ -6,6 +6,8 @@ export const HTTP_STATUS = {
   BAD_NAME: 400,
   UNAUTHORIZED: 401,
   FORBIDDEN: 403,
+  /** A write or transfer grant past its time: a new plan brings a fresh one (the client re-plans). */
+  GRANT_EXPIRED: 403,
   NOT_FOUND: 404,
   FILE_NOT_FOUND: 404,
   CHUNK_NOT_FOUND: 404,

@@ -70,7 +70,7 @@ function verifySigned<T extends {exp: number}>(grant: string, keyHex: string, do
   }
   const parsed = schema.safeParse(json)
   if (!parsed.success) throw new ChunkyError('FORBIDDEN', `${what} is malformed`)
-  if (parsed.data.exp < now) throw new ChunkyError('FORBIDDEN', `${what} has expired: ask the master for a new plan`)
+  if (parsed.data.exp < now) throw new ChunkyError('GRANT_EXPIRED', `${what} has expired: ask the master for a new plan`)
   return parsed.data
 }
 

@@ -1,4 +1,6 @@
 import {createServer} from 'node:net'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
 import {beforeAll, describe, expect, it} from 'vitest'
 import {assertBuilt, runCli} from './run-cli.js'
 
@@ -70,7 +72,7 @@ describe.concurrent('failures exit 1 with one line that says what to do', () => 
     expect(result.stderr).toBe('chunky: cannot read no-such-file.mp4: no such file\n')
   })
 
-  it.each([['status'], ['ls'], ['rm', 'a.mp4'], ['download', 'a.mp4', '-o', '/nonexistent-dir/a.mp4']])(
+  it.each([['status'], ['ls'], ['rm', 'a.mp4'], ['download', 'a.mp4', '-o', join(tmpdir(), 'a.mp4')]])(
     'chunky %s against a closed port says the master cannot be reached',
     async (...args) => {
       const result = await runCli([...args, '--master', closedMaster])
@@ -82,6 +84,15 @@ describe.concurrent('failures exit 1 with one line that says what to do', () => 
       )
     },
   )
+
+  it.each([
+    [['download', 'a.mp4', '-o', '/nonexistent-dir/sub/a.mp4'], 'chunky: cannot write /nonexistent-dir/sub/a.mp4: no such directory /nonexistent-dir/sub (create it first)\n'],
+    [['download', 'a.mp4', '-o', '/nonexistent-dir/'], 'chunky: cannot write into /nonexistent-dir/: no such directory (create it first, or name a file with -o)\n'],
+  ])('chunky %j refuses before asking anyone, naming the missing directory', async (args, message) => {
+    const result = await runCli([...args, '--master', closedMaster])
+    expect(result.code).toBe(1)
+    expect(result.stderr).toBe(message)
+  })
 
   it('CHUNKY_MASTER is read from the environment', async () => {
     const result = await runCli(['ls'], {CHUNKY_MASTER: closedMaster})
@@ -97,5 +108,37 @@ describe.concurrent('failures exit 1 with one line that says what to do', () => 
       expect(doc.error.code).toMatch(/MASTER_UNREACHABLE|BAD_REQUEST/)
       expect(result.stderr.trim().split('\n')).toHaveLength(1)
     }
+  })
+})
+
+describe.concurrent('conventions of well-kept CLIs', () => {
+  it('`help upload` and `upload -h` print the same help as `upload --help`', async () => {
+    const [long, help, short] = await Promise.all([runCli(['upload', '--help']), runCli(['help', 'upload']), runCli(['upload', '-h'])])
+    expect(long.code).toBe(0)
+    expect(long.stdout).toContain('--concurrency=<value>  [default: 4] chunks in flight at once (1 to 32)')
+    expect(help).toEqual(long)
+    expect(short).toEqual(long)
+  })
+
+  it('a mistyped command gets one line naming the closest one, and exit 2', async () => {
+    const result = await runCli(['uplaod', 'x.mp4'])
+    expect(result.code).toBe(2)
+    expect(result.stdout).toBe('')
+    expect(result.stderr).toBe('chunky: "uplaod" is not a chunky command: did you mean `./bin/run.js upload`? (`./bin/run.js help` lists them)\n')
+    const far = await runCli(['frobnicate'])
+    expect(far.code).toBe(2)
+    expect(far.stderr).toBe('chunky: "frobnicate" is not a chunky command (`./bin/run.js help` lists them)\n')
+  })
+
+  it('hints use the space form of topic commands', async () => {
+    const result = await runCli(['config', 'set', 'master'])
+    expect(result.code).toBe(2)
+    expect(result.stderr).toMatch(/\(see `\.\/bin\/run\.js config set --help`\)\n$/)
+  })
+
+  it('shell completion: `autocomplete script bash` prints a script that completes chunky commands', async () => {
+    const result = await runCli(['autocomplete', 'script', 'bash'], {XDG_CACHE_HOME: join(tmpdir(), `chunky-ac-${process.pid}`)})
+    expect(result.code, result.stderr).toBe(0)
+    expect(result.stdout).toMatch(/CHUNKY_AC_BASH_SETUP_PATH=/)
   })
 })

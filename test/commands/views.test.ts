@@ -65,6 +65,13 @@ describe('failures', () => {
     expect(describeFailure(inUse).message).toBe('cannot listen on 127.0.0.1:7400: the address is in use (EADDRINUSE): stop the other process or pick another --port')
   })
 
+  it('an unreadable file is a permission problem on that file, not a port to change', () => {
+    const unreadable = Object.assign(new Error("EACCES: permission denied, open 'talk.mp4'"), {code: 'EACCES', syscall: 'open', path: 'talk.mp4'})
+    expect(describeFailure(unreadable).message).toBe('permission denied: talk.mp4 (EACCES): check that you can read or write it (ls -l)')
+    const lowPort = Object.assign(new Error('listen EACCES'), {code: 'EACCES', syscall: 'listen', address: '0.0.0.0', port: 80})
+    expect(describeFailure(lowPort).message).toBe('permission denied to listen on 0.0.0.0:80 (EACCES): pick a port above 1023')
+  })
+
   it("rewrites oclif's flag parse errors as one line pointing at --help", () => {
     const err = new Error('Parsing --chunk-size \n\t"x" is not a size\nSee more help with --help')
     expect(usageMessage(err, 'upload')).toBe('bad value for --chunk-size: "x" is not a size (see `chunky upload --help`)')

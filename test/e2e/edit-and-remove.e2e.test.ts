@@ -93,12 +93,14 @@ describe('editing a file that is already in the cluster', () => {
     expect(json.code, json.stderr).toBe(0)
     const {files} = JSON.parse(json.stdout)
     expect(files).toHaveLength(1)
-    expect(files[0]).toMatchObject({name: NAME, size: 5 * MiB + MiB / 4, chunks: 6, minReplicas: 3})
+    expect(files[0]).toMatchObject({name: NAME, size: 5 * MiB + MiB / 4, chunks: 6, lowestFreshReplicas: 3})
+    expect(files[0]).not.toHaveProperty('minReplicas') // W in `status --json`: not reused for another meaning
+    expect(JSON.parse(json.stdout).replicas).toBe(3)
     expect(Date.now() - Date.parse(files[0].committedAt)).toBeLessThan(60_000)
     const text = await runCli(['ls'], cluster.env)
     expect(text.code, text.stderr).toBe(0)
     expect(text.stdout).toMatch(/FILE\s+SIZE\s+CHUNKS/)
-    expect(text.stdout).toMatch(/edits\/clip\.bin\s+5\.25 MiB\s+6\s+3\s/)
+    expect(text.stdout).toMatch(/edits\/clip\.bin\s+5\.25 MiB\s+6\s+3\/3\s/) // as status shows it
   })
 
   it('rm forgets the file and leaves no chunk bytes on any node', async () => {
@@ -112,7 +114,7 @@ describe('editing a file that is already in the cluster', () => {
       return left.flat().length === 0
     })
     const ls = await runCli(['ls', '--json'], cluster.env)
-    expect(JSON.parse(ls.stdout)).toEqual({files: []})
+    expect(JSON.parse(ls.stdout)).toEqual({files: [], replicas: 3})
     const download = await runCli(['download', NAME, '-o', join(cluster.dir, 'gone.bin')], cluster.env)
     expect(download.code).toBe(1)
     expect(download.stderr).toMatch(/no file named "?edits\/clip\.bin/)

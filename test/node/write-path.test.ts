@@ -120,7 +120,7 @@ describe('PUT /chunks/:id/:version', () => {
     for (const [label, grant] of cases) {
       const reply = await putChunk(a.url, id, 2, bytes, {grant})
       expect(reply.status, label).toBe(403)
-      expect(reply.json().error.code, label).toBe('FORBIDDEN')
+      expect(reply.json().error.code, label).toBe(label === 'expired' ? 'GRANT_EXPIRED' : 'FORBIDDEN')
     }
     const outsider = await putChunk(a.url, id, 2, bytes, {
       grant: signGrant(payload, master.grantKey),
