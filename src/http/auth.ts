@@ -5,7 +5,7 @@ import {ChunkyError, claimedKind, type CredentialHashes, type CredentialKind, cr
 // unknown credential is 401; a good credential of the wrong kind is 403 with a message saying which
 // credential to use instead.
 
-export type Access = 'read' | 'write' | 'chunk-write' | 'node'
+export type Access = 'read' | 'write' | 'chunk-write' | 'node' | 'node-read'
 
 const ALLOWED: Record<Access, readonly CredentialKind[]> = {
   /** status, ls, manifests, downloading chunks, reporting a bad replica */
@@ -16,6 +16,8 @@ const ALLOWED: Record<Access, readonly CredentialKind[]> = {
   'chunk-write': ['admin', 'rw', 'node'],
   /** the master's WebSocket, repair transfers between nodes */
   node: ['admin', 'node'],
+  /** a file's manifest and chunk bytes, also for a node serving a file read (issue 12) on a reader's behalf */
+  'node-read': ['admin', 'rw', 'ro', 'node'],
 }
 
 /** The bearer credential of a request, or undefined when there is none. */

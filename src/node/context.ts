@@ -1,9 +1,11 @@
 import type {HttpLimits} from '../http/limits.js'
 import type {CredentialHashes} from '../protocol/index.js'
-import type {ChunkStore} from '../storage/index.js'
+import type {CorsPolicy} from '../http/cors.js'
+import type {ChunkStore, RangeReader} from '../storage/index.js'
 import type {NodeMetrics} from '../telemetry/metrics.js'
 import type {Logger} from '../util/log.js'
 import type {InflightWork} from './inflight.js'
+import type {ManifestCache} from './manifests.js'
 import type {MasterLink} from './master-link.js'
 import type {VersionFloor} from './version-floor.js'
 
@@ -25,4 +27,10 @@ export interface NodeContext {
   /** CA certificates to trust for HTTPS to other nodes (undefined: the system's). */
   ca?: string[]
   limits?: Partial<HttpLimits>
+  /** File reads (serve-files.ts): verified ranged reads of this node's replicas… */
+  ranges?: RangeReader
+  /** …and the manifests of the files served, from the master. */
+  manifests?: ManifestCache
+  /** Origins whose pages may read from this node (--cors-origin). */
+  cors?: CorsPolicy
 }

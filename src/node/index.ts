@@ -11,6 +11,7 @@ import {silentLogger, withFields, type Logger} from '../util/log.js'
 import {commandHandler} from './commands.js'
 import type {NodeContext} from './context.js'
 import {InflightWork} from './inflight.js'
+import {ManifestCache} from './manifests.js'
 import {MasterLink} from './master-link.js'
 import {loadOrCreateNodeId} from './node-id.js'
 import {nodeRequestHandler} from './routes.js'
@@ -41,6 +42,8 @@ export interface NodeOptions {
   /** Overrides of the HTTP edge limits (tests use short timeouts). */
   limits?: Partial<HttpLimits>
   log?: Logger
+  /** Origins whose web pages may read files from this node (`--cors-origin`); '*' for any. */
+  corsOrigins?: string[]
   /** The master refused this node's credential: the link stops instead of retrying (see MasterLink). */
   onLinkRefused?: (reason: string) => void
 }
@@ -103,6 +106,9 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
     versions,
     ca,
     limits: opts.limits,
+    ranges: diskStore,
+    manifests: new ManifestCache({masterUrl: opts.masterUrl, token: opts.token, ca}),
+    cors: opts.corsOrigins?.length ? {origins: opts.corsOrigins} : undefined,
   }
   const onCommand = commandHandler(ctx)
   metrics.attach({connected: () => link.connected, usage: () => store.usage()})

@@ -1,12 +1,14 @@
 import type {IncomingMessage, ServerResponse} from 'node:http'
 import {type Access, authorize, bearer} from '../http/auth.js'
+import {applyCors} from '../http/cors.js'
 import {guardBodyRate} from '../http/limits.js'
 import {pathSegments, sendError, sendJson, toChunkyError} from '../http/server.js'
-import {ChunkId, ChunkyError} from '../protocol/index.js'
+import {ChunkId, ChunkyError, fileNameProblem, shareCovers, verifyShare} from '../protocol/index.js'
 import {sendMetrics} from '../telemetry/metrics.js'
 import type {NodeContext} from './context.js'
 import {handlePutChunk} from './put-chunk.js'
 import {handleGetChunk, handleTransfer} from './serve-chunks.js'
+import {handleChunkRange, handleFileRead} from './serve-files.js'
 
 /**
  * The node's HTTP surface (src/protocol/api.ts). Every route but GET /healthz needs a credential:
@@ -31,6 +33,7 @@ async function route(ctx: NodeContext, req: IncomingMessage, res: ServerResponse
   const segments = pathSegments(req)
   if (!segments) throw new ChunkyError('BAD_REQUEST', 'the request path is not valid percent-encoding')
   const method = req.method ?? 'GET'
+  if (applyCors(ctx.cors, req, res)) return // a preflight, answered without a credential (browsers send none)
   if (method === 'GET' && segments.length === 1 && segments[0] === 'healthz') {
     sendJson(res, 200, {ok: true, role: 'node', id: ctx.id})
     return
@@ -51,6 +54,26 @@ async function route(ctx: NodeContext, req: IncomingMessage, res: ServerResponse
     )
     return handlePutChunk(ctx, req, res, chunkId, version)
   }
+  if (segments[0] === 'v1' && (method === 'GET' || method === 'HEAD')) {
+    // Playing files (serve-files.ts): with a read credential, or behind a share link (no credential).
+    if (segments[1] === 'files' && segments.length >= 3) {
+      authorize('read')
+      return handleFileRead(ctx, req, res, servedName(segments.slice(2)), {kind: 'credential'})
+    }
+    if (segments[1] === 'share' && segments.length >= 4) {
+      const key = ctx.link.grantKey
+      if (!key) throw new ChunkyError('MASTER_UNREACHABLE', 'this node has not heard from the master yet, so it cannot check share links: try again shortly')
+      const share = verifyShare(segments[2]!, key)
+      const name = servedName(segments.slice(3))
+      if (!shareCovers(share, name)) throw new ChunkyError('FORBIDDEN', 'this share link is not for that name')
+      return handleFileRead(ctx, req, res, name, {kind: 'share', expiresAtS: share.exp})
+    }
+    if (segments[1] === 'chunks' && segments.length === 4 && method === 'GET') {
+      authorize('node-read') // another node reading blocks for a file read, or a client
+      const {chunkId, version} = parseReplicaPath(segments[2]!, segments[3]!)
+      return handleChunkRange(ctx, req, res, chunkId, version)
+    }
+  }
   if (segments[0] === 'transfer' && segments.length === 1 && method === 'POST') {
     const kind = authorize('node')
     return handleTransfer(ctx, req, res, kind === 'node') // a node needs the master's transfer grant; the cluster secret is trusted
@@ -69,6 +92,14 @@ function checkCredential(ctx: NodeContext, req: IncomingMessage, access: Access)
     }
     throw err
   }
+}
+
+/** A file name from its path segments (each percent-encoded, or "/" left unencoded: the same name). */
+function servedName(segments: string[]): string {
+  const name = segments.join('/')
+  const problem = fileNameProblem(name)
+  if (problem) throw new ChunkyError('BAD_NAME', problem)
+  return name
 }
 
 function parseReplicaPath(id: string, versionText: string): {chunkId: string; version: number} {

@@ -6,8 +6,10 @@ import {pipeline} from 'node:stream/promises'
 import type {ReplicaInfo} from '../protocol/index.js'
 import {commitFile, fsyncDir} from '../util/fs.js'
 import type {Logger} from '../util/log.js'
+import {BlockHasher, SIDECAR_SUFFIX, writeSidecar} from './block-checksums.js'
 import {BodyCheck, checkReplica} from './body-check.js'
 import {type ChunkBody, type ChunkStore, notFound, type OpenedReplica, replicaKey, type StoreUsage} from './chunk-store.js'
+import {type RangeReader, type RangeReadOptions, readVerifiedRange} from './ranged-read.js'
 import {parseReplicaFileName, prefixDir, replicaFileName} from './replica-names.js'
 
 export interface FileChunkStoreOptions {
@@ -19,7 +21,7 @@ export interface FileChunkStoreOptions {
  * `<final>.<random>.tmp` in the same directory and become visible with one fsync + rename + fsync-dir.
  * An in-memory index (built at open) answers lookups without touching the disk.
  */
-export class FileChunkStore implements ChunkStore {
+export class FileChunkStore implements ChunkStore, RangeReader {
   private readonly index = new Map<string, ReplicaInfo>()
   private usedBytes = 0
 
@@ -45,7 +47,10 @@ export class FileChunkStore implements ChunkStore {
       if (!/^[0-9a-f]{2}$/.test(top.name)) continue // not ours to judge: leave foreign directories alone
       const sub = join(this.dir, top.name)
       let removedHere = 0
-      for (const entry of await readdir(sub, {withFileTypes: true})) {
+      const entries = await readdir(sub, {withFileTypes: true})
+      const names = new Set(entries.map((entry) => entry.name))
+      for (const entry of entries) {
+        if (entry.isFile() && entry.name.endsWith(SIDECAR_SUFFIX) && names.has(entry.name.slice(0, -SIDECAR_SUFFIX.length))) continue // block checksums of a replica
         const parsed = entry.isFile() ? parseReplicaFileName(entry.name) : undefined
         if (!parsed || prefixDir(parsed.chunkId) !== top.name) {
           if (entry.isFile()) {
@@ -61,6 +66,7 @@ export class FileChunkStore implements ChunkStore {
         if (older) {
           // Two checksums for one version can only be a crash between a rename and the old name's unlink: keep one.
           await rm(this.pathOf(older), {force: true})
+          await rm(this.pathOf(older) + SIDECAR_SUFFIX, {force: true})
           this.usedBytes -= older.size
           removedHere++
         }
@@ -84,12 +90,15 @@ export class FileChunkStore implements ChunkStore {
     const final = this.pathOf(wanted)
     const tmp = `${final}.${randomBytes(6).toString('hex')}.tmp`
     const check = new BodyCheck(wanted)
+    const blocks = new BlockHasher() // per-block checksums for ranged reads (block-checksums.ts), in the same pass
     try {
-      await writeBatched(tmp, check.pass(body))
+      await writeBatched(tmp, blocks.pass(check.pass(body)))
       check.finish()
-      await commitFile(tmp, final)
+      await writeSidecar(final + SIDECAR_SUFFIX, blocks.finish()) // fsynced and named before the chunk is
+      await commitFile(tmp, final) // its directory fsync makes both names durable
     } catch (err) {
       await rm(tmp, {force: true}) // a failed write leaves nothing behind
+      if (!this.index.has(replicaKey(wanted.chunkId, wanted.version))) await rm(final + SIDECAR_SUFFIX, {force: true})
       throw err
     }
     const info: ReplicaInfo = {chunkId: wanted.chunkId, version: wanted.version, size: wanted.size, sha256: wanted.sha256}
@@ -99,6 +108,7 @@ export class FileChunkStore implements ChunkStore {
     this.usedBytes += info.size - (previous?.size ?? 0)
     if (previous && previous.sha256 !== info.sha256) {
       await rm(this.pathOf(previous), {force: true}) // same version, other bytes: the new name replaces it
+      await rm(this.pathOf(previous) + SIDECAR_SUFFIX, {force: true})
       await fsyncDir(sub)
     }
     return info
@@ -132,8 +142,15 @@ export class FileChunkStore implements ChunkStore {
     this.index.delete(key)
     this.usedBytes -= replica.size
     await rm(this.pathOf(replica), {force: true})
+    await rm(this.pathOf(replica) + SIDECAR_SUFFIX, {force: true})
     await fsyncDir(join(this.dir, prefixDir(chunkId)))
     return true
+  }
+
+  /** Bytes [start, end) of exactly this version, each block checked against its checksum first (ranged-read.ts). */
+  readRange(chunkId: string, version: number, start: number, end: number, opts?: RangeReadOptions): AsyncGenerator<Buffer> {
+    const replica = this.mustGet(chunkId, version)
+    return readVerifiedRange(this.pathOf(replica), replica, start, end, opts)
   }
 
   async *list(): AsyncIterable<ReplicaInfo> {

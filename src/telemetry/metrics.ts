@@ -129,6 +129,13 @@ export class NodeMetrics {
   readonly scrubLastPass = new Gauge({name: 'chunky_scrub_last_pass_timestamp_seconds', help: 'When the last scrub pass completed (Unix time; 0: none yet)', registers: this.registers})
   readonly masterReconnects = new Counter({name: 'chunky_master_reconnects_total', help: 'Times the link to the master was established again after it was lost', registers: this.registers})
   readonly requestErrors = new Counter({name: 'chunky_request_errors_total', help: 'HTTP requests answered with an error, by status and error code', labelNames: ['status', 'code'] as const, registers: this.registers})
+  // Playing files straight from the node (GET/HEAD /v1/files, share links; src/node/serve-files.ts)
+  readonly fileRequests = new Counter({name: 'chunky_file_requests_total', help: 'File reads (GET/HEAD /v1/files and share links) by status answered', labelNames: ['status'] as const, registers: this.registers})
+  readonly fileBytesServed = new Counter({name: 'chunky_file_bytes_served_total', help: 'Bytes of files sent to readers by file reads (ranged or whole)', registers: this.registers})
+  readonly fileReadsAborted = new Counter({name: 'chunky_file_reads_aborted_total', help: 'File reads the reader closed before the last byte (players seeking)', registers: this.registers})
+  readonly fileDiskBytes = new Counter({name: 'chunky_file_disk_read_bytes_total', help: 'Bytes read from this node\'s disk for file reads, its own and those of other nodes it serves blocks to', registers: this.registers})
+  readonly filePeerBytes = new Counter({name: 'chunky_file_peer_bytes_total', help: 'Bytes of file reads fetched from other nodes (chunks this node does not hold fresh)', registers: this.registers})
+  readonly blockChecksumFailures = new Counter({name: 'chunky_block_checksum_failures_total', help: 'Blocks read for a file read that did not match their checksum (the replica is reported corrupt)', registers: this.registers})
 
   constructor() {
     collectDefaultMetrics({register: this.registry})

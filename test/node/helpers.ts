@@ -174,12 +174,12 @@ export function send(url: URL, method: string, headers: Record<string, string>, 
   })
 }
 
-/** Every file under a node's chunk directory (relative), temp files included. */
+/** Every file under a node's chunk directory (relative), temp files included; not the block checksums kept beside each replica. */
 export async function chunkFiles(dataDir: string): Promise<string[]> {
   const root = join(dataDir, 'chunks')
   const entries = await readdir(root, {recursive: true, withFileTypes: true})
   return entries
-    .filter((e) => e.isFile())
+    .filter((e) => e.isFile() && !e.name.endsWith('.blocks'))
     .map((e) => join(e.parentPath, e.name).slice(root.length + 1))
     .sort()
 }

@@ -48,7 +48,8 @@ describe('FileChunkStore on disk', () => {
     const bytes = randomBytes(1234)
     const replica = replicaOf(bytes, chunkIdFor(1), 3)
     await store.write(replica, bodyOf(bytes))
-    expect(await filesUnder(dir)).toEqual([join(replica.chunkId.slice(0, 2), `${replica.chunkId}.3.${replica.sha256}`)])
+    const name = join(replica.chunkId.slice(0, 2), `${replica.chunkId}.3.${replica.sha256}`)
+    expect(await filesUnder(dir)).toEqual([name, `${name}.blocks`]) // the replica and its block checksums
   })
 
   it('leaves no file at all after a refused write (too long, too short, wrong checksum)', async () => {
@@ -104,7 +105,7 @@ describe('FileChunkStore on disk', () => {
     await writeFile(join(dir, 'stray-at-top'), 'x')
     const logged: string[] = []
     const reopened = await FileChunkStore.open(dir, {log: messageLogger((m) => logged.push(m))})
-    expect(await filesUnder(dir)).toEqual([join(replica.chunkId.slice(0, 2), finalName)])
+    expect(await filesUnder(dir)).toEqual([join(replica.chunkId.slice(0, 2), finalName), join(replica.chunkId.slice(0, 2), `${finalName}.blocks`)])
     expect(await listAll(reopened)).toEqual([replica])
     expect(logged.join('\n')).toMatch(/removed 4 leftover/)
   })
