@@ -39,6 +39,7 @@ Its credential is the node credential (node-…) from the join command \`chunky 
     'tls-key': Flags.string({description: 'private key of --tls-cert (PEM)', helpValue: '<file>'}),
     ca: Flags.string({description: 'trust this CA certificate (PEM) for the master and other nodes, besides the system\'s', env: 'CHUNKY_CA', helpValue: '<file>'}),
     'log-level': logLevelFlag,
+    'cors-origin': Flags.string({description: 'let web pages from this origin (https://app.example, or * for any) play files from this node with fetch() (repeatable)', multiple: true, helpValue: '<origin>'}),
   }
 
   async run(): Promise<void> {
@@ -72,6 +73,7 @@ Its credential is the node credential (node-…) from the join command \`chunky 
       },
       ca,
       log: logger.log,
+      corsOrigins: flags['cors-origin'],
     }).catch((err: unknown) => {
       logger.release() // what it logged before failing still counts
       throw err

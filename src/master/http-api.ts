@@ -9,10 +9,12 @@ import {
   MAX_JSON_BODY,
   ReplanRequest,
   UploadPlanRequest,
+  ShareRequest,
 } from '../protocol/index.js'
 import {sendMetrics} from '../telemetry/metrics.js'
 import type {MasterContext} from './context.js'
 import {type Dashboard, isDashboardPath} from './dashboard/index.js'
+import {createShare} from './share.js'
 import type {Uploads} from './uploads.js'
 import type {Views} from './views.js'
 
@@ -58,7 +60,8 @@ async function route(deps: HttpApiDeps, req: IncomingMessage, res: ServerRespons
     authorize(req, deps.credentials, 'read') // strangers learn nothing, not even which routes exist
     throw notFound(req)
   }
-  authorize(req, deps.credentials, accessFor(method, second))
+  // A node serving a file read (issue 12) asks for the manifest with its own credential.
+  authorize(req, deps.credentials, method === 'GET' && second === 'files' && segments.length >= 3 ? 'node-read' : accessFor(method, second))
 
   if (second === 'nodes' && segments.length === 2 && method === 'GET') return sendJson(res, 200, views.nodeList())
   if (second === 'live' && segments.length === 2 && method === 'GET') {
@@ -97,6 +100,10 @@ async function route(deps: HttpApiDeps, req: IncomingMessage, res: ServerRespons
     const name = [third, fourth, ...more].filter((s) => s !== undefined).join('/')
     if (segments.length >= 3 && method === 'GET') return sendJson(res, 200, views.manifest(checkName(name)))
     if (segments.length >= 3 && method === 'DELETE') return sendJson(res, 200, uploads.remove(checkName(name)))
+  }
+  if (second === 'share' && segments.length === 2 && method === 'POST') {
+    // A share link is a read: anyone who may read the file may hand out a link to it.
+    return sendJson(res, 200, createShare(ctx, views, await readJson(req, ShareRequest)))
   }
   if (second === 'bad-replica' && segments.length === 2 && method === 'POST') {
     const report = await readJson(req, BadReplicaReport)
