@@ -1,0 +1,31 @@
+import {randomInt} from 'node:crypto'
+import {afterAll, expect, it} from 'vitest'
+import {INVARIANTS, runCampaign, type CampaignResult} from './campaign.js'
+import {killEverything} from './procs.js'
+
+// The CI slice of the fault campaign (issue 11): two fixed seeds and one random seed, each a short
+// run against the built binary (`npm test` builds first). A failure names every broken invariant,
+// the seed and the command that replays it; the run's folder with all daemon logs is kept.
+// CHUNKY_CHAOS_SEED=N replaces the random seed (to replay one in CI).
+
+const SECONDS = 12
+const RUN_TIMEOUT_MS = 100_000
+
+afterAll(async () => {
+  await killEverything()
+})
+
+function verdict(result: CampaignResult): string {
+  const lines = result.violations.map((v) => `  [${v.invariant}] ${v.at}: ${v.detail.split('\n')[0]!.slice(0, 400)}\n    (${INVARIANTS[v.invariant]})`)
+  return `seed ${result.seed} broke ${result.violations.length} check(s):\n${lines.join('\n')}\nlogs: ${result.dir}\nreplay: ${result.replay}`
+}
+
+const randomSeed = Number(process.env.CHUNKY_CHAOS_SEED) || randomInt(1, 2 ** 31)
+
+for (const [label, seed] of [['fixed', 11], ['fixed', 4242], ['random', randomSeed]] as const) {
+  it(`survives a ${SECONDS} s fault campaign, ${label} seed ${seed}`, {timeout: RUN_TIMEOUT_MS}, async () => {
+    console.log(`chaos: ${label} seed ${seed} (replay: npm run chaos -- --seed ${seed} --seconds ${SECONDS})`)
+    const result = await runCampaign({seed, seconds: SECONDS, workers: 2, maxSizeMiB: 12, print: (line) => console.log(line)})
+    expect(result.violations, verdict(result)).toEqual([])
+  })
+}
