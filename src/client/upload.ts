@@ -81,7 +81,7 @@ export async function uploadFile(opts: UploadOptions, view: TransferView): Promi
   checkPlan(plan, ranges, digests)
 
   const toSend = plan.chunks.filter((chunk) => !chunk.skip)
-  await sendChunks(plan, toSend, ranges, api, opts, view)
+  await sendChunks(plan, toSend, ranges, api, opts, view, new LostNodes(view))
 
   view.step('committing')
   await commitWithRetry(api, plan, opts, view)
@@ -112,6 +112,7 @@ async function sendChunks(
   api: MasterApi,
   opts: UploadOptions,
   view: TransferView,
+  lost: LostNodes,
 ): Promise<void> {
   // The bar covers the whole file and starts at the bytes the cluster already holds, so a resumed
   // upload shows where it really is.
@@ -130,7 +131,7 @@ async function sendChunks(
       report()
     }
     try {
-      await sendOneChunk(plan, planned, range, api, opts, view, onSent, signal)
+      await sendOneChunk(plan, planned, range, api, opts, view, lost, onSent, signal)
       finished += planned.size
     } finally {
       inFlight.delete(planned.index)
@@ -138,6 +139,33 @@ async function sendChunks(
       report()
     }
   }, opts.signal)
+}
+
+/**
+ * The nodes this upload has seen fail. Once a node fails a chunk, no later chunk of the same upload is
+ * sent to it (each is re-planned without it first), and the user is told once per node, not once per
+ * chunk (SPEC.md "Operating a cluster").
+ */
+export class LostNodes {
+  private readonly lost = new Map<string, string>()
+
+  constructor(private readonly view: TransferView) {}
+
+  /** Records a failed node; says so the first time. Returns whether it was new. */
+  add(node: string, why: string): boolean {
+    if (this.lost.has(node)) return false
+    this.lost.set(node, why)
+    this.view.note(`node ${node} failed (${why}): not sending to it for the rest of this upload`)
+    return true
+  }
+
+  has(node: string): boolean {
+    return this.lost.has(node)
+  }
+
+  ids(): string[] {
+    return [...this.lost.keys()]
+  }
 }
 
 /** Writes one chunk to at least W nodes, re-planning it away from nodes that fail, a bounded number of times. */
@@ -148,13 +176,29 @@ async function sendOneChunk(
   api: MasterApi,
   opts: UploadOptions,
   view: TransferView,
+  lost: LostNodes,
   onSent: (bytes: number) => void,
   signal: AbortSignal,
 ): Promise<void> {
-  const failedNodes = new Set<string>()
+  const failedNodes = new Set<string>() // this chunk's, for its error message
+  const excluded = () => [...new Set([...lost.ids(), ...failedNodes])]
+  const replan = async (problem: string) => {
+    try {
+      return await withMasterRetry(() => api.replan(plan.uploadId, {index: range.index, exclude: excluded()}), {signal, view, what: `re-planning chunk ${range.index}`})
+    } catch (err) {
+      if (err instanceof ChunkyError) {
+        throw new ChunkyError(err.code, `chunk ${range.index} ${problem} and could not be re-planned: ${err.message}`)
+      }
+      throw err
+    }
+  }
   let chunk = planned
+  // Planned before a node was lost: placed again without it before a byte is sent (once; a plan the
+  // master still makes with it is tried as it is).
+  if (chunk.targets.some((target) => lost.has(target.id))) chunk = await replan(`was planned on a node this upload lost (${chunk.targets.map((t) => t.id).filter((id) => lost.has(id)).join(', ')})`)
   for (let attempt = 1; ; attempt++) {
     let problem: string
+    let blamed: string | undefined
     try {
       const result = await putChunk({path: opts.path, range, chunk, token: opts.token, onSent, signal})
       const stored = result.stored.filter((copy) => copy.version === chunk.version)
@@ -162,13 +206,13 @@ async function sendOneChunk(
       // Failures come in chain order, and a chain that breaks at one node lists every node after it
       // too (they were never reached): only the first is to blame, the others may be fine.
       const culprit = result.failed[0]
-      if (culprit) failedNodes.add(culprit.node)
+      if (culprit) blamed = culprit.node
       const why = result.failed.map((f) => `${f.node}: ${f.error}`).join('; ')
       problem = `only ${stored.length} of the ${plan.minReplicas} copies needed were stored${why ? ` (${why})` : ''}`
     } catch (err) {
       if (signal.aborted) throw new InterruptedError()
       if (err instanceof NodeFailure) {
-        failedNodes.add(err.node)
+        blamed = err.node
         problem = err.message
       } else if (err instanceof ChunkyError && (err.code === 'CHECKSUM_MISMATCH' || err.code === 'LENGTH_MISMATCH')) {
         throw new ChunkyError(err.code, `${opts.path} changed while it was being uploaded (chunk ${range.index}: ${err.message}): upload it again once it is complete`)
@@ -179,26 +223,25 @@ async function sendOneChunk(
       }
     }
     onSent(0)
-    const excluded = [...failedNodes]
+    // A failing node is left out for the rest of the upload; the note is said once per node (by
+    // LostNodes), and a chunk that failed on a node already known lost retries silently.
+    if (blamed !== undefined) {
+      failedNodes.add(blamed)
+      lost.add(blamed, problem)
+    }
     if (attempt >= CHUNK_TRIES) {
+      const failed = [...failedNodes]
       throw new ChunkyError(
         'NOT_DURABLE',
         `chunk ${range.index} could not be stored on ${plan.minReplicas} nodes after ${CHUNK_TRIES} tries` +
-          `${excluded.length > 0 ? ` (failed nodes: ${excluded.join(', ')})` : ''}; last problem: ${problem}`,
+          `${failed.length > 0 ? ` (failed nodes: ${failed.join(', ')})` : ''}; last problem: ${problem}`,
       )
     }
-    view.note(`chunk ${range.index}: ${problem}; retrying${excluded.length > 0 ? ` without ${excluded.join(', ')}` : ''}`)
+    if (blamed === undefined) view.note(`chunk ${range.index}: ${problem}; retrying`)
     await sleep(Math.min(2_000, 100 * 2 ** attempt), undefined, {signal}).catch(() => {
       throw new InterruptedError()
     })
-    try {
-      chunk = await withMasterRetry(() => api.replan(plan.uploadId, {index: range.index, exclude: excluded}), {signal, view, what: `re-planning chunk ${range.index}`})
-    } catch (err) {
-      if (err instanceof ChunkyError) {
-        throw new ChunkyError(err.code, `chunk ${range.index} failed (${problem}) and could not be re-planned: ${err.message}`)
-      }
-      throw err
-    }
+    chunk = await replan(`failed (${problem})`)
   }
 }
 
