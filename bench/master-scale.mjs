@@ -5,8 +5,8 @@
 // Usage: node master-scale.mjs DIR [CHUNKS]
 import {createHash} from 'node:crypto'
 import {readFileSync} from 'node:fs'
-import {grantKey, openDatabase} from '../dist/src/master/db.js'
-import {DeleteSender, NodeRegistry} from '../dist/src/master/nodes.js'
+import {createMasterContext} from '../dist/src/master/context.js'
+import {openDatabase} from '../dist/src/master/db.js'
 import {ReplicaRecords} from '../dist/src/master/replicas.js'
 import {Views} from '../dist/src/master/views.js'
 import {MasterMetrics} from '../dist/src/telemetry/metrics.js'
@@ -26,11 +26,11 @@ const ms = (start) => Math.round((performance.now() - start) * 10) / 10
 
 const db = openDatabase(dir)
 const clock = {now: () => Date.now()}
-const nodes = new NodeRegistry(db, clock, 60_000)
 const lines = []
 const log = messageLogger((line) => void lines.push(line))
 const metrics = new MasterMetrics()
-const ctx = {db, nodes, deletes: new DeleteSender(nodes, log, metrics), log, metrics, clock, replicas: 2, minReplicas: 1, grantKey: grantKey(db)}
+const ctx = createMasterContext({db, clock, log, metrics, nodeTimeoutMs: 60_000, replicas: 2, minReplicas: 1})
+const {nodes} = ctx
 let messagesToNodes = 0
 for (const id of ['n1', 'n2']) {
   nodes.hello({type: 'hello', v: 1, nodeId: id, url: `http://127.0.0.1:1/${id}`, zone: id, freeBytes: 1e15, usedBytes: 0, chunkCount: 0})
@@ -71,7 +71,7 @@ function report(nodeId) {
   let slowest = 0
   for (let b = 0; b < batches.length; b++) {
     const bt = performance.now()
-    records.reportBatch(nodeId, 1, {reportId: `bench-${nodeId}`, done: b === batches.length - 1, replicas: batches[b]})
+    records.reportBatch(nodeId, 'bench:1', {reportId: `bench-${nodeId}`, done: b === batches.length - 1, replicas: batches[b]})
     slowest = Math.max(slowest, ms(bt))
   }
   return {ms: ms(started), slowest}

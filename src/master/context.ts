@@ -1,13 +1,18 @@
 import type {MasterMetrics} from '../telemetry/metrics.js'
 import type {Clock} from '../util/clock.js'
 import type {Logger} from '../util/log.js'
-import type {Db} from './db.js'
-import type {DeleteSender, NodeRegistry} from './nodes.js'
+import {grantKey, type Db} from './db.js'
+import {DeleteSender, NodeRegistry, PendingDeletes} from './nodes.js'
+import {ReplicaTable} from './replica-table.js'
 
 /** What the master's parts share: the database, the node registry and the cluster settings. */
 export interface MasterContext {
   db: Db
   nodes: NodeRegistry
+  /** The only writer of the replicas table (replica-table.ts). */
+  replicaTable: ReplicaTable
+  /** Deletes sent and not confirmed yet (resent by the repair loop). */
+  pendingDeletes: PendingDeletes
   deletes: DeleteSender
   log: Logger
   /** Counters and histograms moved where things happen (telemetry/metrics.ts). */
@@ -19,4 +24,24 @@ export interface MasterContext {
   minReplicas: number
   /** Hex HMAC key for write grants (grant.ts). */
   grantKey: string
+}
+
+/** Wires a master context on an open database (the master, tests and the benchmark share this). */
+export function createMasterContext(opts: {db: Db; clock: Clock; log: Logger; metrics: MasterMetrics; nodeTimeoutMs: number; replicas: number; minReplicas: number}): MasterContext {
+  const {db, clock, log, metrics} = opts
+  const nodes = new NodeRegistry(db, clock, opts.nodeTimeoutMs)
+  const pendingDeletes = new PendingDeletes(clock)
+  return {
+    db,
+    nodes,
+    replicaTable: new ReplicaTable(db),
+    pendingDeletes,
+    deletes: new DeleteSender(nodes, log, metrics, pendingDeletes),
+    log,
+    metrics,
+    clock,
+    replicas: opts.replicas,
+    minReplicas: opts.minReplicas,
+    grantKey: grantKey(db),
+  }
 }

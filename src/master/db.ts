@@ -2,6 +2,7 @@ import {randomBytes} from 'node:crypto'
 import {mkdirSync} from 'node:fs'
 import {join} from 'node:path'
 import Database from 'better-sqlite3'
+import {REPLICA_STATES_VIEW} from './replica-state.js'
 
 export type Db = Database.Database
 
@@ -48,8 +49,31 @@ CREATE TABLE IF NOT EXISTS replicas (
   seen TEXT, -- who last wrote this row: the id of a chunk report, or link:N for a stored message on link N (replicas.ts)
   PRIMARY KEY (chunk_id, node_id, version)
 );
-CREATE INDEX IF NOT EXISTS replicas_node ON replicas (node_id);
+DROP INDEX IF EXISTS replicas_node;
+CREATE INDEX IF NOT EXISTS replicas_node_chunk ON replicas (node_id, chunk_id);
 `
+
+/**
+ * Claims dataDir for this process: one master per data dir. The claim is an exclusive SQLite lock on
+ * DATA_DIR/master.lock, held for as long as the returned handle is open; the operating system drops it
+ * when the process ends in any way (kill -9 included), so there is no stale lock to clean up.
+ */
+export function lockDataDir(dataDir: string): {release(): void} {
+  mkdirSync(dataDir, {recursive: true})
+  const path = join(dataDir, 'master.lock')
+  const lock = new Database(path, {timeout: 0})
+  try {
+    lock.pragma('locking_mode = EXCLUSIVE')
+    lock.exec('BEGIN EXCLUSIVE; CREATE TABLE IF NOT EXISTS held (pid INTEGER); COMMIT')
+  } catch (err) {
+    lock.close()
+    if ((err as {code?: string}).code === 'SQLITE_BUSY') {
+      throw new Error(`another master is running on the data dir ${dataDir} (${path} is locked): stop it first, or give this one another --data-dir`)
+    }
+    throw err
+  }
+  return {release: () => lock.close()}
+}
 
 /** Opens (creating when missing) the master's SQLite database in dataDir. */
 export function openDatabase(dataDir: string): Db {
@@ -63,6 +87,7 @@ export function openDatabase(dataDir: string): Db {
   // 100,000-entry report or a status summary does not read pages back from the OS one by one.
   db.pragma('cache_size = -65536')
   db.exec(SCHEMA)
+  db.exec(REPLICA_STATES_VIEW)
   return db
 }
 

@@ -10,12 +10,11 @@ import {systemClock, type Clock} from '../util/clock.js'
 import {MasterMetrics} from '../telemetry/metrics.js'
 import {silentLogger, type Logger} from '../util/log.js'
 import {formatDuration} from '../util/parse.js'
-import type {MasterContext} from './context.js'
+import {createMasterContext} from './context.js'
 import {createDashboard, type LiveOptions} from './dashboard/index.js'
-import {grantKey, openDatabase} from './db.js'
+import {lockDataDir, openDatabase} from './db.js'
 import {createHttpApi} from './http-api.js'
 import {NodeLinks} from './node-link.js'
-import {DeleteSender, NodeRegistry} from './nodes.js'
 import {RepairLoop} from './repair-loop.js'
 import {ReplicaRecords} from './replicas.js'
 import {Uploads} from './uploads.js'
@@ -62,20 +61,17 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
   checkOptions(opts)
   const log = opts.log ?? silentLogger
   const clock = opts.clock ?? systemClock
-  const db = openDatabase(opts.dataDir)
-  const nodes = new NodeRegistry(db, clock, opts.nodeTimeoutMs)
-  const metrics = new MasterMetrics()
-  const ctx: MasterContext = {
-    db,
-    nodes,
-    deletes: new DeleteSender(nodes, log, metrics),
-    log,
-    metrics,
-    clock,
-    replicas: opts.replicas,
-    minReplicas: opts.minReplicas,
-    grantKey: grantKey(db),
+  const lock = lockDataDir(opts.dataDir) // one master per data dir: a second one stops here
+  let db
+  try {
+    db = openDatabase(opts.dataDir)
+  } catch (err) {
+    lock.release()
+    throw err
   }
+  const metrics = new MasterMetrics()
+  const ctx = createMasterContext({db, clock, log, metrics, nodeTimeoutMs: opts.nodeTimeoutMs, replicas: opts.replicas, minReplicas: opts.minReplicas})
+  const {nodes} = ctx
   const uploads = new Uploads(ctx)
   const repair = new RepairLoop(ctx, (maxAgeMs) => uploads.expire(maxAgeMs))
   const records = new ReplicaRecords(ctx)
@@ -123,6 +119,7 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
     })
   }).catch((err) => {
     db.close()
+    lock.release()
     throw err
   })
   const port = (server.address() as AddressInfo).port
@@ -133,7 +130,6 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
     try {
       for (const nodeId of nodes.sweep()) {
         log.info({event: 'node.dead', nodeId, timeoutMs: opts.nodeTimeoutMs}, `node ${nodeId} is dead (no heartbeat for ${timeoutText})`)
-        repair.kick()
       }
       if (clock.now() - lastPersist >= PERSIST_NODES_MS) {
         lastPersist = clock.now()
@@ -166,6 +162,7 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
         // best effort: last heartbeats are a convenience for status after a restart
       }
       db.close()
+      lock.release()
     })())
 
   const shownHost = opts.host.includes(':') ? `[${opts.host}]` : opts.host

@@ -16,6 +16,11 @@ export class NodeLiveness {
     return !wasAlive
   }
 
+  /** The node said it is leaving: dead now, not after the timeout. Returns true when it was alive. */
+  forget(nodeId: string): boolean {
+    return this.lastSeen.delete(nodeId)
+  }
+
   isAlive(nodeId: string): boolean {
     return this.lastSeen.has(nodeId)
   }

@@ -1,3 +1,4 @@
+import {randomBytes} from 'node:crypto'
 import {setImmediate as yieldToEventLoop} from 'node:timers/promises'
 import type {WebSocket} from 'ws'
 import {type CredentialHashes, decode, NodeToMaster, PROTOCOL_VERSION, WS_CLOSE} from '../protocol/index.js'
@@ -15,8 +16,14 @@ function reason(text: string): string {
  * arrival order, and never allowed to throw out of a handler: a malformed message closes the link
  * with PROTOCOL_ERROR and a log line; an internal failure is logged and the link stays up.
  */
+type Link = {id: string; nodeId: string | undefined; remote: string; lastHeardMs: number; leaving: boolean}
+
 export class NodeLinks {
+  /** Link ids are `<run>:<n>`, unique across restarts: replica rows remember the link that stored them (replicas.ts). */
+  private readonly run = randomBytes(4).toString('hex')
   private nextLinkId = 1
+  /** The welcomed link of each node id. */
+  private readonly linkOf = new Map<string, {link: Link; ws: WebSocket}>()
 
   constructor(
     private readonly ctx: MasterContext,
@@ -28,7 +35,7 @@ export class NodeLinks {
   ) {}
 
   accept(ws: WebSocket, remote: string): void {
-    const link = {id: this.nextLinkId++, nodeId: undefined as string | undefined}
+    const link: Link = {id: `${this.run}:${this.nextLinkId++}`, nodeId: undefined, remote, lastHeardMs: this.ctx.clock.now(), leaving: false}
     this.ctx.metrics.nodeLinks.inc()
     let queue: Promise<void> = Promise.resolve()
     ws.on('message', (data: Buffer) => {
@@ -39,13 +46,16 @@ export class NodeLinks {
     ws.on('error', (err) => this.ctx.log.warn({event: 'link.failed', nodeId: link.nodeId, remote, error: err.message}, `link with ${link.nodeId ?? remote} failed: ${err.message}`))
     ws.on('close', () => {
       if (!link.nodeId) return
+      if (this.linkOf.get(link.nodeId)?.ws === ws) this.linkOf.delete(link.nodeId)
       this.ctx.nodes.detach(link.nodeId, ws)
       this.records.forgetReport(link.nodeId)
     })
   }
 
-  private async handle(ws: WebSocket, link: {id: number; nodeId: string | undefined}, data: Buffer, remote: string): Promise<void> {
+  private async handle(ws: WebSocket, link: Link, data: Buffer, remote: string): Promise<void> {
     const {ctx} = this
+    if (link.leaving) return // a node that said goodbye is dead until it connects again
+    link.lastHeardMs = ctx.clock.now()
     let msg: NodeToMaster
     try {
       msg = decode(NodeToMaster, data)
@@ -98,11 +108,16 @@ export class NodeLinks {
         this.records.corrupt(nodeId, msg.chunkId, msg.version)
         this.repair.kick()
         return
+      case 'leaving': {
+        link.leaving = true
+        if (ctx.nodes.leave(nodeId)) ctx.log.info({event: 'node.left', nodeId}, `node ${nodeId} is leaving (stopped): dead now`)
+        return
+      }
       case 'replicated': {
         this.touch(nodeId)
-        // The copies are recorded like `stored` (checked against the committed record), in case the
-        // node sent only this summary.
-        const ok = msg.ok.filter((replica) => this.records.stored(nodeId, link.id, replica).ok)
+        // Every copy in `ok` was already recorded by its own `stored` (and acked) as it became durable;
+        // this summary records nothing: a copy trimmed or deleted since would come back as a phantom.
+        const ok = msg.ok.filter((replica) => ctx.replicaTable.has(nodeId, replica.chunkId, replica.version))
         this.repair.finish(msg.taskId, ok, msg.failed.length + msg.ok.length - ok.length)
         for (const failure of msg.failed.slice(0, 3)) {
           ctx.log.warn(
@@ -115,14 +130,27 @@ export class NodeLinks {
     }
   }
 
-  private hello(ws: WebSocket, link: {id: number; nodeId: string | undefined}, msg: Extract<NodeToMaster, {type: 'hello'}>): void {
+  private hello(ws: WebSocket, link: Link, msg: Extract<NodeToMaster, {type: 'hello'}>): void {
     const {ctx} = this
     if (link.nodeId && link.nodeId !== msg.nodeId) {
       ctx.log.warn({event: 'link.bad_hello', nodeId: link.nodeId, claimed: msg.nodeId}, `link of node ${link.nodeId} said hello as ${msg.nodeId}: closing it`)
       ws.close(WS_CLOSE.BAD_HELLO, 'a link belongs to one node id')
       return
     }
+    // One node per id: while a link of this id is open and was heard from lately, a second one is an
+    // impostor (or a copy of the data dir), not a reconnect. A reconnect after a half-open link comes
+    // again once the old link has been silent that long.
+    const current = this.linkOf.get(msg.nodeId)
+    if (current && current.ws !== ws && current.ws.readyState === current.ws.OPEN && ctx.clock.now() - current.link.lastHeardMs < this.duplicateWindowMs()) {
+      ctx.log.warn(
+        {event: 'node.duplicate_id', nodeId: msg.nodeId, remote: link.remote, connected: current.link.remote},
+        `refused a second node calling itself ${msg.nodeId} (from ${link.remote}; ${msg.nodeId} is connected from ${current.link.remote})`,
+      )
+      ws.close(WS_CLOSE.DUPLICATE_ID, reason(`node id ${msg.nodeId} is in use by a connected node: give this node another --id (or its own --data-dir)`))
+      return
+    }
     link.nodeId = msg.nodeId
+    this.linkOf.set(msg.nodeId, {link, ws})
     const how = ctx.nodes.hello(msg)
     const previous = ctx.nodes.attach(msg.nodeId, ws)
     if (previous) {
@@ -135,6 +163,11 @@ export class NodeLinks {
     ws.send(
       JSON.stringify({type: 'welcome', v: PROTOCOL_VERSION, grantKey: ctx.grantKey, heartbeatMs: this.heartbeatMs, credentials: this.credentials}),
     )
+  }
+
+  /** How long a link must have been silent before another link may take over its node id. */
+  private duplicateWindowMs(): number {
+    return 3 * this.heartbeatMs
   }
 
   private touch(nodeId: string): void {

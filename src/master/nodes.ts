@@ -28,6 +28,8 @@ export interface Space {
   chunkCount: number
 }
 
+export type NodeChange = 'up' | 'down'
+
 type NodeRow = {id: string; url: string; zone: string; free_bytes: number; used_bytes: number; chunk_count: number; last_heartbeat_ms: number | null}
 
 // Every node the master knows: identity and space (persisted, so status shows them after a restart,
@@ -36,6 +38,7 @@ type NodeRow = {id: string; url: string; zone: string; free_bytes: number; used_
 export class NodeRegistry {
   private readonly nodes = new Map<string, NodeRecord>()
   private readonly sockets = new Map<string, NodeSocket>()
+  private readonly listeners: ((nodeId: string, change: NodeChange) => void)[] = []
   private readonly liveness: NodeLiveness
   private readonly upsert
   private readonly saveSpace
@@ -67,6 +70,18 @@ export class NodeRegistry {
     })
   }
 
+  /**
+   * Calls `listener` when a node can start or stop counting: 'up' when it comes alive or its link opens,
+   * 'down' when it is declared dead, leaves, or its link closes.
+   */
+  onChange(listener: (nodeId: string, change: NodeChange) => void): void {
+    this.listeners.push(listener)
+  }
+
+  private changed(nodeId: string, change: NodeChange): void {
+    for (const listener of this.listeners) listener(nodeId, change)
+  }
+
   /** Registers a hello. Returns whether the node is new to the master, back from dead, or was alive. */
   hello(hello: Hello): 'joined' | 'back' | 'alive' {
     const known = this.nodes.has(hello.nodeId)
@@ -82,6 +97,7 @@ export class NodeRegistry {
     this.nodes.set(record.id, record)
     this.upsert.run(record) // identity changes are rare and worth persisting at once
     const cameBack = this.liveness.touch(record.id)
+    if (cameBack) this.changed(record.id, 'up')
     if (!known) return 'joined'
     return cameBack ? 'back' : 'alive'
   }
@@ -91,7 +107,7 @@ export class NodeRegistry {
     const record = this.nodes.get(nodeId)
     if (!record) return false
     Object.assign(record, space, {lastHeartbeatMs: this.clock.now()})
-    return this.liveness.touch(nodeId)
+    return this.touchLiveness(nodeId)
   }
 
   /** Any message from a node is a sign of life. Returns true when it was dead and is alive again. */
@@ -99,7 +115,20 @@ export class NodeRegistry {
     const record = this.nodes.get(nodeId)
     if (!record) return false
     record.lastHeartbeatMs = this.clock.now()
-    return this.liveness.touch(nodeId)
+    return this.touchLiveness(nodeId)
+  }
+
+  private touchLiveness(nodeId: string): boolean {
+    const cameBack = this.liveness.touch(nodeId)
+    if (cameBack) this.changed(nodeId, 'up')
+    return cameBack
+  }
+
+  /** The node said it is leaving (SIGTERM): dead at once. Returns true when it was alive. */
+  leave(nodeId: string): boolean {
+    const wasAlive = this.liveness.forget(nodeId)
+    if (wasAlive) this.changed(nodeId, 'down')
+    return wasAlive
   }
 
   /** Writes space and last-heartbeat of alive nodes (heartbeats are kept in memory between these). */
@@ -110,7 +139,9 @@ export class NodeRegistry {
 
   /** Nodes newly declared dead. */
   sweep(): string[] {
-    return this.liveness.sweep()
+    const dead = this.liveness.sweep()
+    for (const nodeId of dead) this.changed(nodeId, 'down')
+    return dead
   }
 
   get(nodeId: string): NodeRecord | undefined {
@@ -142,12 +173,15 @@ export class NodeRegistry {
   attach(nodeId: string, socket: NodeSocket): NodeSocket | undefined {
     const previous = this.sockets.get(nodeId)
     this.sockets.set(nodeId, socket)
+    if (previous !== socket) this.changed(nodeId, 'up')
     return previous === socket ? undefined : previous
   }
 
   /** Unbinds a link when it closes (unless a newer link already replaced it). */
   detach(nodeId: string, socket: NodeSocket): void {
-    if (this.sockets.get(nodeId) === socket) this.sockets.delete(nodeId)
+    if (this.sockets.get(nodeId) !== socket) return
+    this.sockets.delete(nodeId)
+    this.changed(nodeId, 'down')
   }
 
   socket(nodeId: string): NodeSocket | undefined {
@@ -180,6 +214,55 @@ export class NodeRegistry {
 
 export type DeleteReason = 'stale' | 'corrupt' | 'unreferenced' | 'excess'
 
+export interface PendingDelete {
+  nodeId: string
+  chunkId: string
+  version: number
+  reason: DeleteReason
+  sentMs: number
+}
+
+/**
+ * Deletes sent and not confirmed yet (in memory: after a restart the nodes' reports find what is left).
+ * The repair loop sends those that stay unconfirmed again, so a delete lost with a dropped link is not
+ * lost for good; the work is proportional to the deletes outstanding, not to what is stored.
+ */
+export class PendingDeletes {
+  private readonly sent = new Map<string, PendingDelete>()
+
+  constructor(private readonly clock: Clock) {}
+
+  add(nodeId: string, chunkId: string, version: number, reason: DeleteReason): void {
+    this.sent.set(deleteKey(nodeId, chunkId, version), {nodeId, chunkId, version, reason, sentMs: this.clock.now()})
+  }
+
+  has(nodeId: string, chunkId: string, version: number): boolean {
+    return this.sent.has(deleteKey(nodeId, chunkId, version))
+  }
+
+  confirmed(nodeId: string, chunkId: string, version: number): void {
+    this.sent.delete(deleteKey(nodeId, chunkId, version))
+  }
+
+  /** Deletes sent at least `ageMs` ago, oldest first, at most `limit`. */
+  due(ageMs: number, limit: number): PendingDelete[] {
+    const before = this.clock.now() - ageMs
+    const due: PendingDelete[] = []
+    for (const entry of this.sent.values()) {
+      if (entry.sentMs > before) break // insertion order is sending order: the rest are younger
+      due.push(entry)
+      if (due.length >= limit) break
+    }
+    return due
+  }
+
+  get size(): number {
+    return this.sent.size
+  }
+}
+
+const deleteKey = (nodeId: string, chunkId: string, version: number) => `${nodeId} ${chunkId} ${version}`
+
 /** Ids listed in one `delete.sent` line at most; the count says how many more there were. */
 const MAX_LISTED_DELETES = 1000
 
@@ -194,11 +277,14 @@ export class DeleteSender {
     private readonly nodes: NodeRegistry,
     private readonly log: Logger,
     private readonly metrics: MasterMetrics,
+    private readonly pending: PendingDeletes,
   ) {}
 
   send(nodeId: string, chunkId: string, version: number, reason: DeleteReason): boolean {
     const sent = this.nodes.send(nodeId, {type: 'delete', chunkId, version, reason})
     if (sent) {
+      this.pending.confirmed(nodeId, chunkId, version) // re-added last: the map stays in sending order
+      this.pending.add(nodeId, chunkId, version, reason)
       this.metrics.deletesSent.inc({reason})
       const perNode = this.sent.get(nodeId) ?? {counts: new Map<DeleteReason, number>(), chunks: []}
       perNode.counts.set(reason, (perNode.counts.get(reason) ?? 0) + 1)

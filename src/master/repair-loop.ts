@@ -2,8 +2,9 @@ import {randomBytes} from 'node:crypto'
 import {type ReplicaInfo, signTransferGrant} from '../protocol/index.js'
 import {formatBytes} from '../util/parse.js'
 import type {MasterContext} from './context.js'
-import {DeleteSender, type DeleteReason} from './nodes.js'
-import {planExcess, planReplication, type RepairChunk, type RepairNode} from './repair.js'
+import {DeleteSender, type DeleteReason, type NodeChange} from './nodes.js'
+import {planExcess, planReplication, transferKey, type RepairChunk, type RepairNode} from './repair.js'
+import type {ReplicaRow} from './replica-table.js'
 
 /** A transfer not answered within this long is forgotten (its slot freed; the chunks are planned again). */
 export const TASK_TIMEOUT_MS = 120_000
@@ -20,6 +21,17 @@ const DELETE_RESENDS_PER_ROUND = 1000
  */
 const REPAIR_TASKS_PER_NODE = 4
 const REPAIR_REPLICAS_PER_TASK = 8
+/** One slice of a round works at most this long before it lets heartbeats and requests in. */
+const SLICE_MS = 20
+/** Chunks looked at per database query. */
+const EVALUATE_BATCH = 500
+/** Chunk ids of one node (after it died or came back) marked for a look per page. */
+const NODE_SCAN_PAGE = 2000
+/** At most this many chunks are planned in one round (there are never more free transfer slots than that). */
+const PLAN_PER_ROUND = 2000
+/** A source→target pair whose transfer copied nothing waits this long, doubling up to the maximum. */
+const PAIR_BACKOFF_MS = 1000
+const PAIR_BACKOFF_MAX_MS = 60_000
 
 /** What the dashboard shows of repair (read-only): transfers in flight and bytes copied so far. */
 export interface RepairProgress {
@@ -36,51 +48,54 @@ interface RunningTask {
   startedMs: number
 }
 
-type ChunkRow = {chunk_id: string; version: number; size: number; sha256: string}
-type ReplicaRow = {node_id: string; version: number; sha256: string; corrupt: number}
-type LeftoverRow = {node_id: string; chunk_id: string; version: number; reason: DeleteReason}
+type ChunkRecordRow = {chunk_id: string; committed_version: number; size: number; sha256: string}
 
 /**
  * The self-healing loop (issue 3): brings every committed chunk back to R fresh replicas on alive
- * nodes, trims replicas beyond R, and resends deletes that were never confirmed. Runs every
- * repairIntervalMs, and soon after a node dies or finishes its report (kick()).
+ * nodes, trims replicas beyond R, and deletes stale, corrupt and unreferenced ones.
+ *
+ * Its work is proportional to what changed, never to what is stored: every change of a chunk's replicas
+ * (replica-table.ts), of its committed version, or of a holder's liveness marks the chunk for a look;
+ * a look files the chunk by its count of fresh copies on alive nodes (`needy`), and planning takes
+ * from there, fewest copies first, as many as there are free transfer slots. A round with nothing
+ * changed and nothing needy costs nothing. Rounds run in slices of at most SLICE_MS, so heartbeats are
+ * answered while the master plans, and continue on the next turn of the event loop.
  */
 export class RepairLoop {
   private readonly running = new Map<string, RunningTask>()
+  /** transferKey of every replica in a running transfer. */
+  private readonly busy = new Set<string>()
+  /** Chunks to look at. */
+  private readonly dirty = new Set<string>()
+  /** Nodes whose chunks are to be marked for a look: node id -> the last chunk id marked so far. */
+  private readonly nodeScans = new Map<string, string>()
+  /** Every chunk is looked at once after the master starts: the last chunk id marked so far. */
+  private startScan: string | undefined = ''
+  /** Committed chunks below R fresh copies on alive nodes, by that count (index 0: nothing to copy from). */
+  private readonly needy: Set<string>[]
+  private readonly pairFailures = new Map<string, {failures: number; untilMs: number}>()
+  /** Per source: targets whose pulls from it copied nothing since its last good transfer. */
+  private readonly failedPulls = new Map<string, Set<string>>()
   private readonly loggedUnrepairable = new Set<string>()
   private readonly deletes: DeleteSender
-  private readonly resentAt = new Map<string, number>()
   private readonly q
   private kicked: NodeJS.Immediate | undefined
   private stopped = false
-  /** Chunks below R at the last round and not in a transfer (metrics: the repair queue). */
-  private queued = 0
   private bytesRepaired = 0
 
   constructor(
     private readonly ctx: MasterContext,
     private readonly expireUploads: (maxAgeMs: number) => number,
   ) {
-    this.deletes = new DeleteSender(ctx.nodes, ctx.log, ctx.metrics)
+    this.deletes = new DeleteSender(ctx.nodes, ctx.log, ctx.metrics, ctx.pendingDeletes)
+    this.needy = Array.from({length: ctx.replicas}, () => new Set<string>())
     const db = ctx.db
-    // Committed chunks whose count of fresh replicas on alive nodes is not R.
     this.q = {
-      unbalanced: db.prepare(`SELECT * FROM (
-          SELECT c.chunk_id, c.committed_version AS version, c.size, c.sha256,
-            (SELECT count(*) FROM replicas r WHERE r.chunk_id = c.chunk_id AND r.version = c.committed_version
-              AND r.sha256 = c.sha256 AND r.corrupt = 0 AND r.node_id IN (SELECT value FROM json_each(?))) AS fresh
-          FROM chunks c WHERE c.committed_version > 0)
-        WHERE fresh != ?`),
-      replicas: db.prepare('SELECT node_id, version, sha256, corrupt FROM replicas WHERE chunk_id = ?'),
-      removeReplica: db.prepare('DELETE FROM replicas WHERE chunk_id = ? AND node_id = ? AND version = ?'),
-      leftovers: db.prepare(`SELECT r.node_id, r.chunk_id, r.version,
-          CASE WHEN c.chunk_id IS NULL THEN 'unreferenced' WHEN r.version < c.committed_version THEN 'stale' ELSE 'corrupt' END AS reason
-        FROM replicas r LEFT JOIN chunks c ON c.chunk_id = r.chunk_id
-        WHERE r.node_id IN (SELECT value FROM json_each(?))
-          AND (c.chunk_id IS NULL OR r.version < c.committed_version OR r.corrupt = 1
-            OR (r.version = c.committed_version AND r.sha256 != c.sha256))
-        LIMIT 20000`),
+      chunks: db.prepare('SELECT chunk_id, committed_version, size, sha256 FROM chunks WHERE chunk_id IN (SELECT value FROM json_each(?))'),
+      allChunkIds: db.prepare('SELECT chunk_id FROM chunks WHERE chunk_id > ? ORDER BY chunk_id LIMIT ?').pluck(),
     }
+    ctx.replicaTable.onChange((chunkId) => this.dirty.add(chunkId))
+    ctx.nodes.onChange((nodeId, change) => this.nodeChanged(nodeId, change))
   }
 
   /** Transfers a node takes part in now (readers prefer lightly loaded nodes). */
@@ -103,12 +118,19 @@ export class RepairLoop {
     return {running, bytesRepaired: this.bytesRepaired}
   }
 
-  /** The repair queue for metrics: chunks waiting for a transfer (as of the last round) and transfers running. */
+  /** The repair queue for metrics: chunks below R waiting for a transfer and transfers running. */
   queue(): {queued: number; running: number} {
-    return {queued: this.queued, running: this.running.size}
+    let queued = 0
+    for (const bucket of this.needy) queued += bucket.size
+    return {queued: Math.max(0, queued - this.busy.size), running: this.running.size}
   }
 
-  /** Run a round soon (coalesced): after a node died or finished its report. */
+  /** True when transfers from this node to two or more other nodes copied nothing since its last good one. */
+  unreachable(nodeId: string): boolean {
+    return (this.failedPulls.get(nodeId)?.size ?? 0) >= 2
+  }
+
+  /** Run a round soon (coalesced). */
   kick(): void {
     if (this.kicked || this.stopped) return
     this.kicked = setImmediate(() => {
@@ -131,13 +153,17 @@ export class RepairLoop {
     }
   }
 
-  /** One round: forget timed-out transfers, start new ones, trim surplus, resend lost deletes. */
+  /**
+   * One slice of a round: forget timed-out transfers, look at what changed (for at most SLICE_MS),
+   * start transfers for the neediest chunks, resend lost deletes. When changes are left to look at, the
+   * next slice follows on the next turn of the event loop.
+   */
   run(): void {
     const {ctx} = this
     const now = ctx.clock.now()
-    for (const task of this.running.values()) {
+    for (const task of [...this.running.values()]) {
       if (now - task.startedMs > TASK_TIMEOUT_MS) {
-        this.running.delete(task.id)
+        this.end(task)
         ctx.metrics.repairTransfers.inc({event: 'timed_out'})
         ctx.log.warn(
           {event: 'repair.timed_out', taskId: task.id, source: task.source, target: task.target, chunks: task.replicas.length},
@@ -147,41 +173,29 @@ export class RepairLoop {
     }
 
     const nodes = this.repairNodes()
-    const alive = nodes.filter((node) => node.alive).map((node) => node.id)
-    const rows = this.q.unbalanced.all(JSON.stringify(alive), ctx.replicas) as (ChunkRow & {fresh: number})[]
-    const chunks = rows.map((row) => this.repairChunk(row))
-    const busy = new Set([...this.running.values()].flatMap((task) => task.replicas.map((r) => r.chunkId)))
-    const running = new Map(nodes.map((node) => [node.id, this.loadOf(node.id)]))
-
-    const {tasks, unrepairable} = planReplication({
-      chunks, nodes, replicas: ctx.replicas, running, busyChunks: busy,
-      maxTasksPerNode: REPAIR_TASKS_PER_NODE, maxReplicasPerTask: REPAIR_REPLICAS_PER_TASK,
-    })
-    for (const planned of tasks) this.start(planned.source, planned.target, planned.replicas)
-    const inTransfer = new Set([...this.running.values()].flatMap((task) => task.replicas.map((r) => r.chunkId)))
-    this.queued = rows.filter((row) => row.fresh < ctx.replicas && !inTransfer.has(row.chunk_id)).length
-    this.noteUnrepairable(unrepairable)
-
-    for (const excess of planExcess(chunks, nodes, ctx.replicas)) {
-      // Forget the row at once so the next round does not count it and trim a second holder.
-      this.q.removeReplica.run(excess.chunkId, excess.nodeId, excess.version)
-      this.deletes.send(excess.nodeId, excess.chunkId, excess.version, 'excess')
+    const deadline = performance.now() + SLICE_MS
+    const newlyUnrepairable: string[] = []
+    while (performance.now() < deadline && this.markMore()) {
+      const batch = this.takeDirty(EVALUATE_BATCH)
+      if (batch.length > 0) this.evaluate(batch, nodes, newlyUnrepairable)
     }
-    this.deletes.flush('(replicas beyond R)')
-
-    this.resendDeletes(nodes.filter((node) => node.usable).map((node) => node.id), now)
+    this.noteUnrepairable(newlyUnrepairable)
+    this.plan(nodes)
+    this.resendDeletes(now)
     const expired = this.expireUploads(UPLOAD_TTL_MS)
     if (expired > 0) ctx.log.info({event: 'upload.expired', count: expired}, `forgot ${expired} upload${expired === 1 ? '' : 's'} never committed within ${UPLOAD_TTL_MS / 3_600_000}h`)
+    if (this.dirty.size > 0 || this.nodeScans.size > 0 || this.startScan !== undefined) this.kick()
   }
 
-  /** A `replicated` answer: frees the transfer's slot. Returns the task (undefined if unknown or timed out). */
+  /** A `replicated` answer: frees the transfer's slot. Returns the task (undefined if unknown, timed out or cancelled). */
   finish(taskId: string, okReplicas: readonly ReplicaInfo[], failed: number): RunningTask | undefined {
     const task = this.running.get(taskId)
     if (!task) return undefined
-    this.running.delete(taskId)
+    this.end(task)
     const seconds = Math.max(0.001, (this.ctx.clock.now() - task.startedMs) / 1000)
     const bytes = okReplicas.reduce((sum, r) => sum + r.size, 0)
     this.bytesRepaired += bytes
+    this.notePair(task, okReplicas.length > 0 || failed === 0)
     const rate = (bytes / 1e6 / seconds).toFixed(1)
     this.ctx.metrics.repairTransfers.inc({event: 'finished'})
     this.ctx.metrics.repairedChunks.inc(okReplicas.length)
@@ -193,6 +207,130 @@ export class RepairLoop {
     )
     this.kick() // there may be more to do now that slots are free
     return task
+  }
+
+  /** A node came alive or its link opened, or it died, left or lost its link: its chunks need a look. */
+  private nodeChanged(nodeId: string, change: NodeChange): void {
+    if (change === 'down') {
+      // Its transfers cannot finish (or their answer cannot arrive): free their chunks now, not in two minutes.
+      for (const task of [...this.running.values()]) {
+        if (task.source !== nodeId && task.target !== nodeId) continue
+        this.end(task)
+        this.ctx.metrics.repairTransfers.inc({event: 'cancelled'})
+        this.ctx.log.info(
+          {event: 'repair.cancelled', taskId: task.id, source: task.source, target: task.target, nodeId},
+          `repair ${task.id} from ${task.source} to ${task.target} cancelled: ${nodeId} is gone`,
+        )
+      }
+    }
+    this.nodeScans.set(nodeId, '')
+    this.kick()
+  }
+
+  /** Marks chunks for a look from the scans in progress until enough are marked; false when nothing is left to look at. */
+  private markMore(): boolean {
+    if (this.dirty.size >= EVALUATE_BATCH) return true
+    for (const [nodeId, after] of this.nodeScans) {
+      const ids = this.ctx.replicaTable.chunkIdsOfNode(nodeId, after, NODE_SCAN_PAGE)
+      for (const id of ids) this.dirty.add(id)
+      if (ids.length < NODE_SCAN_PAGE) this.nodeScans.delete(nodeId)
+      else this.nodeScans.set(nodeId, ids[ids.length - 1]!)
+      if (this.dirty.size >= EVALUATE_BATCH) return true
+    }
+    if (this.startScan !== undefined) {
+      const ids = this.q.allChunkIds.all(this.startScan, NODE_SCAN_PAGE) as string[]
+      for (const id of ids) this.dirty.add(id)
+      this.startScan = ids.length < NODE_SCAN_PAGE ? undefined : ids[ids.length - 1]!
+    }
+    return this.dirty.size > 0
+  }
+
+  private takeDirty(limit: number): string[] {
+    const batch: string[] = []
+    for (const id of this.dirty) {
+      batch.push(id)
+      this.dirty.delete(id)
+      if (batch.length >= limit) break
+    }
+    return batch
+  }
+
+  /**
+   * Files each chunk by its fresh copies on alive nodes, trims copies beyond R, and makes sure every
+   * stale, corrupt or unreferenced copy on a connected node has a delete on its way.
+   */
+  private evaluate(chunkIds: string[], nodes: RepairNode[], newlyUnrepairable: string[]): void {
+    const {ctx} = this
+    const R = ctx.replicas
+    const byId = new Map(nodes.map((node) => [node.id, node]))
+    const records = new Map((this.q.chunks.all(JSON.stringify(chunkIds)) as ChunkRecordRow[]).map((row) => [row.chunk_id, row]))
+    const rowsOf = ctx.replicaTable.ofChunks(chunkIds)
+    const excessCandidates: RepairChunk[] = []
+    for (const chunkId of chunkIds) {
+      for (const bucket of this.needy) bucket.delete(chunkId)
+      const record = records.get(chunkId)
+      const rows = rowsOf.get(chunkId) ?? []
+      for (const row of rows) this.ensureDeleted(row, byId)
+      if (!record || record.committed_version === 0) continue
+      const fresh = rows.filter((row) => row.state === 'fresh' && byId.get(row.nodeId)?.alive).length
+      if (fresh < R) {
+        this.needy[fresh]!.add(chunkId)
+        if (fresh === 0 && !this.loggedUnrepairable.has(chunkId)) newlyUnrepairable.push(chunkId)
+      }
+      if (fresh > 0) this.loggedUnrepairable.delete(chunkId)
+      if (fresh > R) excessCandidates.push(toRepairChunk(record, rows))
+    }
+    for (const excess of planExcess(excessCandidates, nodes, R)) {
+      // Forget the row at once so the next look does not count it and trim a second holder.
+      ctx.replicaTable.remove(excess.nodeId, excess.chunkId, excess.version)
+      this.deletes.send(excess.nodeId, excess.chunkId, excess.version, 'excess')
+    }
+    this.deletes.flush('(repair)')
+  }
+
+  /** A copy nobody needs on a connected node gets a delete, unless one is already on its way (resent later). */
+  private ensureDeleted(row: ReplicaRow, nodes: Map<string, RepairNode>): void {
+    if (row.state === 'fresh' || row.state === 'pending') return
+    if (!nodes.get(row.nodeId)?.usable || this.ctx.pendingDeletes.has(row.nodeId, row.chunkId, row.version)) return
+    this.deletes.send(row.nodeId, row.chunkId, row.version, row.state as DeleteReason)
+  }
+
+  /** Starts transfers for the neediest chunks, as many as there are free slots. */
+  private plan(nodes: RepairNode[]): void {
+    const {ctx} = this
+    let slots = 0
+    for (const node of nodes) if (node.usable) slots += Math.max(0, REPAIR_TASKS_PER_NODE - this.loadOf(node.id))
+    const capacity = Math.min(PLAN_PER_ROUND, slots * REPAIR_REPLICAS_PER_TASK)
+    if (capacity === 0) return
+    const picked: string[] = []
+    // Fewest fresh copies first; index 0 has nothing to copy from.
+    for (let fresh = 1; fresh < this.needy.length && picked.length < capacity; fresh++) {
+      for (const chunkId of this.needy[fresh]!) {
+        picked.push(chunkId)
+        if (picked.length >= capacity) break
+      }
+    }
+    if (picked.length === 0) return
+    const records = this.q.chunks.all(JSON.stringify(picked)) as ChunkRecordRow[]
+    const rowsOf = ctx.replicaTable.ofChunks(picked)
+    const chunks = records.filter((r) => r.committed_version > 0).map((record) => toRepairChunk(record, rowsOf.get(record.chunk_id) ?? []))
+    const now = ctx.clock.now()
+    const {tasks} = planReplication({
+      chunks, nodes, replicas: ctx.replicas, running: new Map(nodes.map((node) => [node.id, this.loadOf(node.id)])), busyChunks: this.busy,
+      blocked: (source, target) => (this.pairFailures.get(pairKey(source, target))?.untilMs ?? 0) > now,
+      maxTasksPerNode: REPAIR_TASKS_PER_NODE, maxReplicasPerTask: REPAIR_REPLICAS_PER_TASK,
+    })
+    for (const planned of tasks) this.start(planned.source, planned.target, planned.replicas)
+    // What could not be planned now goes to the back of its line, so the same chunks do not block the rest.
+    const started = new Set(tasks.flatMap((task) => task.replicas.map((r) => r.chunkId)))
+    for (const chunkId of picked) {
+      if (started.has(chunkId)) continue
+      for (const bucket of this.needy) {
+        if (!bucket.delete(chunkId)) continue
+        bucket.add(chunkId)
+        break
+      }
+    }
   }
 
   private start(source: string, target: string, replicas: ReplicaInfo[]): void {
@@ -207,6 +345,7 @@ export class RepairLoop {
     const sent = this.ctx.nodes.send(target, {type: 'replicate', taskId: id, source: {id: source, url: sourceNode.url}, replicas, grant})
     if (!sent) return
     this.running.set(id, {id, source, target, replicas, startedMs: this.ctx.clock.now()})
+    for (const r of replicas) this.busy.add(transferKey(r.chunkId, r.version))
     const bytes = replicas.reduce((sum, r) => sum + r.size, 0)
     this.ctx.metrics.repairTransfers.inc({event: 'started'})
     this.ctx.log.info(
@@ -215,32 +354,60 @@ export class RepairLoop {
     )
   }
 
-  private noteUnrepairable(chunkIds: string[]): void {
-    const now = new Set(chunkIds)
-    const fresh = chunkIds.filter((id) => !this.loggedUnrepairable.has(id))
-    for (const id of this.loggedUnrepairable) if (!now.has(id)) this.loggedUnrepairable.delete(id)
+  /** A transfer is over (finished, timed out or cancelled): its chunks may need another look. */
+  private end(task: RunningTask): void {
+    this.running.delete(task.id)
+    for (const r of task.replicas) {
+      this.busy.delete(transferKey(r.chunkId, r.version))
+      this.dirty.add(r.chunkId)
+    }
+  }
+
+  /** A pair whose transfer copied nothing waits before it is tried again; other sources are used meanwhile. */
+  private notePair(task: RunningTask, copiedSomething: boolean): void {
+    const key = pairKey(task.source, task.target)
+    if (copiedSomething) {
+      this.pairFailures.delete(key)
+      this.failedPulls.delete(task.source)
+      return
+    }
+    const failures = (this.pairFailures.get(key)?.failures ?? 0) + 1
+    const waitMs = Math.min(PAIR_BACKOFF_MAX_MS, PAIR_BACKOFF_MS * 2 ** (failures - 1))
+    this.pairFailures.set(key, {failures, untilMs: this.ctx.clock.now() + waitMs})
+    const targets = this.failedPulls.get(task.source) ?? new Set<string>()
+    const wasUnreachable = targets.size >= 2
+    targets.add(task.target)
+    this.failedPulls.set(task.source, targets)
+    if (!wasUnreachable && targets.size >= 2) {
+      this.ctx.log.warn(
+        {event: 'node.unreachable', nodeId: task.source, from: [...targets]},
+        `node ${task.source} is alive but ${[...targets].join(' and ')} could not copy from it: check its --public-url and that its port can be reached`,
+      )
+    }
+  }
+
+  private noteUnrepairable(fresh: string[]): void {
     for (const id of fresh) this.loggedUnrepairable.add(id)
     if (fresh.length === 0) return
     const listed = fresh.slice(0, 5).join(', ') + (fresh.length > 5 ? `, and ${fresh.length - 5} more` : '')
     this.ctx.log.warn({event: 'repair.unrepairable', count: fresh.length, chunkIds: fresh.slice(0, 1000)}, `cannot repair ${fresh.length} chunk${fresh.length === 1 ? '' : 's'} now: no fresh replica on an alive node (${listed})`)
   }
 
-  /** Stale, corrupt and orphaned rows on connected nodes whose delete was lost: send it again (bounded). */
-  private resendDeletes(connected: string[], now: number): void {
-    for (const [key, at] of this.resentAt) if (now - at > 10 * DELETE_RESEND_MS) this.resentAt.delete(key)
+  /** Deletes sent to connected nodes and not confirmed within DELETE_RESEND_MS: send them again (bounded). */
+  private resendDeletes(now: number): void {
+    const {ctx} = this
     let sent = 0
-    for (const row of this.q.leftovers.all(JSON.stringify(connected)) as LeftoverRow[]) {
-      const key = `${row.node_id} ${row.chunk_id} ${row.version}`
-      const last = this.resentAt.get(key)
-      if (last === undefined) {
-        this.resentAt.set(key, now) // the first delete went out when it was found; give it time
+    for (const entry of ctx.pendingDeletes.due(DELETE_RESEND_MS, DELETE_RESENDS_PER_ROUND * 4)) {
+      // Still on record (excess rows are forgotten when trimmed: a node that kept one reports it again).
+      if (!ctx.replicaTable.has(entry.nodeId, entry.chunkId, entry.version)) {
+        ctx.pendingDeletes.confirmed(entry.nodeId, entry.chunkId, entry.version)
         continue
       }
-      if (now - last < DELETE_RESEND_MS) continue
-      this.resentAt.set(key, now)
-      this.deletes.send(row.node_id, row.chunk_id, row.version, row.reason)
+      if (!ctx.nodes.isConnected(entry.nodeId)) continue
+      this.deletes.send(entry.nodeId, entry.chunkId, entry.version, entry.reason)
       if (++sent >= DELETE_RESENDS_PER_ROUND) break
     }
+    if (sent > 0) ctx.log.debug({event: 'delete.resent', count: sent, at: now}, `resent ${sent} unconfirmed deletes`)
     this.deletes.flush('(resent: not confirmed yet)')
   }
 
@@ -251,14 +418,18 @@ export class RepairLoop {
       return {id: node.id, zone: node.zone, freeBytes: node.freeBytes, alive, usable: alive && nodes.isConnected(node.id)}
     })
   }
+}
 
-  private repairChunk(row: ChunkRow): RepairChunk {
-    const replicas = (this.q.replicas.all(row.chunk_id) as ReplicaRow[]).map((r) => ({
-      nodeId: r.node_id,
-      version: r.version,
-      sha256: r.sha256,
-      corrupt: r.corrupt === 1,
-    }))
-    return {chunkId: row.chunk_id, version: row.version, size: row.size, sha256: row.sha256, replicas}
+function toRepairChunk(record: ChunkRecordRow, rows: readonly ReplicaRow[]): RepairChunk {
+  return {
+    chunkId: record.chunk_id,
+    version: record.committed_version,
+    size: record.size,
+    sha256: record.sha256,
+    replicas: rows.map((row) => ({nodeId: row.nodeId, version: row.version, state: row.state})),
   }
+}
+
+function pairKey(source: string, target: string): string {
+  return `${source}\u0000${target}`
 }

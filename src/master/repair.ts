@@ -1,4 +1,5 @@
 import type {ReplicaInfo} from '../protocol/index.js'
+import type {ReplicaState} from './replica-state.js'
 
 // The self-healing decisions, as pure functions of rows: which chunks to copy from where to where,
 // and which surplus replicas to delete. repair-loop.ts gathers the rows and carries the decisions out.
@@ -6,8 +7,8 @@ import type {ReplicaInfo} from '../protocol/index.js'
 export interface RepairReplica {
   nodeId: string
   version: number
-  sha256: string
-  corrupt: boolean
+  /** By the one rule (replica-state.ts). */
+  state: ReplicaState
 }
 
 /** A committed chunk and every replica row of it. */
@@ -35,8 +36,10 @@ export interface ReplicationInput {
   replicas: number
   /** Transfers already running per node (as source or target). */
   running: ReadonlyMap<string, number>
-  /** Chunks already part of a running transfer: never scheduled twice. */
+  /** `chunkId.version` of the replicas in a running transfer: never scheduled twice. */
   busyChunks: ReadonlySet<string>
+  /** Source → target pairs not to use now (a transfer between them failed recently). */
+  blocked?: (source: string, target: string) => boolean
   maxTasksPerNode?: number
   maxReplicasPerTask?: number
 }
@@ -50,8 +53,13 @@ export interface PlannedTransfer {
 export const MAX_TASKS_PER_NODE = 2
 export const MAX_REPLICAS_PER_TASK = 64
 
-export function isFresh(replica: RepairReplica, chunk: RepairChunk): boolean {
-  return !replica.corrupt && replica.version === chunk.version && replica.sha256 === chunk.sha256
+export function isFresh(replica: RepairReplica): boolean {
+  return replica.state === 'fresh'
+}
+
+/** How a replica in a transfer is known while it runs. */
+export function transferKey(chunkId: string, version: number): string {
+  return `${chunkId}.${version}`
 }
 
 /**
@@ -75,8 +83,8 @@ export function planReplication(input: ReplicationInput): {tasks: PlannedTransfe
   const unrepairable: string[] = []
 
   const work = input.chunks
-    .filter((chunk) => !input.busyChunks.has(chunk.chunkId))
-    .map((chunk) => ({chunk, fresh: chunk.replicas.filter((r) => isFresh(r, chunk) && nodes.get(r.nodeId)?.alive)}))
+    .filter((chunk) => !input.busyChunks.has(transferKey(chunk.chunkId, chunk.version)))
+    .map((chunk) => ({chunk, fresh: chunk.replicas.filter((r) => isFresh(r) && nodes.get(r.nodeId)?.alive)}))
     .filter(({fresh}) => fresh.length < R)
     .sort((a, b) => a.fresh.length - b.fresh.length || a.chunk.chunkId.localeCompare(b.chunk.chunkId))
 
@@ -109,13 +117,14 @@ export function planReplication(input: ReplicationInput): {tasks: PlannedTransfe
   /** The first target (in preference order) reachable from a source: an open transfer, else a new one. */
   function pickTransfer(targets: readonly RepairNode[], sources: readonly string[]): PlannedTransfer | undefined {
     const bySourceLoad = [...sources].sort((a, b) => loadOf(a) - loadOf(b) || a.localeCompare(b))
+    const blocked = input.blocked ?? (() => false)
     for (const target of targets) {
       for (const source of bySourceLoad) {
         const existing = open.get(key(source, target.id))
         if (existing) return existing
       }
       if (loadOf(target.id) >= maxTasks) continue
-      const source = bySourceLoad.find((id) => loadOf(id) < maxTasks)
+      const source = bySourceLoad.find((id) => loadOf(id) < maxTasks && !blocked(id, target.id))
       if (source === undefined) continue
       const transfer: PlannedTransfer = {source, target: target.id, replicas: []}
       tasks.push(transfer)
@@ -147,7 +156,7 @@ export function planExcess(chunks: readonly RepairChunk[], nodes: readonly Repai
   const deletes: ExcessDelete[] = []
   for (const chunk of chunks) {
     const holders = chunk.replicas
-      .filter((r) => isFresh(r, chunk) && byId.get(r.nodeId)?.alive)
+      .filter((r) => isFresh(r) && byId.get(r.nodeId)?.alive)
       .map((r) => byId.get(r.nodeId)!)
     let surplus = holders.length - R
     if (surplus <= 0) continue

@@ -2,9 +2,10 @@ import type {ReplicaInfo} from '../protocol/index.js'
 import type {MasterContext} from './context.js'
 import {relaxedDurability} from './db.js'
 import {DeleteSender} from './nodes.js'
+import type {ReplicaTable} from './replica-table.js'
 import {judgeReplica, type ChunkRecord, type ReplicaContext, type Verdict} from './report.js'
 
-type LookupRow = ChunkRecord & {plannedSize: number | null; plannedSha: string | null; corrupt: number | null}
+type LookupRow = ChunkRecord & {plannedSha: string | null; corrupt: number | null}
 type BatchLookupRow = LookupRow & {i: number; recordedSha: string | null}
 /** What the master already has on record for a reported replica: unchanged rows are not written again. */
 type Recorded = {sha256: string; corrupt: number} | undefined
@@ -17,7 +18,7 @@ interface ReportProgress {
   reported: Set<string>
   /** Those of `reported` that have a row on record now (everything but 'unreferenced'). */
   recorded: Set<string>
-  /** replicaRemovals() when the report began: rows removed meanwhile by anything else make counting unsafe. */
+  /** table.removals() when the report began: rows removed meanwhile by anything else make counting unsafe. */
   removalsAtStart: number
   counts: Record<Verdict, number>
   staleLogged: number
@@ -33,45 +34,30 @@ export class ReplicaRecords {
   /** Report deletes are logged once per report, apart from other deletes. */
   private readonly deletes: DeleteSender
 
+  private readonly table: ReplicaTable
+
   constructor(private readonly ctx: MasterContext) {
-    this.deletes = new DeleteSender(ctx.nodes, ctx.log, ctx.metrics)
+    this.deletes = new DeleteSender(ctx.nodes, ctx.log, ctx.metrics, ctx.pendingDeletes)
+    this.table = ctx.replicaTable
     const db = ctx.db
-    // Counts every removed replica row, whoever removes it (reports, deletes, the repair loop): see forgetUnreported.
-    db.exec(`CREATE TEMP TABLE IF NOT EXISTS replica_removals (n INTEGER NOT NULL);
-      INSERT INTO replica_removals (n) SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM replica_removals);
-      CREATE TEMP TRIGGER IF NOT EXISTS count_replica_removals AFTER DELETE ON main.replicas
-        BEGIN UPDATE replica_removals SET n = n + 1; END;`)
     this.q = {
       lookup: db.prepare(`SELECT c.committed_version AS committedVersion, c.max_version AS maxVersion, c.size, c.sha256,
-          p.size AS plannedSize, p.sha256 AS plannedSha, r.corrupt
+          p.sha256 AS plannedSha, r.corrupt
         FROM chunks c
           LEFT JOIN planned p ON p.chunk_id = c.chunk_id AND p.version = @version
           LEFT JOIN replicas r ON r.chunk_id = c.chunk_id AND r.version = @version AND r.node_id = @nodeId
         WHERE c.chunk_id = @chunkId`),
-      upsert: db.prepare(`INSERT INTO replicas (chunk_id, node_id, version, sha256, corrupt, seen) VALUES (?, ?, ?, ?, ?, ?)
-        ON CONFLICT (chunk_id, node_id, version) DO UPDATE SET sha256 = excluded.sha256, corrupt = excluded.corrupt,
-          seen = coalesce(excluded.seen, replicas.seen)`),
-      markCorrupt: db.prepare('UPDATE replicas SET corrupt = 1 WHERE chunk_id = ? AND node_id = ? AND version = ?'),
-      remove: db.prepare('DELETE FROM replicas WHERE chunk_id = ? AND node_id = ? AND version = ?'),
       raiseMaxVersion: db.prepare('UPDATE chunks SET max_version = max(max_version, ?) WHERE chunk_id = ?'),
       plannedRecovered: db.prepare(
         "INSERT OR IGNORE INTO planned (chunk_id, version, size, sha256, upload_id) VALUES (?, ?, ?, ?, 'recovered')",
       ),
       // The lookup above for a whole report batch at once: entries as JSON [[chunkId, version], ...].
       lookupMany: db.prepare(`SELECT e.i, c.committed_version AS committedVersion, c.max_version AS maxVersion, c.size, c.sha256,
-          p.size AS plannedSize, p.sha256 AS plannedSha, r.corrupt, r.sha256 AS recordedSha
+          p.sha256 AS plannedSha, r.corrupt, r.sha256 AS recordedSha
         FROM (SELECT key AS i, value ->> 0 AS chunkId, value ->> 1 AS version FROM json_each(@entries)) e
           JOIN chunks c ON c.chunk_id = e.chunkId
           LEFT JOIN planned p ON p.chunk_id = c.chunk_id AND p.version = e.version
           LEFT JOIN replicas r ON r.chunk_id = c.chunk_id AND r.version = e.version AND r.node_id = @nodeId`),
-      // The upsert above for many rows at once: JSON [[chunkId, version, sha256, corrupt], ...].
-      upsertMany: db.prepare(`INSERT INTO replicas (chunk_id, node_id, version, sha256, corrupt, seen)
-          SELECT value ->> 0, @nodeId, value ->> 1, value ->> 2, value ->> 3, @seen FROM json_each(@rows) WHERE true
-        ON CONFLICT (chunk_id, node_id, version) DO UPDATE SET sha256 = excluded.sha256, corrupt = excluded.corrupt,
-          seen = coalesce(excluded.seen, replicas.seen)`),
-      removals: db.prepare('SELECT n FROM temp.replica_removals').pluck(),
-      countOfNode: db.prepare('SELECT count(*) AS n FROM replicas WHERE node_id = ?'),
-      rowsOfNode: db.prepare('SELECT chunk_id AS chunkId, version, seen FROM replicas WHERE node_id = ?'),
     }
   }
 
@@ -79,11 +65,11 @@ export class ReplicaRecords {
    * A replica became durable on a node. Recorded only if the master planned it (or it is the committed
    * version with the same bytes, e.g. a repair copy); the node answers the client only after this.
    */
-  stored(nodeId: string, linkId: number, replica: ReplicaInfo): {ok: true} | {ok: false; error: string} {
+  stored(nodeId: string, linkId: string, replica: ReplicaInfo): {ok: true} | {ok: false; error: string} {
     const verdict = judgeReplica(replica, this.context(nodeId, replica, false))
     if (verdict === 'fresh' || verdict === 'pending') {
       // Relaxed: the commit that counts this row is a synchronous=FULL transaction (see relaxedDurability).
-      relaxedDurability(this.ctx.db, () => this.q.upsert.run(replica.chunkId, nodeId, replica.version, replica.sha256, 0, storedMarker(linkId)))
+      relaxedDurability(this.ctx.db, () => this.table.record(nodeId, replica.chunkId, replica.version, replica.sha256, false, storedMarker(linkId)))
       return {ok: true}
     }
     const error =
@@ -96,12 +82,13 @@ export class ReplicaRecords {
   }
 
   deleted(nodeId: string, chunkId: string, version: number): void {
-    this.q.remove.run(chunkId, nodeId, version)
+    this.table.remove(nodeId, chunkId, version)
+    this.ctx.pendingDeletes.confirmed(nodeId, chunkId, version)
   }
 
   /** Scrubbing or a verify found rotten bytes: mark it, have it deleted; the repair loop replaces it. */
   corrupt(nodeId: string, chunkId: string, version: number): void {
-    const marked = this.q.markCorrupt.run(chunkId, nodeId, version).changes > 0
+    const marked = this.table.markCorrupt(nodeId, chunkId, version)
     this.ctx.log.warn({event: 'replica.corrupt', nodeId, chunkId, version, onRecord: marked}, `replica of chunk ${chunkId} v${version} on ${nodeId} is corrupt${marked ? '' : ' (not on record)'}: deleting it`)
     this.ctx.deletes.send(nodeId, chunkId, version, 'corrupt')
     this.ctx.deletes.flush('(corrupt replica)')
@@ -111,7 +98,7 @@ export class ReplicaRecords {
    * One batch of a node's full inventory, in one transaction. On the batch with done: true, the node's
    * replica rows that no batch of this report mentioned are forgotten. Returns true when the report is done.
    */
-  reportBatch(nodeId: string, linkId: number, batch: ReportBatch): boolean {
+  reportBatch(nodeId: string, linkId: string, batch: ReportBatch): boolean {
     let progress = this.reports.get(nodeId)
     if (!progress || progress.reportId !== batch.reportId) {
       progress = {
@@ -119,7 +106,7 @@ export class ReplicaRecords {
         startedMs: this.ctx.clock.now(),
         reported: new Set(),
         recorded: new Set(),
-        removalsAtStart: this.replicaRemovals(),
+        removalsAtStart: this.table.removals(),
         counts: emptyCounts(),
         staleLogged: 0,
       }
@@ -132,7 +119,7 @@ export class ReplicaRecords {
     // the lookups and the common upserts go through one statement per batch, not one per entry.
     relaxedDurability(this.ctx.db, () => this.ctx.db.transaction(() => {
       const contexts = this.contexts(nodeId, batch.replicas)
-      const upserts: [string, number, string, number][] = []
+      const upserts: [string, number, string, 0 | 1][] = []
       batch.replicas.forEach((replica, i) => {
         const {context, recorded} = contexts[i]!
         const verdict = judgeReplica(replica, context)
@@ -143,7 +130,7 @@ export class ReplicaRecords {
         if (verdict === 'unreferenced') report.recorded.delete(key)
         else report.recorded.add(key)
         // A row already on record as it is now (the common case on a reconnect) is not written again.
-        const record = (corrupt: number) => {
+        const record = (corrupt: 0 | 1) => {
           if (recorded?.sha256 !== sha256 || recorded.corrupt !== corrupt) upserts.push([chunkId, version, sha256, corrupt])
         }
         switch (verdict) {
@@ -157,7 +144,7 @@ export class ReplicaRecords {
             break
           case 'stale':
             // Recorded so status shows it as stale (true) until the node confirms the delete.
-            record(context.knownCorrupt ? 1 : 0)
+            record(0)
             toDelete.push({replica, reason: 'stale'})
             {
               // The first STALE_LINES_PER_REPORT at info, the rest at debug (the report's summary line counts them).
@@ -177,12 +164,12 @@ export class ReplicaRecords {
             )
             break
           case 'unreferenced':
-            this.q.remove.run(chunkId, nodeId, version)
+            this.table.remove(nodeId, chunkId, version)
             toDelete.push({replica, reason: 'unreferenced'})
             break
         }
       })
-      if (upserts.length > 0) this.q.upsertMany.run({nodeId, seen: report.reportId, rows: JSON.stringify(upserts)})
+      this.table.recordMany(nodeId, upserts, report.reportId)
       if (batch.done) this.forgetUnreported(nodeId, linkId, report)
     })())
 
@@ -200,11 +187,6 @@ export class ReplicaRecords {
     )
     this.deletes.flush(`after ${nodeId}'s report`)
     return true
-  }
-
-  /** How many replica rows this connection has removed so far, by any code path (the temp trigger below). */
-  private replicaRemovals(): number {
-    return this.q.removals.get() as number
   }
 
   /** A node's link closed: an unfinished report of it will never finish. */
@@ -234,17 +216,15 @@ export class ReplicaRecords {
    * The end of a report: the node's rows that no batch of it mentioned are gone from the node, except
    * those a `stored` on this same link recorded (written after the node listed its inventory).
    */
-  private forgetUnreported(nodeId: string, linkId: number, report: ReportProgress): void {
+  private forgetUnreported(nodeId: string, linkId: string, report: ReportProgress): void {
     // The common case (a node reconnecting with what the master knows): every row of the node is one
     // this report recorded, so there is nothing to forget and no need to read the rows back.
     // Exact only if no row was removed meanwhile (a removed reported row could hide an unreported one).
-    const onRecord = (this.q.countOfNode.get(nodeId) as {n: number}).n
-    if (onRecord === report.recorded.size && this.replicaRemovals() === report.removalsAtStart) return
+    if (this.table.countOfNode(nodeId) === report.recorded.size && this.table.removals() === report.removalsAtStart) return
     const {reported} = report
     const marker = storedMarker(linkId)
-    const rows = this.q.rowsOfNode.all(nodeId) as {chunkId: string; version: number; seen: string | null}[]
-    for (const row of rows) {
-      if (row.seen !== marker && !reported.has(replicaKey(row.chunkId, row.version))) this.q.remove.run(row.chunkId, nodeId, row.version)
+    for (const row of this.table.rowsOfNode(nodeId)) {
+      if (row.seen !== marker && !reported.has(replicaKey(row.chunkId, row.version))) this.table.remove(nodeId, row.chunkId, row.version)
     }
   }
 }
@@ -254,7 +234,7 @@ function toContext(row: LookupRow | undefined, fromReport: boolean): ReplicaCont
   const {committedVersion, maxVersion, size, sha256} = row
   return {
     chunk: {committedVersion, maxVersion, size, sha256},
-    planned: row.plannedSha === null ? undefined : {size: row.plannedSize!, sha256: row.plannedSha},
+    planned: row.plannedSha === null ? undefined : {sha256: row.plannedSha},
     knownCorrupt: fromReport && row.corrupt === 1,
   }
 }
@@ -263,8 +243,10 @@ function toContext(row: LookupRow | undefined, fromReport: boolean): ReplicaCont
  * `seen` of a replica recorded by `stored` on link N. A report's last batch forgets the node's rows
  * that neither this report nor a `stored` on the same link mentioned: a chunk stored after the node
  * listed its inventory is not in the report, yet it is there. Rows from older links must be reported.
+ * Link ids are unique across master restarts (node-link.ts), or a row stored on link 3 of an earlier
+ * run would pass as stored on this run's link 3 and survive every report.
  */
-function storedMarker(linkId: number): string {
+function storedMarker(linkId: string): string {
   return `link:${linkId}`
 }
 

@@ -1,4 +1,5 @@
 import type {ReplicaInfo} from '../protocol/index.js'
+import {replicaState, type ReplicaState} from './replica-state.js'
 
 /** The master's record of a chunk, as far as judging a replica needs it. */
 export interface ChunkRecord {
@@ -14,21 +15,17 @@ export interface ReplicaContext {
   /** undefined when the chunk id is unknown (its file was removed, or its tail dropped). */
   chunk: ChunkRecord | undefined
   /** The planned (handed out, not yet committed) row for this exact chunk and version, if any. */
-  planned: {size: number; sha256: string} | undefined
+  planned: {sha256: string} | undefined
   /** The master already recorded this replica as corrupt (a node reports the SHA-256 it stored, not a new hash). */
   knownCorrupt: boolean
 }
 
-export type Verdict =
-  | 'fresh' // current version, right bytes: record it
-  | 'stale' // older than the committed version: record it (status shows it), tell the node to delete it
-  | 'corrupt' // current version, wrong bytes: record it as corrupt, tell the node to delete it
-  | 'pending' // a planned version (an upload in flight): record it, not served
-  | 'ahead' // newer than any version the master handed out: the master lost track (see below)
-  | 'unreferenced' // nobody needs it: tell the node to delete it
+/** A replica's state (replica-state.ts), or 'ahead': newer than any version this master handed out. */
+export type Verdict = ReplicaState | 'ahead'
 
 /**
- * Judges one replica a node holds against the master's record (issue 3, "chunk reports").
+ * Judges one replica a node reports (or says it stored) against the master's record: the one rule of
+ * replica-state.ts, plus 'ahead'.
  *
  * 'ahead' (version > max_version): the Google File System rule says the master lost track and the
  * higher version is current. Here a version is persisted before it is handed out (invariant 2), so
@@ -40,15 +37,7 @@ export type Verdict =
  */
 export function judgeReplica(replica: ReplicaInfo, context: ReplicaContext): Verdict {
   const {chunk, planned} = context
-  if (!chunk) return 'unreferenced'
-  const matchesPlan = planned !== undefined && planned.size === replica.size && planned.sha256 === replica.sha256
-  if (chunk.committedVersion === 0) return matchesPlan ? 'pending' : 'unreferenced'
-  if (replica.version === chunk.committedVersion) {
-    if (context.knownCorrupt) return 'corrupt'
-    return replica.sha256 === chunk.sha256 && replica.size === chunk.size ? 'fresh' : 'corrupt'
-  }
-  if (replica.version < chunk.committedVersion) return 'stale'
-  if (matchesPlan) return 'pending'
-  if (replica.version > chunk.maxVersion) return 'ahead'
-  return 'unreferenced' // a version handed out and abandoned (or written with other bytes than planned)
+  const state = replicaState({version: replica.version, sha256: replica.sha256, corrupt: context.knownCorrupt}, chunk, planned)
+  if (state === 'unreferenced' && chunk && replica.version > chunk.maxVersion) return 'ahead'
+  return state
 }

@@ -36,7 +36,10 @@ export class Uploads {
       plannedSame: db.prepare('SELECT version FROM planned WHERE chunk_id = ? AND size = ? AND sha256 = ? AND version > ? ORDER BY version DESC'),
       planned: db.prepare('SELECT * FROM planned WHERE chunk_id = ? AND version = ?'),
       insertPlanned: db.prepare('INSERT INTO planned (chunk_id, version, size, sha256, upload_id) VALUES (?, ?, ?, ?, ?)'),
-      goodHolders: db.prepare('SELECT node_id FROM replicas WHERE chunk_id = ? AND version = ? AND sha256 = ? AND corrupt = 0').pluck(),
+      // Holders of a version with these bytes that the one rule (replica-state.ts) counts: fresh when it is
+      // the committed version, pending when it is a planned one.
+      goodHolders: db.prepare(`SELECT node_id FROM replica_states WHERE chunk_id = ? AND version = ? AND sha256 = ?
+        AND state IN ('fresh', 'pending')`).pluck(),
       insertUpload: db.prepare(
         'INSERT INTO uploads (upload_id, name, size, chunk_size, chunk_count, created_ms) VALUES (?, ?, ?, ?, ?, ?)',
       ),
@@ -51,8 +54,9 @@ export class Uploads {
       deletePlannedUpTo: db.prepare('DELETE FROM planned WHERE chunk_id = ? AND version <= ?'),
       tailChunkIds: db.prepare('SELECT chunk_id FROM chunk_ids WHERE name = ? AND idx >= ?').pluck(),
       replicasOf: db.prepare('SELECT node_id AS nodeId, chunk_id AS chunkId, version FROM replicas WHERE chunk_id = ?'),
-      deleteChunkIdsFrom: db.prepare('DELETE FROM chunk_ids WHERE name = ? AND idx >= ?'),
-      deleteChunk: db.prepare('DELETE FROM chunks WHERE chunk_id = ?'),
+      // A dropped chunk keeps its id and its highest version handed out: if the file grows back to this
+      // index, the chunk's versions go on rising instead of starting again at 1 (invariant 2).
+      retireChunk: db.prepare("UPDATE chunks SET committed_version = 0, size = 0, sha256 = '' WHERE chunk_id = ?"),
       deletePlannedOf: db.prepare('DELETE FROM planned WHERE chunk_id = ?'),
       upsertFile: db.prepare(`INSERT INTO files (name, size, chunk_size, chunk_count, committed_at) VALUES (?, ?, ?, ?, ?)
         ON CONFLICT (name) DO UPDATE SET size = excluded.size, chunk_size = excluded.chunk_size,
@@ -63,6 +67,7 @@ export class Uploads {
       deleteUpload: db.prepare('DELETE FROM uploads WHERE upload_id = ?'),
       deleteUploadChunks: db.prepare('DELETE FROM upload_chunks WHERE upload_id = ?'),
       deletePlannedOfUpload: db.prepare('DELETE FROM planned WHERE upload_id = ?'),
+      plannedChunksOfUpload: db.prepare('SELECT DISTINCT chunk_id FROM planned WHERE upload_id = ?').pluck(),
       expiredUploads: db.prepare('SELECT upload_id FROM uploads WHERE created_ms < ?').pluck(),
     }
   }
@@ -158,8 +163,11 @@ export class Uploads {
         if (chunk.committed_version >= row.version) {
           throw new ChunkyError('VERSION_CONFLICT', `chunk ${row.idx} was changed by a newer upload of this file: upload again`)
         }
+        if (!this.q.planned.get(row.chunk_id, row.version)) {
+          throw new ChunkyError('VERSION_CONFLICT', `chunk ${row.idx} was changed or dropped by a newer upload or a removal of this file: upload again`)
+        }
         const recorded = (this.q.goodHolders.all(row.chunk_id, row.version, row.sha256) as string[]).length
-        if (!this.q.planned.get(row.chunk_id, row.version) || recorded < W) {
+        if (recorded < W) {
           throw new ChunkyError(
             'NOT_DURABLE',
             `chunk ${row.idx} has ${recorded} of the ${W} replicas needed at version ${row.version}: send it again, then commit`,
@@ -180,8 +188,10 @@ export class Uploads {
       this.q.deleteUploadChunks.run(uploadId)
       this.q.deleteUpload.run(uploadId)
       const sentBytes = changed.reduce((sum, row) => sum + row.size, 0)
-      return {commit: {name: upload.name, size: upload.size, chunks: rows.length, committedAt}, stale, dropped, changed: changed.length, sentBytes, createdMs: upload.created_ms}
+      return {commit: {name: upload.name, size: upload.size, chunks: rows.length, committedAt}, stale, dropped, changed: changed.length, sentBytes, createdMs: upload.created_ms,
+        touched: [...changed.map((row) => row.chunk_id), ...dropped.map((r) => r.chunkId)]}
     })()
+    this.ctx.replicaTable.touched(result.touched) // their replicas' states changed with the committed versions
 
     for (const r of result.stale) this.ctx.deletes.send(r.nodeId, r.chunkId, r.version, 'stale')
     for (const r of result.dropped) this.ctx.deletes.send(r.nodeId, r.chunkId, r.version, 'unreferenced')
@@ -200,13 +210,15 @@ export class Uploads {
   /** DELETE /api/files/:name. Replica rows stay until the nodes confirm (or report them unreferenced). */
   remove(name: string): {name: string; removedChunks: number} {
     const result = this.ctx.db.transaction(() => {
-      if (!this.q.file.get(name)) throw new ChunkyError('FILE_NOT_FOUND', `no file named "${name}": see chunky status`)
-      const chunkCount = (this.q.tailChunkIds.all(name, 0) as string[]).length
+      const file = this.q.file.get(name) as {chunk_count: number} | undefined
+      if (!file) throw new ChunkyError('FILE_NOT_FOUND', `no file named "${name}": see chunky status`)
+      const chunkCount = file.chunk_count
       const replicas = this.removeChunks(name, 0)
       this.q.deleteFile.run(name)
       for (const uploadId of this.q.uploadsOf.all(name) as string[]) this.dropUpload(uploadId)
       return {chunkCount, replicas}
     })()
+    this.ctx.replicaTable.touched(result.replicas.map((r) => r.chunkId))
     for (const r of result.replicas) this.ctx.deletes.send(r.nodeId, r.chunkId, r.version, 'unreferenced')
     this.ctx.deletes.flush(`after removing ${name}`)
     this.ctx.log.info({event: 'file.removed', name, chunks: result.chunkCount}, `removed ${name} (${result.chunkCount} chunk${result.chunkCount === 1 ? '' : 's'})`)
@@ -215,17 +227,23 @@ export class Uploads {
 
   /** Forgets uploads never committed within maxAgeMs; their pending replicas become garbage. */
   expire(maxAgeMs: number): number {
-    return this.ctx.db.transaction(() => {
+    const touched: string[] = []
+    const count = this.ctx.db.transaction(() => {
       const expired = this.q.expiredUploads.all(this.ctx.clock.now() - maxAgeMs) as string[]
-      for (const uploadId of expired) this.dropUpload(uploadId)
+      for (const uploadId of expired) touched.push(...this.dropUpload(uploadId))
       return expired.length
     })()
+    this.ctx.replicaTable.touched(touched) // their pending replicas are garbage now
+    return count
   }
 
-  private dropUpload(uploadId: string): void {
+  /** Forgets an upload and its planned versions; returns the chunks that had one. */
+  private dropUpload(uploadId: string): string[] {
+    const chunkIds = this.q.plannedChunksOfUpload.all(uploadId) as string[]
     this.q.deletePlannedOfUpload.run(uploadId)
     this.q.deleteUploadChunks.run(uploadId)
     this.q.deleteUpload.run(uploadId)
+    return chunkIds
   }
 
   /** Removes the chunks of `name` from index `from` on; returns their replicas (to be told to delete). */
@@ -233,10 +251,9 @@ export class Uploads {
     const replicas: Replica[] = []
     for (const chunkId of this.q.tailChunkIds.all(name, from) as string[]) {
       replicas.push(...(this.q.replicasOf.all(chunkId) as Replica[]))
-      this.q.deleteChunk.run(chunkId)
+      this.q.retireChunk.run(chunkId)
       this.q.deletePlannedOf.run(chunkId)
     }
-    this.q.deleteChunkIdsFrom.run(name, from)
     return replicas
   }
 

@@ -6,22 +6,13 @@ import {
   type Target,
 } from '../protocol/index.js'
 import type {MasterContext} from './context.js'
+import {REPLICA_STATE_SQL, type ReplicaState} from './replica-state.js'
 
 type FileRow = {name: string; size: number; chunk_size: number; chunk_count: number; committed_at: string}
 type ChunkRow = {idx: number; chunk_id: string; version: number; size: number; sha256: string}
-type ReplicaRow = {node_id: string; version: number; sha256: string; corrupt: number}
+type ReplicaRow = {node_id: string; version: number; state: ReplicaState}
 
 type ClusterCounts = {files: number; chunks: number; underReplicated: number; stale: number; corrupt: number}
-
-export type ReplicaState = 'fresh' | 'stale' | 'corrupt' | 'pending'
-
-/** A replica's state is derived from the committed record, never stored. */
-export function replicaState(replica: ReplicaRow, chunk: {version: number; sha256: string}): ReplicaState {
-  if (replica.corrupt) return 'corrupt'
-  if (replica.version < chunk.version) return 'stale'
-  if (replica.version > chunk.version) return 'pending'
-  return replica.sha256 === chunk.sha256 ? 'fresh' : 'corrupt'
-}
 
 /** "Never heard from" in status: larger than any real gap. */
 export const NEVER_HEARD_MS = Number.MAX_SAFE_INTEGER
@@ -47,22 +38,21 @@ export class Views {
       chunks: db.prepare(`SELECT ci.idx, c.chunk_id, c.committed_version AS version, c.size, c.sha256
         FROM chunk_ids ci JOIN chunks c ON c.chunk_id = ci.chunk_id
         WHERE ci.name = ? AND ci.idx < ? AND c.committed_version > 0 ORDER BY ci.idx`),
-      replicas: db.prepare('SELECT node_id, version, sha256, corrupt FROM replicas WHERE chunk_id = ? ORDER BY node_id, version'),
+      replicas: db.prepare('SELECT node_id, version, state FROM replica_states WHERE chunk_id = ? ORDER BY node_id, version'),
       totalChanges: db.prepare('SELECT total_changes()').pluck(),
-      // Per committed chunk: its fresh replicas on alive nodes, stale and corrupt ones (the same rules
-      // as replicaState), then summed over the cluster. A committed chunk always belongs to a committed
-      // file (a commit drops a shorter file's tail, a removal drops its chunks), so no join to files.
+      // Per committed chunk: its fresh replicas on alive nodes, stale and corrupt ones (by the one rule,
+      // replica-state.ts), then summed over the cluster. A committed chunk always belongs to a committed
+      // file (a commit retires a shorter file's tail, a removal its chunks), so no join to files.
       summary: db.prepare(`SELECT (SELECT count(*) FROM files) AS files, count(*) AS chunks,
           sum(fresh < @R) AS underReplicated, sum(stale) AS stale, sum(corrupt) AS corrupt
         FROM (
-          SELECT
-            total(r.corrupt = 0 AND r.version = c.committed_version AND r.sha256 = c.sha256
-              AND r.node_id IN (SELECT value FROM json_each(@alive))) AS fresh,
-            total(r.corrupt = 0 AND r.version < c.committed_version) AS stale,
-            total(r.corrupt = 1 OR (r.version = c.committed_version AND r.sha256 != c.sha256)) AS corrupt
-          FROM chunks c LEFT JOIN replicas r ON r.chunk_id = c.chunk_id
-          WHERE c.committed_version > 0
-          GROUP BY c.chunk_id)`),
+          SELECT total(state = 'fresh' AND node_id IN (SELECT value FROM json_each(@alive))) AS fresh,
+            total(state = 'stale') AS stale, total(state = 'corrupt') AS corrupt
+          FROM (SELECT c.chunk_id, r.node_id, ${REPLICA_STATE_SQL} AS state
+            FROM chunks c LEFT JOIN replicas r ON r.chunk_id = c.chunk_id
+              LEFT JOIN planned p ON p.chunk_id = r.chunk_id AND p.version = r.version
+            WHERE c.committed_version > 0)
+          GROUP BY chunk_id)`),
     }
   }
 
@@ -77,8 +67,8 @@ export class Views {
         for (const chunk of this.q.chunks.all(file.name, file.chunk_count) as ChunkRow[]) {
           const replicas = []
           for (const replica of this.q.replicas.all(chunk.chunk_id) as ReplicaRow[]) {
-            const state = replicaState(replica, chunk)
-            if (state === 'pending') continue // an upload in flight: not part of the version report
+            const {state} = replica
+            if (state === 'pending' || state === 'unreferenced') continue // an upload in flight, or garbage on its way out: not part of the version report
             replicas.push({node: replica.node_id, version: replica.version, state})
           }
           chunks.push({index: chunk.idx, id: chunk.chunk_id, version: chunk.version, size: chunk.size, sha256: chunk.sha256, replicas})
@@ -210,7 +200,7 @@ export class Views {
   private freshTargets(chunk: ChunkRow): Target[] {
     const {nodes} = this.ctx
     const holders = (this.q.replicas.all(chunk.chunk_id) as ReplicaRow[])
-      .filter((replica) => replicaState(replica, chunk) === 'fresh' && nodes.isAlive(replica.node_id))
+      .filter((replica) => replica.state === 'fresh' && nodes.isAlive(replica.node_id))
       .flatMap((replica) => nodes.get(replica.node_id) ?? [])
     holders.sort((a, b) => this.load(a.id) - this.load(b.id) || a.usedBytes - b.usedBytes || a.id.localeCompare(b.id))
     return holders.map((node) => ({id: node.id, url: node.url, zone: node.zone}))

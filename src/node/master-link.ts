@@ -138,6 +138,8 @@ export class MasterLink {
   }
 
   async close(): Promise<void> {
+    // Say goodbye first, so the master shows this node dead at once rather than after --node-timeout.
+    if (this.connected) await this.send({type: 'leaving'}).catch(() => {})
     this.closing = true
     this.stopping.abort()
     this.ws?.close(WS_CLOSE.GOING_AWAY, 'node shutting down')
@@ -276,6 +278,10 @@ export class MasterLink {
         if (this.ws === ws) this.ws = undefined
         for (const reqId of [...this.pending.keys()]) this.settle(reqId, new Error('lost the master link before its ack'))
         if (code !== 1000 && code !== 1005 && code !== 1006 && !reason) reason = `closed ${code}${why.length ? `: ${why.toString()}` : ''}`
+        // Another node with this id is connected: at start that is a mistake to stop on (a second node on
+        // a copied data dir or a repeated --id); after having been a member, it is our own old link that
+        // the master has not seen die yet, and retrying gets in once it has.
+        if (code === WS_CLOSE.DUPLICATE_ID && !this.everWelcomed) credentialRefused = true
         resolve({welcomed, reason, credentialRefused})
       })
     })

@@ -31,4 +31,6 @@ export const WS_CLOSE = {
   POLICY: 1008,
   REPLACED: 4001,
   BAD_HELLO: 4002,
+  /** Another node with this id is connected and alive: the newcomer is refused, the running one is left alone. */
+  DUPLICATE_ID: 4003,
 } as const

@@ -50,7 +50,10 @@ const Replicated = z.object({
   failed: z.array(z.object({chunkId: ChunkId, version: Version, error: z.string().max(1000)})),
 })
 
-export const NodeToMaster = z.discriminatedUnion('type', [Hello, Heartbeat, Report, Stored, Deleted, Corrupt, Replicated])
+/** The node is stopping (SIGTERM, Ctrl-C): the master shows it dead at once instead of after --node-timeout. */
+const Leaving = z.object({type: z.literal('leaving')})
+
+export const NodeToMaster = z.discriminatedUnion('type', [Hello, Heartbeat, Report, Stored, Deleted, Corrupt, Replicated, Leaving])
 export type NodeToMaster = z.infer<typeof NodeToMaster>
 export type Hello = z.infer<typeof Hello>
 

@@ -45,6 +45,24 @@ export class FakeNode {
     this.ws.send(text)
   }
 
+  /** Finishes a `replicate` task as a real node does: a `stored` per copy (each acked), then the summary. */
+  async completeTransfer(task: Extract<MasterToNode, {type: 'replicate'}>): Promise<void> {
+    const reqIds = task.replicas.map((replica) => {
+      const reqId = this.nextReqId++
+      this.send({type: 'stored', reqId, replica})
+      return reqId
+    })
+    await until(() => reqIds.every((reqId) => this.inbox.some((m) => m.type === 'ack' && m.reqId === reqId && m.ok)), 5000, `acks for task ${task.taskId}`)
+    this.send({type: 'replicated', taskId: task.taskId, ok: task.replicas, failed: []})
+  }
+
+  private nextReqId = 10_000
+
+  startHeartbeats(everyMs = 100): void {
+    clearInterval(this.beat)
+    this.beat = setInterval(() => this.send({type: 'heartbeat', freeBytes: 1e12, usedBytes: 0, chunkCount: 0}), everyMs)
+  }
+
   stopHeartbeats(): void {
     clearInterval(this.beat)
   }

@@ -2,9 +2,8 @@ import {mkdtemp, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {createHash} from 'node:crypto'
-import type {MasterContext} from '../../src/master/context.js'
-import {grantKey, openDatabase} from '../../src/master/db.js'
-import {DeleteSender, NodeRegistry} from '../../src/master/nodes.js'
+import {createMasterContext} from '../../src/master/context.js'
+import {openDatabase} from '../../src/master/db.js'
 import type {MasterToNode} from '../../src/protocol/index.js'
 import {MasterMetrics} from '../../src/telemetry/metrics.js'
 import {messageLogger} from '../../src/util/log.js'
@@ -16,14 +15,11 @@ export async function testContext(opts: {replicas?: number; minReplicas?: number
   const dir = opts.dir ?? (await mkdtemp(join(tmpdir(), 'chunky-master-')))
   const clock = {t: 1_000_000, now() {return this.t}}
   const db = openDatabase(dir)
-  const nodes = new NodeRegistry(db, clock, 10_000)
   const lines: string[] = []
   const log = messageLogger((line) => void lines.push(line))
   const metrics = new MasterMetrics()
-  const ctx: MasterContext = {
-    db, nodes, deletes: new DeleteSender(nodes, log, metrics), log, metrics, clock,
-    replicas: opts.replicas ?? 3, minReplicas: opts.minReplicas ?? 2, grantKey: grantKey(db),
-  }
+  const ctx = createMasterContext({db, clock, log, metrics, nodeTimeoutMs: 10_000, replicas: opts.replicas ?? 3, minReplicas: opts.minReplicas ?? 2})
+  const {nodes} = ctx
   const sent = new Map<string, MasterToNode[]>()
   /** Registers an alive, connected node. */
   const addNode = (id: string, zone = 'z1', freeBytes = 1e12) => {

@@ -107,7 +107,7 @@ describe('master over real HTTP and WebSocket', () => {
     const task = await n1.waitFor((m): m is Extract<MasterToNode, {type: 'replicate'}> => m.type === 'replicate')
     expect(task.replicas).toHaveLength(3)
     expect(['n2', 'n3']).toContain(task.source.id)
-    n1.send({type: 'replicated', taskId: task.taskId, ok: task.replicas, failed: []})
+    await n1.completeTransfer(task) // each copy confirmed by its own `stored`, then the summary
     await until(() => lines.find((l) => l.startsWith(`repair ${task.taskId} finished: 3 chunks`)), 5000, 'repair finished log')
 
     const status = StatusDoc.parse((await api(master, 'GET', '/api/status')).body)
@@ -158,7 +158,7 @@ describe('master over real HTTP and WebSocket', () => {
     n3.send({type: 'deleted', chunkId: old.chunkId, version: 1})
     // ... and the repair loop brings the new version to n3.
     const task = await n3.waitFor((m): m is Extract<MasterToNode, {type: 'replicate'}> => m.type === 'replicate' && m.replicas[0]?.version === 2)
-    n3.send({type: 'replicated', taskId: task.taskId, ok: task.replicas, failed: []})
+    await n3.completeTransfer(task)
     await until(async () => {
       const s = StatusDoc.parse((await api(master, 'GET', '/api/status')).body)
       return s.summary.stale === 0 && s.summary.underReplicated === 0
@@ -206,9 +206,31 @@ describe('master over real HTTP and WebSocket', () => {
     expect(lines.some((l) => l.startsWith('malformed message from'))).toBe(true)
   })
 
-  it('replaces an older link of the same node with 4001', async () => {
-    const again = await FakeNode.connect(master.url, TOKEN, 'n1', {zone: 'a'})
+  it('refuses a second node with the id of a connected one (4003), leaving the first alone', async () => {
     const old = nodes.find((n) => n.id === 'n1')!
+    const impostor = await FakeNode.connect(master.url, TOKEN, 'n1', {zone: 'a', hello: false})
+    impostor.send({type: 'hello', v: 1, nodeId: 'n1', url: 'http://127.0.0.1:9/impostor', zone: 'a', freeBytes: 1e12, usedBytes: 0, chunkCount: 0})
+    await until(() => impostor.closed, 5000, 'impostor refused')
+    expect(impostor.closed!.code).toBe(WS_CLOSE.DUPLICATE_ID)
+    expect(impostor.closed!.reason).toMatch(/node id n1 is in use/)
+    expect(old.closed).toBeUndefined()
+    const status = StatusDoc.parse((await api(master, 'GET', '/api/status')).body)
+    expect(status.nodes.find((n) => n.id === 'n1')).toMatchObject({url: 'http://127.0.0.1:9/n1', state: 'alive'})
+  })
+
+  it('replaces an older link of the same node with 4001 once that link has gone silent (a half-open link)', async () => {
+    const old = nodes.find((n) => n.id === 'n1')!
+    old.stopHeartbeats()
+    old.ws.pause() // and it reads nothing: a link the network has silently dropped
+    // The master's window is 3 of its heartbeat periods (node timeout 1s / 5 = 200 ms): 600 ms.
+    const again = await until(async () => {
+      const next = await FakeNode.connect(master.url, TOKEN, 'n1', {zone: 'a', hello: false})
+      next.send({type: 'hello', v: 1, nodeId: 'n1', url: 'http://127.0.0.1:9/n1', zone: 'a', freeBytes: 1e12, usedBytes: 0, chunkCount: 0})
+      const answer = await until(() => next.closed ?? next.inbox.find((m) => m.type === 'welcome'), 2000, 'welcome or refusal')
+      return 'type' in answer ? next : undefined // refused while the old link was heard from lately: try again
+    }, 5000, 'a new link accepted')
+    again.startHeartbeats()
+    old.ws.resume() // the network comes back: the old link reads the master's close
     await until(() => old.closed, 5000, 'old link closed')
     expect(old.closed!.code).toBe(WS_CLOSE.REPLACED)
     nodes[nodes.indexOf(old)] = again

@@ -19,7 +19,7 @@ async function setup(R: number, nodeIds: string[]) {
   const commit = (tag: string, holders: string[]) => {
     const plan = uploads.plan(planRequest('f', 1000, tag))
     const c = plan.chunks[0]!
-    for (const node of holders) expect(records.stored(node, 1, {chunkId: c.chunkId, version: c.version, size: c.size, sha256: c.sha256}).ok).toBe(true)
+    for (const node of holders) expect(records.stored(node, 'L1', {chunkId: c.chunkId, version: c.version, size: c.size, sha256: c.sha256}).ok).toBe(true)
     uploads.commit(plan.uploadId)
     return c
   }

@@ -9,7 +9,7 @@ const chunk = (n: number, holders: string[], extra: Partial<RepairChunk> = {}): 
   version: 2,
   size: 10,
   sha256: 'a'.repeat(64),
-  replicas: holders.map((nodeId) => ({nodeId, version: 2, sha256: 'a'.repeat(64), corrupt: false})),
+  replicas: holders.map((nodeId) => ({nodeId, version: 2, state: 'fresh' as const})),
   ...extra,
 })
 const plan = (chunks: RepairChunk[], nodes: RepairNode[], more: {running?: Map<string, number>; busy?: Set<string>; R?: number} = {}) =>
@@ -29,9 +29,9 @@ describe('planReplication', () => {
     const nodes = [node('a', 'z1'), node('b', 'z2'), node('c', 'z3')]
     const c = chunk(1, ['a'], {
       replicas: [
-        {nodeId: 'a', version: 2, sha256: 'a'.repeat(64), corrupt: false},
-        {nodeId: 'b', version: 2, sha256: 'a'.repeat(64), corrupt: true}, // delete pending: not a target yet
-        {nodeId: 'c', version: 1, sha256: 'b'.repeat(64), corrupt: false}, // stale: a fine target
+        {nodeId: 'a', version: 2, state: 'fresh'},
+        {nodeId: 'b', version: 2, state: 'corrupt'}, // delete pending: not a target yet
+        {nodeId: 'c', version: 1, state: 'stale'}, // stale: a fine target
       ],
     })
     const {tasks} = plan([c], nodes)
@@ -63,9 +63,25 @@ describe('planReplication', () => {
     const nodes = [node('a', 'z1'), node('b', 'z2'), node('x', 'z3', 1000, 'dead')]
     const busy = chunk(1, ['a'])
     const lost = chunk(2, ['x'])
-    const result = plan([busy, lost], nodes, {busy: new Set([busy.chunkId])})
+    const result = plan([busy, lost], nodes, {busy: new Set([`${busy.chunkId}.${busy.version}`])})
     expect(result.tasks).toEqual([])
     expect(result.unrepairable).toEqual([lost.chunkId])
+  })
+
+  it('does not pair a source and target that are blocked, and takes another source instead', () => {
+    const nodes = [node('a', 'z1'), node('b', 'z2'), node('c', 'z3')]
+    const c = chunk(1, ['a', 'b'])
+    const {tasks} = planReplication({chunks: [c], nodes, replicas: 3, running: new Map(), busyChunks: new Set(), blocked: (s, t) => s === 'a' && t === 'c'})
+    expect(tasks.map((t) => [t.source, t.target])).toEqual([['b', 'c']])
+    const none = planReplication({chunks: [c], nodes, replicas: 3, running: new Map(), busyChunks: new Set(), blocked: () => true})
+    expect(none.tasks).toEqual([])
+  })
+
+  it('a newer version of a chunk in a running transfer is not blocked by the older one', () => {
+    const nodes = [node('a', 'z1'), node('b', 'z2')]
+    const c = chunk(1, ['a'])
+    const {tasks} = plan([c], nodes, {R: 2, busy: new Set([`${c.chunkId}.1`])})
+    expect(tasks).toHaveLength(1)
   })
 })
 

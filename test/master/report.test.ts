@@ -46,7 +46,7 @@ describe('chunk reports', () => {
     const commitVersion = (tag: string) => {
       const plan = uploads.plan(planRequest('f', 1000, tag))
       const c = plan.chunks[0]!
-      for (const node of ['n1', 'n2']) records.stored(node, 1, {chunkId: c.chunkId, version: c.version, size: c.size, sha256: c.sha256})
+      for (const node of ['n1', 'n2']) records.stored(node, 'L1', {chunkId: c.chunkId, version: c.version, size: c.size, sha256: c.sha256})
       uploads.commit(plan.uploadId)
       return c
     }
@@ -61,8 +61,8 @@ describe('chunk reports', () => {
     s.sent.get('n2')!.length = 0
     // n2 reports: the current chunk, a stale copy of v1 (back from a backup, say), and garbage
     const garbage = {chunkId: 'b'.repeat(24), version: 1, size: 5, sha256: sha('x')}
-    expect(s.records.reportBatch('n2', 7, {reportId: 'r1', done: false, replicas: [{...v2, size: 1000}]})).toBe(false)
-    expect(s.records.reportBatch('n2', 7, {reportId: 'r1', done: true, replicas: [{...v1, size: 1000}, garbage]})).toBe(true)
+    expect(s.records.reportBatch('n2', 'L7', {reportId: 'r1', done: false, replicas: [{...v2, size: 1000}]})).toBe(false)
+    expect(s.records.reportBatch('n2', 'L7', {reportId: 'r1', done: true, replicas: [{...v1, size: 1000}, garbage]})).toBe(true)
     expect(s.sent.get('n2')).toEqual([
       {type: 'delete', chunkId: v1.chunkId, version: 1, reason: 'stale'},
       {type: 'delete', chunkId: garbage.chunkId, version: 1, reason: 'unreferenced'},
@@ -70,7 +70,7 @@ describe('chunk reports', () => {
     expect(s.lines.some((l) => l.includes(`chunk ${v1.chunkId} on node n2 is stale (v1 < v2)`))).toBe(true)
 
     // n1 reports nothing: every row of n1 is forgotten (its disk was wiped)
-    s.records.reportBatch('n1', 8, {reportId: 'r2', done: true, replicas: []})
+    s.records.reportBatch('n1', 'L8', {reportId: 'r2', done: true, replicas: []})
     const rows = s.db.prepare('SELECT node_id, version FROM replicas ORDER BY node_id, version').all()
     expect(rows).toEqual([{node_id: 'n2', version: 1}, {node_id: 'n2', version: 2}])
   })
@@ -80,19 +80,19 @@ describe('chunk reports', () => {
     const f = s.commitVersion('a')
     const plan = s.uploads.plan(planRequest('g', 1000, 'g'))
     const g = plan.chunks[0]!
-    for (const node of ['n1', 'n2']) s.records.stored(node, 1, {chunkId: g.chunkId, version: g.version, size: 1000, sha256: g.sha256})
+    for (const node of ['n1', 'n2']) s.records.stored(node, 'L1', {chunkId: g.chunkId, version: g.version, size: 1000, sha256: g.sha256})
     s.uploads.commit(plan.uploadId)
     const rowsOfN1 = () => s.db.prepare("SELECT chunk_id FROM replicas WHERE node_id = 'n1' ORDER BY chunk_id").pluck().all()
 
     // A reconnect listing everything on record: nothing is forgotten (the row count matches: no scan needed).
-    s.records.reportBatch('n1', 2, {reportId: 'r0', done: true, replicas: [{...f, size: 1000}, {...g, size: 1000}]})
+    s.records.reportBatch('n1', 'L2', {reportId: 'r0', done: true, replicas: [{...f, size: 1000}, {...g, size: 1000}]})
     expect(rowsOfN1()).toEqual([f.chunkId, g.chunkId].sort())
 
     // n1 lists f but no longer holds g; f's row goes away mid-report (its delete confirmed): the count of
     // rows (1: g) equals the count of reported rows (1: f), yet g must be forgotten.
-    s.records.reportBatch('n1', 3, {reportId: 'r1', done: false, replicas: [{...f, size: 1000}]})
+    s.records.reportBatch('n1', 'L3', {reportId: 'r1', done: false, replicas: [{...f, size: 1000}]})
     s.records.deleted('n1', f.chunkId, f.version)
-    s.records.reportBatch('n1', 3, {reportId: 'r1', done: true, replicas: []})
+    s.records.reportBatch('n1', 'L3', {reportId: 'r1', done: true, replicas: []})
     expect(rowsOfN1()).toEqual([])
   })
 
@@ -101,15 +101,15 @@ describe('chunk reports', () => {
     const v1 = s.commitVersion('a')
     const plan = s.uploads.plan(planRequest('f', 1000, 'b'))
     const v2 = plan.chunks[0]!
-    s.records.stored('n1', 9, {chunkId: v2.chunkId, version: 2, size: 1000, sha256: v2.sha256}) // during the report, link 9
-    s.records.reportBatch('n1', 9, {reportId: 'r', done: true, replicas: [{...v1, size: 1000}]})
+    s.records.stored('n1', 'L9', {chunkId: v2.chunkId, version: 2, size: 1000, sha256: v2.sha256}) // during the report, link 9
+    s.records.reportBatch('n1', 'L9', {reportId: 'r', done: true, replicas: [{...v1, size: 1000}]})
     expect(s.db.prepare("SELECT version FROM replicas WHERE node_id = 'n1' ORDER BY version").pluck().all()).toEqual([1, 2])
   })
 
   it('raises max_version above a version the master never handed out, and keeps the replica pending', async () => {
     const s = await committedFile()
     const v1 = s.commitVersion('a')
-    s.records.reportBatch('n1', 1, {reportId: 'r', done: true, replicas: [{chunkId: v1.chunkId, version: 7, size: 1000, sha256: sha('lost')}]})
+    s.records.reportBatch('n1', 'L1', {reportId: 'r', done: true, replicas: [{chunkId: v1.chunkId, version: 7, size: 1000, sha256: sha('lost')}]})
     expect(s.db.prepare('SELECT max_version FROM chunks WHERE chunk_id = ?').pluck().get(v1.chunkId)).toBe(7)
     const next = s.uploads.plan(planRequest('f', 1000, 'c'))
     expect(next.chunks[0]!.version).toBe(8)
@@ -121,7 +121,7 @@ describe('chunk reports', () => {
     const v1 = s.commitVersion('a')
     s.records.corrupt('n1', v1.chunkId, 1)
     expect(s.sent.get('n1')).toContainEqual({type: 'delete', chunkId: v1.chunkId, version: 1, reason: 'corrupt'})
-    s.records.reportBatch('n1', 1, {reportId: 'r', done: true, replicas: [{...v1, size: 1000}]})
+    s.records.reportBatch('n1', 'L1', {reportId: 'r', done: true, replicas: [{...v1, size: 1000}]})
     expect(s.db.prepare("SELECT corrupt FROM replicas WHERE node_id = 'n1'").pluck().get()).toBe(1)
   })
 })

@@ -22,7 +22,7 @@ async function cluster(opts: {replicas?: number; minReplicas?: number; dir?: str
 function store(setup: Setup & {records: ReplicaRecords}, plan: UploadPlan, copies: number) {
   for (const chunk of plan.chunks.filter((c) => !c.skip)) {
     for (const target of chunk.targets.slice(0, copies)) {
-      const answer = setup.records.stored(target.id, 1, {chunkId: chunk.chunkId, version: chunk.version, size: chunk.size, sha256: chunk.sha256})
+      const answer = setup.records.stored(target.id, 'L1', {chunkId: chunk.chunkId, version: chunk.version, size: chunk.size, sha256: chunk.sha256})
       expect(answer).toEqual({ok: true})
     }
   }
@@ -124,8 +124,25 @@ describe('commit', () => {
     const tail = plan1.chunks.slice(1).map((c) => c.chunkId)
     const unreferenced = [...setup.sent.values()].flat().filter((m) => m.type === 'delete' && m.reason === 'unreferenced')
     expect(unreferenced).toHaveLength(3 * 3)
-    expect(setup.db.prepare(`SELECT count(*) FROM chunks WHERE chunk_id IN (${tail.map(() => '?').join(',')})`).pluck().get(...tail)).toBe(0)
+    // Retired, not forgotten: no committed version, but the highest version handed out stays.
+    const rows = setup.db.prepare(`SELECT committed_version, max_version FROM chunks WHERE chunk_id IN (${tail.map(() => '?').join(',')})`).all(...tail)
+    expect(rows).toEqual(tail.map(() => ({committed_version: 0, max_version: 1})))
     expect(setup.db.prepare("SELECT chunk_count FROM files WHERE name = 'v.mp4'").pluck().get()).toBe(1)
+  })
+
+  it('versions of (name, index) go on rising when a file is cut short and grows back, or is removed and uploaded again', async () => {
+    const setup = await cluster()
+    const commit = (size: number, tag: string) => {
+      const plan = setup.uploads.plan(planRequest('grow.mp4', size, tag))
+      store(setup, plan, 3)
+      setup.uploads.commit(plan.uploadId)
+      return plan.chunks.map((c) => c.version)
+    }
+    expect(commit(200_000, 'a')).toEqual([1, 1, 1, 1])
+    expect(commit(65_536, 'a')).toEqual([1]) // cut to one chunk: the tail is retired
+    expect(commit(200_000, 'b')).toEqual([2, 2, 2, 2]) // grows back: indexes 1-3 continue above v1, not at v1 again
+    setup.uploads.remove('grow.mp4')
+    expect(commit(200_000, 'c')).toEqual([3, 3, 3, 3])
   })
 
   it('refuses to lower a version: an older plan committed after a newer one gets VERSION_CONFLICT', async () => {
@@ -142,7 +159,7 @@ describe('commit', () => {
     const setup = await cluster()
     const plan = setup.uploads.plan(planRequest('v.mp4', 1000, 'a'))
     const chunk = plan.chunks[0]!
-    const answer = setup.records.stored('n1', 1, {chunkId: chunk.chunkId, version: chunk.version, size: chunk.size, sha256: 'e'.repeat(64)})
+    const answer = setup.records.stored('n1', 'L1', {chunkId: chunk.chunkId, version: chunk.version, size: chunk.size, sha256: 'e'.repeat(64)})
     expect(answer.ok).toBe(false)
     expect(setup.sent.get('n1')).toContainEqual({type: 'delete', chunkId: chunk.chunkId, version: 1, reason: 'unreferenced'})
   })

@@ -1,7 +1,7 @@
 import type {StatusDoc} from '../../protocol/index.js'
 import type {MasterContext} from '../context.js'
 import type {RepairProgress} from '../repair-loop.js'
-import {replicaState} from '../views.js'
+import type {ReplicaState} from '../replica-state.js'
 
 // What the dashboard page shows, in sections the live stream sends separately (each only when it
 // changed). The browser mirrors these types in src/dashboard/types.ts: keep the two in step.
@@ -76,7 +76,7 @@ export const RATE_WINDOW_MS = 10_000
 
 type FileRow = {name: string; size: number; chunk_count: number; committed_at: string; min_fresh: number | null}
 type ChunkRow = {idx: number; chunk_id: string; version: number; size: number; sha256: string}
-type ReplicaRow = {node_id: string; version: number; sha256: string; corrupt: number}
+type ReplicaRow = {node_id: string; version: number; state: ReplicaState}
 
 export interface Cached<T> {
   key: string
@@ -116,12 +116,12 @@ export class DashboardData {
     this.q = {
       totalChanges: db.prepare('SELECT total_changes()').pluck(),
       fileCount: db.prepare('SELECT count(*) FROM files').pluck(),
-      // The most recent files, each with its lowest count of fresh replicas on alive nodes (the rules of
-      // views.ts replicaState: same version and checksum, not corrupt).
+      // The most recent files, each with its lowest count of fresh replicas on alive nodes (the one rule,
+      // replica-state.ts).
       files: db.prepare(`SELECT f.name, f.size, f.chunk_count, f.committed_at,
           (SELECT min(fresh) FROM (
-            SELECT (SELECT count(*) FROM replicas r WHERE r.chunk_id = c.chunk_id AND r.version = c.committed_version
-                AND r.sha256 = c.sha256 AND r.corrupt = 0 AND r.node_id IN (SELECT value FROM json_each(@alive))) AS fresh
+            SELECT (SELECT count(*) FROM replica_states s WHERE s.chunk_id = c.chunk_id AND s.state = 'fresh'
+                AND s.node_id IN (SELECT value FROM json_each(@alive))) AS fresh
             FROM chunk_ids ci JOIN chunks c ON c.chunk_id = ci.chunk_id
             WHERE ci.name = f.name AND ci.idx < f.chunk_count AND c.committed_version > 0)) AS min_fresh
         FROM (SELECT * FROM files ORDER BY committed_at DESC, name LIMIT @limit) f
@@ -134,7 +134,7 @@ export class DashboardData {
         WHERE ci.name = ? AND ci.idx < ? AND c.committed_version > 0 ORDER BY ci.idx LIMIT ?`),
       committedChunks: db.prepare(`SELECT count(*) FROM chunk_ids ci JOIN chunks c ON c.chunk_id = ci.chunk_id
         WHERE ci.name = ? AND ci.idx < ? AND c.committed_version > 0`).pluck(),
-      replicas: db.prepare('SELECT node_id, version, sha256, corrupt FROM replicas WHERE chunk_id = ? ORDER BY node_id, version'),
+      replicas: db.prepare('SELECT node_id, version, state FROM replica_states WHERE chunk_id = ? ORDER BY node_id, version'),
     }
   }
 
@@ -196,16 +196,15 @@ export class DashboardData {
     return entry.value
   }
 
-  /** Each chunk's replicas and their states by views.ts replicaState (pending uploads left out, as in status). */
+  /** Each chunk's replicas and their states by the one rule (pending uploads and garbage left out, as in status). */
   private buildGrid(name: string): DashboardGrid {
     return this.ctx.db.transaction((): DashboardGrid => {
       const chunkCount = this.q.file.get(name) as number | undefined
       if (chunkCount === undefined) return {name, found: false, totalChunks: 0, chunks: []}
       const chunks = (this.q.chunks.all(name, chunkCount, GRID_MAX_CHUNKS) as ChunkRow[]).map((chunk) => {
         const replicas: DashboardGrid['chunks'][number]['replicas'] = []
-        for (const replica of this.q.replicas.all(chunk.chunk_id) as ReplicaRow[]) {
-          const state = replicaState(replica, chunk)
-          if (state !== 'pending') replicas.push({node: replica.node_id, version: replica.version, state})
+        for (const {node_id: node, version, state} of this.q.replicas.all(chunk.chunk_id) as ReplicaRow[]) {
+          if (state !== 'pending' && state !== 'unreferenced') replicas.push({node, version, state})
         }
         return {index: chunk.idx, id: chunk.chunk_id, version: chunk.version, size: chunk.size, sha256: chunk.sha256, replicas}
       })
