@@ -202,6 +202,7 @@ async function sendBytes(ctx: NodeContext, res: ServerResponse, file: ServedMani
     ctx.log.warn({event: 'file.read_failed', name: manifest.name, error: (err as Error).message}, `reading ${manifest.name} failed after ${sent} bytes: ${(err as Error).message}`)
     res.destroy(err as Error) // too late for a status: the reader sees the body cut short
   } finally {
+    ctx.log.debug({event: 'file.sent', name: manifest.name, start, end, sent, aborted: stop.signal.aborted}, `sent ${sent} of bytes ${start}-${end - 1} of ${manifest.name}`)
     ctx.metrics.fileBytesServed.inc(sent)
     res.off('close', onClose)
     stop.abort() // a peer fetch still open stops here
