@@ -296,6 +296,43 @@ describe('verified, unamplified reads', () => {
     expect(again.body.equals(bytes.subarray(start, start + 100))).toBe(true)
   })
 
+  it('a file replaced while a reader streams it: the reader gets the old bytes (all, or cut short), never a mix', async () => {
+    const name = 'clips/swapped.mp4'
+    const old = randomBytes(12 * MiB)
+    await upload(name, old)
+    const received: Buffer[] = []
+    let paused: () => void = () => {}
+    const pausedOnce = new Promise<void>((resolve) => (paused = resolve))
+    let resume: (() => void) | undefined
+    const ended = new Promise<void>((resolve) => {
+      const req = request(fileUrl(nodes[3]!, name), {headers: auth}, (res) => {
+        let got = 0
+        res.on('data', (d: Buffer) => {
+          received.push(d)
+          got += d.length
+          if (got >= 256 * 1024 && !resume) {
+            res.pause()
+            resume = () => res.resume()
+            paused()
+          }
+        })
+        res.on('end', resolve)
+        res.on('error', () => resolve())
+        res.on('close', resolve)
+      })
+      req.on('error', () => resolve())
+      req.end()
+    })
+    await pausedOnce
+    await upload(name, randomBytes(12 * MiB)) // every chunk changes; the old versions are deleted once it commits
+    await sleep(500)
+    resume!()
+    await ended
+    const body = Buffer.concat(received)
+    expect(body.length).toBeGreaterThan(0)
+    expect(body.equals(old.subarray(0, body.length)), `${body.length} bytes, not a prefix of the old file`).toBe(true)
+  })
+
   it('a reader that closes the connection stops the disk reads: far fewer bytes read than the file', async () => {
     const name = 'big/abort.mp4'
     const big = randomBytes(24 * MiB)
