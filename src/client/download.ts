@@ -20,6 +20,8 @@ export interface DownloadOptions {
   concurrency?: number
   signal?: AbortSignal
   probe?: Probe
+  /** Round trips (ms) by node id measured once for many downloads (a prefix): then nothing is measured here. */
+  nodeRtt?: Map<string, number>
 }
 
 export interface DownloadResult {
@@ -47,7 +49,7 @@ export async function downloadFile(opts: DownloadOptions, view: TransferView): P
   })
 
   view.step('finding the nearest replicas')
-  const order = await replicaOrder(manifest, opts.probe)
+  const order = opts.nodeRtt ? byRtt(opts.nodeRtt) : await replicaOrder(manifest, opts.probe)
 
   const tmp = join(dirname(output), `.${basename(output)}.${randomBytes(6).toString('hex')}.chunky-tmp`)
   // One handle for every chunk: each writes its bytes at its own offset (positional writes).
@@ -155,7 +157,15 @@ async function replicaOrder(manifest: FileManifest, probe?: Probe): Promise<(rep
     for (const target of chunk.replicas) nodes.set(target.id, {...target, state: 'alive'})
   }
   if (nodes.size <= 1) return (replicas) => replicas
-  const rtt = new Map((await measureNodes([...nodes.values()], probe)).map((m) => [m.node.id, m.rttMs ?? Infinity]))
+  return byRtt(await measureRtt([...nodes.values()], probe))
+}
+
+/** Round trip (ms) to each node, Infinity for one that did not answer. */
+export async function measureRtt(nodes: NodeSummary[], probe?: Probe): Promise<Map<string, number>> {
+  return new Map((await measureNodes(nodes, probe)).map((m) => [m.node.id, m.rttMs ?? Infinity]))
+}
+
+function byRtt(rtt: Map<string, number>): (replicas: Target[]) => Target[] {
   return (replicas) => [...replicas].sort((a, b) => (rtt.get(a.id) ?? Infinity) - (rtt.get(b.id) ?? Infinity))
 }
 

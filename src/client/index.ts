@@ -1,5 +1,6 @@
 export * from './download.js'
 export * from './errors.js'
+export * from './folder.js'
 export * from './hash.js'
 export * from './master-api.js'
 export * from './master-retry.js'

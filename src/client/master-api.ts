@@ -6,6 +6,7 @@ import {
   FileManifest,
   NodeList,
   PlannedChunk,
+  PrefixFileList,
   RemoveResult,
   StatusDoc,
   UploadPlan,
@@ -27,6 +28,8 @@ export interface MasterApi {
   replan(uploadId: string, request: ReplanRequest): Promise<PlannedChunk>
   commit(uploadId: string): Promise<CommitResult>
   files(): Promise<z.infer<typeof FileList>>
+  /** Every committed file whose name starts with `prefix`, with its chunks' SHA-256: one request for a whole folder. */
+  filesUnder(prefix: string): Promise<PrefixFileList>
   manifest(name: string): Promise<FileManifest>
   remove(name: string): Promise<z.infer<typeof RemoveResult>>
   status(name?: string): Promise<StatusDoc>
@@ -108,6 +111,7 @@ export function masterApi(masterUrl: string, token: string | undefined, opts: Ma
     replan: (uploadId, request) => call(PlannedChunk, 'POST', upload(uploadId, 'replan'), request),
     commit: (uploadId) => call(CommitResult, 'POST', upload(uploadId, 'commit'), {}),
     files: () => call(FileList, 'GET', '/api/files'),
+    filesUnder: (prefix) => call(PrefixFileList, 'GET', `/api/files?prefix=${encodeURIComponent(prefix)}&chunks=1`),
     manifest: (name) => call(FileManifest, 'GET', file(name)),
     remove: (name) => call(RemoveResult, 'DELETE', file(name)),
     status: (name) => call(StatusDoc, 'GET', name === undefined ? '/api/status' : `/api/status?name=${encodeURIComponent(name)}`),

@@ -66,35 +66,66 @@ export async function uploadFile(opts: UploadOptions, view: TransferView): Promi
   const entry = await findNearestNode(nodes, {override: opts.node, zone: opts.zone, probe: opts.probe})
   throwIfAborted(opts.signal)
 
-  view.step(`planning ${ranges.length} chunks`)
-  // Planning again is harmless (unused versions are only skipped numbers), so a master that does not
-  // answer is retried. The master skips chunks it already holds: committed ones, and those an
-  // interrupted run of this upload left on at least W nodes (that is how a re-run resumes).
-  const request = {
-    name,
-    size: info.size,
-    chunkSize: opts.chunkSize ?? DEFAULT_CHUNK_SIZE,
-    chunks: ranges.map((range, i) => ({index: range.index, size: rangeSize(range), sha256: digests[i]!})),
-    entryNode: entry.node.id,
-  }
-  const plan = await withMasterRetry(() => api.planUpload(request), {signal: opts.signal, view, what: 'planning'})
-  checkPlan(plan, ranges, digests)
-
-  const toSend = plan.chunks.filter((chunk) => !chunk.skip)
-  await sendChunks(plan, toSend, ranges, api, opts, view, new LostNodes(view))
-
-  view.step('committing')
-  await commitWithRetry(api, plan, opts, view)
+  const sent = await sendHashed(
+    {path: opts.path, name, size: info.size, chunkSize: opts.chunkSize ?? DEFAULT_CHUNK_SIZE, ranges, digests},
+    {api, entryNode: entry.node.id, opts, lost: new LostNodes(view)},
+    view,
+  )
   view.stop()
   return {
     name,
     size: info.size,
     chunks: ranges.length,
-    uploadedChunks: toSend.length,
-    skippedChunks: ranges.length - toSend.length,
+    uploadedChunks: sent,
+    skippedChunks: ranges.length - sent,
     entryNode: entry.node.id,
     seconds: Math.round(performance.now() - started) / 1000,
   }
+}
+
+/** A file hashed chunk by chunk, ready to be planned. */
+export interface HashedFile {
+  path: string
+  name: string
+  size: number
+  chunkSize: number
+  ranges: ChunkRange[]
+  digests: string[]
+}
+
+export interface SendContext {
+  api: MasterApi
+  entryNode: string
+  /** concurrency, token and signal are read from here (path and name come from the file). */
+  opts: Pick<UploadOptions, 'concurrency' | 'token' | 'signal' | 'master'>
+  /** Nodes this upload (of one file, or of a whole folder) has lost: never sent to again. */
+  lost: LostNodes
+}
+
+/** Plans, sends and commits one hashed file; returns how many chunks were sent (the rest were held already). */
+export async function sendHashed(file: HashedFile, ctx: SendContext, view: TransferView): Promise<number> {
+  const {api, opts} = ctx
+  view.step(`planning ${file.ranges.length} chunks`)
+  // Planning again is harmless (unused versions are only skipped numbers), so a master that does not
+  // answer is retried. The master skips chunks it already holds: committed ones, and those an
+  // interrupted run of this upload left on at least W nodes (that is how a re-run resumes).
+  const request = {
+    name: file.name,
+    size: file.size,
+    chunkSize: file.chunkSize,
+    chunks: file.ranges.map((range, i) => ({index: range.index, size: rangeSize(range), sha256: file.digests[i]!})),
+    entryNode: ctx.entryNode,
+  }
+  const plan = await withMasterRetry(() => api.planUpload(request), {signal: opts.signal, view, what: 'planning'})
+  checkPlan(plan, file.ranges, file.digests)
+
+  const toSend = plan.chunks.filter((chunk) => !chunk.skip)
+  const sendOpts: UploadOptions = {...opts, path: file.path, name: file.name}
+  await sendChunks(plan, toSend, file.ranges, api, sendOpts, view, ctx.lost)
+
+  view.step('committing')
+  await commitWithRetry(api, plan, sendOpts, view)
+  return toSend.length
 }
 
 /** The plan must describe exactly the chunks we hashed; anything else is a master bug, not a retry. */

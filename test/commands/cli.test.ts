@@ -25,6 +25,7 @@ const HELP: Record<string, string[]> = {
   status: ['--json', '--watch', '--interval', '--check', '--master', '--token'],
   ls: ['--json', '--master'],
   rm: ['--json', '--master'],
+  sync: ['DIR', '--prefix', '--delete', '--dry-run', '--json'],
   demo: ['FILE'],
 }
 
