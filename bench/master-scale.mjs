@@ -7,6 +7,7 @@ import {createHash} from 'node:crypto'
 import {readFileSync} from 'node:fs'
 import {createMasterContext} from '../dist/src/master/context.js'
 import {openDatabase} from '../dist/src/master/db.js'
+import {RepairLoop} from '../dist/src/master/repair-loop.js'
 import {ReplicaRecords} from '../dist/src/master/replicas.js'
 import {Views} from '../dist/src/master/views.js'
 import {MasterMetrics} from '../dist/src/telemetry/metrics.js'
@@ -106,6 +107,32 @@ const scrape = await metrics.registry.metrics()
 const metricsScrapeMs = ms(t)
 const scrapedChunks = /^chunky_chunks\{state="fresh"\} (\d+)/m.exec(scrape)?.[1]
 
+// 5. the repair loop at this scale (R=1 here: every chunk has its copy on n1, n2 or n3, all alive): the
+// first look at every chunk after a start, in slices, then a healthy round, which must cost nothing.
+nodes.hello({type: 'hello', v: 1, nodeId: 'n3', url: 'http://127.0.0.1:1/n3', zone: 'n3', freeBytes: 1e15, usedBytes: 0, chunkCount: 0})
+nodes.attach('n3', {send: () => void messagesToNodes++, close() {}})
+const loop = new RepairLoop({...ctx, replicas: 1}, () => 0)
+loop.stop() // no timers: the bench drives it
+t = performance.now()
+let slowestSliceMs = 0
+let slices = 0
+const runSlice = () => {
+  const st = performance.now()
+  loop.run()
+  slowestSliceMs = Math.max(slowestSliceMs, ms(st))
+  slices++
+}
+runSlice()
+while (loop.hasChangesToLookAt() && slices < 1_000_000) runSlice()
+const firstLookMs = ms(t)
+const healthyRuns = []
+for (let r = 0; r < 5; r++) {
+  t = performance.now()
+  loop.run()
+  healthyRuns.push(ms(t))
+}
+healthyRuns.sort((a, b) => a - b)
+
 const hwm = Number(/^VmHWM:\s+(\d+)/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1]) / 1024
 console.log(
   JSON.stringify({
@@ -122,6 +149,11 @@ console.log(
     statusSummary: doc.summary,
     statusColdMs: statusCold,
     metricsScrapeMs,
+    repairFirstLookMs: firstLookMs,
+    repairSlices: slices,
+    repairSlowestSliceMs: slowestSliceMs,
+    repairHealthyRoundMs: healthyRuns[2],
+    repairQueue: loop.queue(),
     scrapedFreshChunks: Number(scrapedChunks),
     rssMiB: Math.round(process.memoryUsage().rss / 1024 / 1024),
     peakRssMiB: Math.round(hwm),

@@ -63,6 +63,7 @@ export function lockDataDir(dataDir: string): {release(): void} {
   const path = join(dataDir, 'master.lock')
   const lock = new Database(path, {timeout: 0})
   try {
+    lock.pragma('journal_mode = MEMORY') // nothing in it to keep: no journal file beside it
     lock.pragma('locking_mode = EXCLUSIVE')
     lock.exec('BEGIN EXCLUSIVE; CREATE TABLE IF NOT EXISTS held (pid INTEGER); COMMIT')
   } catch (err) {

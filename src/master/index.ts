@@ -75,7 +75,7 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
   const uploads = new Uploads(ctx)
   const repair = new RepairLoop(ctx, (maxAgeMs) => uploads.expire(maxAgeMs))
   const records = new ReplicaRecords(ctx)
-  const views = new Views(ctx, (nodeId) => repair.loadOf(nodeId))
+  const views = new Views(ctx, (nodeId) => repair.loadOf(nodeId), (nodeId) => repair.unreachable(nodeId))
   const heartbeatMs = Math.max(100, Math.round(opts.nodeTimeoutMs / 5))
   const credentials = credentialHashes(opts.token)
   const links = new NodeLinks(ctx, records, repair, heartbeatMs, credentials)

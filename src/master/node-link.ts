@@ -110,7 +110,7 @@ export class NodeLinks {
         return
       case 'leaving': {
         link.leaving = true
-        if (ctx.nodes.leave(nodeId)) ctx.log.info({event: 'node.left', nodeId}, `node ${nodeId} is leaving (stopped): dead now`)
+        if (ctx.nodes.leave(nodeId)) ctx.log.info({event: 'node.dead', nodeId, reason: 'leaving'}, `node ${nodeId} is dead (it is stopping)`)
         return
       }
       case 'replicated': {

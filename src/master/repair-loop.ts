@@ -130,6 +130,11 @@ export class RepairLoop {
     return (this.failedPulls.get(nodeId)?.size ?? 0) >= 2
   }
 
+  /** True while changed chunks wait for a look (the next slices will take them). */
+  hasChangesToLookAt(): boolean {
+    return this.dirty.size > 0 || this.nodeScans.size > 0 || this.startScan !== undefined
+  }
+
   /** Run a round soon (coalesced). */
   kick(): void {
     if (this.kicked || this.stopped) return
@@ -184,7 +189,7 @@ export class RepairLoop {
     this.resendDeletes(now)
     const expired = this.expireUploads(UPLOAD_TTL_MS)
     if (expired > 0) ctx.log.info({event: 'upload.expired', count: expired}, `forgot ${expired} upload${expired === 1 ? '' : 's'} never committed within ${UPLOAD_TTL_MS / 3_600_000}h`)
-    if (this.dirty.size > 0 || this.nodeScans.size > 0 || this.startScan !== undefined) this.kick()
+    if (this.hasChangesToLookAt()) this.kick()
   }
 
   /** A `replicated` answer: frees the transfer's slot. Returns the task (undefined if unknown, timed out or cancelled). */

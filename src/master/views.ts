@@ -29,6 +29,8 @@ export class Views {
     private readonly ctx: MasterContext,
     /** Running repair transfers per node: readers are sent to lightly loaded nodes first. */
     private readonly load: (nodeId: string) => number = () => 0,
+    /** Nodes other nodes could not copy from lately (repair-loop.ts). */
+    private readonly unreachable: (nodeId: string) => boolean = () => false,
   ) {
     const db = ctx.db
     this.q = {
@@ -85,6 +87,7 @@ export class Views {
         chunks: node.chunkCount,
         bytes: node.usedBytes,
         freeBytes: node.freeBytes,
+        reachable: !this.unreachable(node.id),
       }))
       const alive = nodeDocs.filter((n) => n.state === 'alive').map((n) => n.id)
       // The summary is the whole cluster's, also when one file is shown.

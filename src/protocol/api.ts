@@ -172,6 +172,8 @@ export const StatusNode = z.object({
   chunks: z.number().int().nonnegative(),
   bytes: ByteCount,
   freeBytes: ByteCount.optional(),
+  /** false while other nodes fail to copy from this one (alive on its master link, its data port unreachable). */
+  reachable: z.boolean().optional(),
 })
 export const StatusDoc = z.object({
   nodes: z.array(StatusNode),

@@ -146,7 +146,7 @@ it('a node that says it is leaving is dead at once; its transfers are cancelled'
   await s.node('n3').waitFor((m) => m.type === 'replicate')
   s.node('n3').send({type: 'leaving'})
   await until(async () => (await status(s.master)).nodes.find((n) => n.id === 'n3')?.state === 'dead', 2000, 'n3 dead at once (timeout is 60 s)')
-  expect(s.lines).toContain('node n3 is leaving (stopped): dead now')
+  expect(s.lines).toContain('node n3 is dead (it is stopping)')
 })
 
 it('refuses a second master on the same data dir, naming it, and leaves the first running', async () => {
@@ -154,4 +154,17 @@ it('refuses a second master on the same data dir, naming it, and leaves the firs
   await expect(startMaster({host: '127.0.0.1', port: 0, dataDir: join(s.dir, 'm'), replicas: 3, minReplicas: 2, nodeTimeoutMs: 1000, repairIntervalMs: 100, token: TOKEN}))
     .rejects.toThrow(/another master is running on the data dir .*\/m /)
   expect((await api(s.master, 'GET', '/api/status')).status).toBe(200)
+})
+
+it('shows a node whose data port two others cannot reach as unreachable in status', async () => {
+  const s = await setup({nodes: ['n1', 'n2', 'n3'], replicas: 3, minReplicas: 1})
+  const replica = await commitOn(s.master, s.nodes, ['n1'])
+  for (const id of ['n2', 'n3']) {
+    const task = (await s.node(id).waitFor((m) => m.type === 'replicate')) as Replicate
+    expect(task.source.id).toBe('n1')
+    s.node(id).send({type: 'replicated', taskId: task.taskId, ok: [], failed: [{chunkId: replica.chunkId, version: replica.version, error: 'connect ECONNREFUSED'}]})
+  }
+  await until(async () => (await status(s.master)).nodes.find((n) => n.id === 'n1')?.reachable === false, 5000, 'n1 unreachable')
+  expect(s.lines.some((l) => l.startsWith('node n1 is alive but n2 and n3 could not copy from it'))).toBe(true)
+  expect((await status(s.master)).nodes.find((n) => n.id === 'n2')?.reachable).toBe(true)
 })

@@ -320,7 +320,7 @@ describe(`fuzzing a running cluster (seed ${SEED}; FUZZ_SEED=${SEED} replays it)
     // nothing outside the data directories: only what belongs in each, and no hostile name anywhere
     const top = (await readdir(dir.path)).sort()
     expect(top.filter((e) => !['master', 'n1', 'n2', 'n3', 'keep-one.bin', 'keep-two.bin'].includes(e))).toEqual([])
-    expect((await readdir(join(dir.path, 'master'))).filter((e) => !/^master\.sqlite(-wal|-shm)?$/.test(e))).toEqual([])
+    expect((await readdir(join(dir.path, 'master'))).filter((e) => !/^master\.(sqlite(-wal|-shm)?|lock)$/.test(e))).toEqual([])
     for (const id of ['n1', 'n2', 'n3']) {
       const files = await readdir(join(dir.path, id), {recursive: true})
       const unexpected = files.filter((f) => f !== 'node-id' && f !== 'chunks' && !/^chunks\/[0-9a-f]{2}(\/[0-9a-f]{24}\.\d+\.[0-9a-f]{64}(\.[0-9a-f]+\.tmp)?)?$/.test(f))
