@@ -5,6 +5,8 @@ export interface PlacementCandidate {
   zone: string
   /** Free bytes as the planner sees them now (it subtracts what it already placed). */
   freeBytes: number
+  /** Bytes of chunks held (the planner adds what it placed); with freeBytes, how full the node is. */
+  usedBytes?: number
 }
 
 export interface PlacementRequest {
@@ -18,10 +20,13 @@ export interface PlacementRequest {
 }
 
 /**
- * Chooses the nodes for one chunk, in chain order: up to R distinct nodes with room for it and not
- * excluded; the entry node first when it is one of them; then nodes on zones this chunk does not use
- * yet, most free bytes first. Fewer than W such nodes is NO_NODES; between W and R it places on what
- * there is and the repair loop fills the rest later.
+ * Chooses the nodes for one chunk, for balance, and orders them as a chain starting near the writer.
+ * Up to R distinct nodes with room for it and not excluded: nodes on zones this chunk does not use yet
+ * first, then the least full (used ÷ (used + free)), then the most free bytes. The writer's nearest node
+ * (entryNode) gets no copy for being near, or one site's node would hold everything uploaded there
+ * while the rest sit empty; it leads the chain when balance chose it, else a chosen node in its zone
+ * does, and the writer sends to the first (it forwards down the chain). Fewer than W such nodes is
+ * NO_NODES; between W and R it places on what there is and the repair loop fills the rest later.
  */
 export function placeChunk(request: PlacementRequest): PlacementCandidate[] {
   const excluded = new Set(request.exclude ?? [])
@@ -34,23 +39,28 @@ export function placeChunk(request: PlacementRequest): PlacementCandidate[] {
 
   const chosen: PlacementCandidate[] = []
   const usedZones = new Set<string>()
-  const take = (node: PlacementCandidate) => {
-    chosen.push(node)
-    usedZones.add(node.zone)
-  }
-  const entry = eligible.find((node) => node.id === request.entryNode)
-  if (entry) take(entry)
   while (chosen.length < request.replicas) {
     const rest = eligible.filter((node) => !chosen.includes(node))
     if (rest.length === 0) break
-    rest.sort((a, b) => zoneRank(a) - zoneRank(b) || b.freeBytes - a.freeBytes || a.id.localeCompare(b.id))
-    take(rest[0]!)
+    rest.sort((a, b) => zoneRank(a) - zoneRank(b) || fill(a) - fill(b) || b.freeBytes - a.freeBytes || a.id.localeCompare(b.id))
+    chosen.push(rest[0]!)
+    usedZones.add(rest[0]!.zone)
   }
-  return chosen
+  const entry = request.candidates.find((node) => node.id === request.entryNode)
+  if (!entry) return chosen
+  const nearness = (node: PlacementCandidate) => (node.id === entry.id ? 0 : node.zone === entry.zone ? 1 : 2)
+  return chosen.map((node, i) => ({node, i})).sort((a, b) => nearness(a.node) - nearness(b.node) || a.i - b.i).map(({node}) => node)
 
   function zoneRank(node: PlacementCandidate): number {
     return usedZones.has(node.zone) ? 1 : 0
   }
+}
+
+/** How full a node is, 0 to 1. */
+export function fill(node: {freeBytes: number; usedBytes?: number}): number {
+  const used = node.usedBytes ?? 0
+  const total = used + node.freeBytes
+  return total > 0 ? used / total : 1
 }
 
 function noNodes(eligible: number, needed: number, which: string): ChunkyError {

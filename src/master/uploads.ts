@@ -95,7 +95,10 @@ export class Uploads {
         }
         const version = chunk.max_version + 1
         const targets = placeChunk({candidates, size: input.size, replicas: R, minReplicas: W, entryNode: request.entryNode, exclude: request.exclude})
-        for (const target of targets) target.freeBytes -= input.size // so a big file spreads over the nodes
+        for (const target of targets) {
+          target.freeBytes -= input.size // so a big file spreads over the nodes
+          target.usedBytes = (target.usedBytes ?? 0) + input.size
+        }
         this.q.raiseMaxVersion.run(version, chunkId)
         this.q.insertPlanned.run(chunkId, version, input.size, input.sha256, uploadId)
         this.q.insertUploadChunk.run(uploadId, input.index, chunkId, version, input.size, input.sha256, 0)
@@ -285,7 +288,7 @@ export class Uploads {
   }
 
   private candidates(): PlacementCandidate[] {
-    return this.ctx.nodes.usable().map((node) => ({id: node.id, zone: node.zone, freeBytes: node.freeBytes}))
+    return this.ctx.nodes.usable().map((node) => ({id: node.id, zone: node.zone, freeBytes: node.freeBytes, usedBytes: node.usedBytes}))
   }
 
   private planned(

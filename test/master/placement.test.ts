@@ -10,10 +10,16 @@ describe('placeChunk', () => {
     expect(ids(placeChunk({candidates, size: 10, replicas: 3, minReplicas: 2}))).toEqual(['b', 'c', 'd'])
   })
 
-  it('puts the entry node first when it is eligible, and ignores it when excluded', () => {
+  it('gives the entry node no copy for being near: it leads the chain when balance chose it, else a node in its zone does', () => {
     const candidates = [node('a', 'eu', 900), node('b', 'eu', 1000), node('c', 'us', 500)]
-    expect(ids(placeChunk({candidates, size: 10, replicas: 2, minReplicas: 1, entryNode: 'a'}))).toEqual(['a', 'c'])
+    expect(ids(placeChunk({candidates, size: 10, replicas: 2, minReplicas: 1, entryNode: 'a'}))).toEqual(['b', 'c']) // b: same zone as a
+    expect(ids(placeChunk({candidates, size: 10, replicas: 2, minReplicas: 1, entryNode: 'c'}))).toEqual(['c', 'b']) // chosen: first
     expect(ids(placeChunk({candidates, size: 10, replicas: 2, minReplicas: 1, entryNode: 'a', exclude: ['a']}))).toEqual(['b', 'c'])
+  })
+
+  it('prefers the least full node over the one with the most free bytes', () => {
+    const candidates = [{...node('big', 'z', 5000), usedBytes: 5000}, {...node('small', 'z', 900), usedBytes: 100}]
+    expect(ids(placeChunk({candidates, size: 10, replicas: 1, minReplicas: 1}))).toEqual(['small'])
   })
 
   it('never places on excluded nodes or nodes without room', () => {

@@ -184,3 +184,25 @@ it('remembers nodes across a restart, as dead', async () => {
   const nodes = new NodeRegistry(again.db, again.clock, 10_000)
   expect(nodes.all().map((n) => [n.id, nodes.isAlive(n.id)])).toEqual([['n1', false], ['n2', false], ['n3', false]])
 })
+
+describe('placement over a plan', () => {
+  it('spreads several uploads from one client over 8 nodes within 10 % of the mean; the nearest node does not hold everything', async () => {
+    const setup = await testContext({replicas: 3, minReplicas: 2})
+    cleanups.push(setup.cleanup)
+    const ids = Array.from({length: 8}, (_, i) => `n${i + 1}`)
+    for (const id of ids) setup.addNode(id, 'z', 1e9)
+    const uploads = new Uploads(setup.ctx)
+    const records = new ReplicaRecords(setup.ctx)
+    const held = new Map(ids.map((id) => [id, 0]))
+    for (let u = 0; u < 6; u++) {
+      const plan = uploads.plan(planRequest(`talk-${u}.mp4`, 20 * 65_536, `t${u}`, {entryNode: 'n1'}))
+      store({...setup, records}, plan, 3)
+      uploads.commit(plan.uploadId)
+      for (const chunk of plan.chunks) for (const target of chunk.targets) held.set(target.id, held.get(target.id)! + 1)
+      for (const id of ids) setup.nodes.heartbeat(id, {freeBytes: 1e9 - held.get(id)! * 65_536, usedBytes: held.get(id)! * 65_536, chunkCount: held.get(id)!})
+    }
+    const mean = (6 * 20 * 3) / 8
+    for (const [id, count] of held) expect(Math.abs(count - mean), `${id} holds ${count}, mean ${mean}`).toBeLessThanOrEqual(0.1 * mean)
+    expect(held.get('n1')).toBeLessThan(6 * 20)
+  })
+})
