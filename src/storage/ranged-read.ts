@@ -4,8 +4,13 @@ import {ChunkyError, type ReplicaInfo} from '../protocol/index.js'
 import {BLOCK_SIZE, BlockHasher, blockMatches, readSidecar, SIDECAR_SUFFIX, writeSidecar} from './block-checksums.js'
 import {notFound} from './chunk-store.js'
 
-/** Blocks read from disk per read call: the most a reader that went away can make the disk read. */
+/**
+ * Blocks read from disk per read call at first: a seek costs about what it sends. A read that goes
+ * on doubles it up to MAX_READ_BLOCKS (1 MiB) for throughput, like the kernel's own read-ahead, and
+ * the next read is issued while the last one is sent; so a reader that leaves costs at most two reads.
+ */
 export const READ_BLOCKS = 2
+export const MAX_READ_BLOCKS = 16
 
 export interface RangeReadOptions {
   /** Stops reading at the next block boundary once aborted. */
@@ -52,23 +57,46 @@ export async function* readVerifiedRange(path: string, replica: ReplicaInfo, sta
     let sums = await readSidecar(path + SIDECAR_SUFFIX, replica.size)
     sums ??= await verifyWhole(handle, path, replica, opts)
     const last = Math.floor((end - 1) / BLOCK_SIZE)
-    for (let block = Math.floor(start / BLOCK_SIZE); block <= last; block += READ_BLOCKS) {
-      if (opts.signal?.aborted) return
+    const readBlocks = (block: number, count: number): Promise<BlocksRead> => {
       const offset = block * BLOCK_SIZE
-      const length = Math.min((last - block + 1) * BLOCK_SIZE, READ_BLOCKS * BLOCK_SIZE, replica.size - offset)
-      const data = Buffer.allocUnsafe(length) // never reused: the socket may still hold the previous one
-      const got = await readFully(handle, data, offset)
-      opts.onDiskRead?.(got)
-      for (let b = 0; b * BLOCK_SIZE < length; b++) {
-        const piece = data.subarray(b * BLOCK_SIZE, Math.min((b + 1) * BLOCK_SIZE, length))
-        if (got < b * BLOCK_SIZE + piece.length) throw new CorruptBlockError(replica.chunkId, replica.version, block + b, `the file is shorter than its ${replica.size} bytes`)
-        if (!blockMatches(sums, block + b, piece)) throw new CorruptBlockError(replica.chunkId, replica.version, block + b, `block ${block + b} (bytes ${offset + b * BLOCK_SIZE}-) does not match its checksum`)
+      const data = Buffer.allocUnsafe(Math.min((last - block + 1) * BLOCK_SIZE, count * BLOCK_SIZE, replica.size - offset)) // never reused: a socket may still hold the last one
+      const reading = readFully(handle, data, offset).then((got) => {
+        opts.onDiskRead?.(got)
+        return {block, offset, data, got}
+      })
+      reading.catch(() => {}) // awaited below, or in finally
+      return reading
+    }
+    let count = READ_BLOCKS
+    let next: Promise<BlocksRead> | undefined = readBlocks(Math.floor(start / BLOCK_SIZE), count)
+    try {
+      while (next) {
+        if (opts.signal?.aborted) return
+        const done: BlocksRead = await next
+        const {block, offset, data, got} = done
+        const following: number = block + Math.ceil(data.length / BLOCK_SIZE)
+        count = Math.min(count * 2, MAX_READ_BLOCKS)
+        next = following <= last && !opts.signal?.aborted ? readBlocks(following, count) : undefined
+        for (let b = 0; b * BLOCK_SIZE < data.length; b++) {
+          const piece = data.subarray(b * BLOCK_SIZE, Math.min((b + 1) * BLOCK_SIZE, data.length))
+          if (got < b * BLOCK_SIZE + piece.length) throw new CorruptBlockError(replica.chunkId, replica.version, block + b, `the file is shorter than its ${replica.size} bytes`)
+          if (!blockMatches(sums, block + b, piece)) throw new CorruptBlockError(replica.chunkId, replica.version, block + b, `block ${block + b} (bytes ${offset + b * BLOCK_SIZE}-) does not match its checksum`)
+        }
+        yield data.subarray(Math.max(start - offset, 0), Math.min(end - offset, data.length))
       }
-      yield data.subarray(Math.max(start - offset, 0), Math.min(end - offset, length))
+    } finally {
+      await next?.catch(() => {}) // a read still in flight must end before the file closes
     }
   } finally {
     await handle.close()
   }
+}
+
+interface BlocksRead {
+  block: number
+  offset: number
+  data: Buffer
+  got: number
 }
 
 /** A replica without block checksums: prove it whole against its SHA-256, then keep its block checksums. */

@@ -102,7 +102,7 @@ describe('block checksums', () => {
     await expect(collect(store.readRange(replica.chunkId, 1, BLOCK_SIZE, BLOCK_SIZE + 10))).rejects.toBeInstanceOf(CorruptBlockError)
   })
 
-  it('a reader that stops pulling makes the disk read at most one read of READ_BLOCKS blocks more', async () => {
+  it('a reader that stops pulling makes the disk read at most the one read already issued ahead', async () => {
     const bytes = randomBytes(40 * BLOCK_SIZE)
     const {store, replica} = await storeWith('abort', bytes, 4)
     let read = 0
@@ -112,7 +112,7 @@ describe('block checksums', () => {
     stop.abort()
     const rest = await pieces.next()
     expect(rest.done).toBe(true)
-    expect(read).toBeLessThanOrEqual(READ_BLOCKS * BLOCK_SIZE)
+    expect(read).toBeLessThanOrEqual(3 * READ_BLOCKS * BLOCK_SIZE) // the first read and the next, twice its size
   })
 
   it('a restart keeps sidecars of replicas, drops orphans, and delete removes both', async () => {
