@@ -16,7 +16,7 @@ export default class Master extends ChunkyCommand {
 
 The cluster secret comes from --secret-file, --secret (or its old name --token) or CHUNKY_SECRET; without any it loads DATA_DIR/token, or makes a new random secret and saves it there (mode 0600). The master never reads CHUNKY_TOKEN (that is the clients' credential), and it refuses a derived credential (rw-…, ro-…, node-…) as its secret. Prefer --secret-file or CHUNKY_SECRET: a flag's value shows in \`ps\`. From the secret it derives a node credential (node-…, for \`chunky node\`), a read-write client credential (rw-…: upload, rm, and everything ro can) and a read-only one (ro-…: status, ls, download), and prints the command that joins a node and the line that points clients at it. The secret itself is valid for everything.
 
-On the same port it serves a live web dashboard (nodes, files, chunk versions, repairs): open the "dashboard:" address it prints and log in with the read-only credential.
+On the same port it serves a live web dashboard (nodes, files, chunk versions, repairs): open the "dashboard:" link it prints (it carries the read-only credential after #, which browsers never send to a server).
 
 With --tls-cert and --tls-key it serves HTTPS and WSS; nodes and clients then need its CA (--ca or CHUNKY_CA) unless a public CA signed the certificate.
 
@@ -87,7 +87,8 @@ It listens on 127.0.0.1 by default: use --host 0.0.0.0 to let nodes and clients 
     this.log(`join a node:  CHUNKY_NODE_TOKEN=${credentials.node} ${bin} node --master ${url}${ca}`)
     this.log(`clients:      export CHUNKY_MASTER=${url} CHUNKY_TOKEN=${credentials.rw}${tls ? ' CHUNKY_CA=<your CA file>' : ''}`)
     this.log(`read-only:    CHUNKY_TOKEN=${credentials.ro}`)
-    this.log(`dashboard:    ${url}/  (open it in a browser; log in with the read-only credential)`)
+    // the read-only credential in the fragment, as the demo prints it: the page reads it and drops it from the address bar
+    this.log(`dashboard:    ${url}/#token=${credentials.ro}  (open it in a browser: the link logs in read-only)`)
     this.log(`listening on ${scheme(listenUrl(flags.host, master.port))}`)
     logger.release()
 

@@ -86,7 +86,9 @@ async function story(opts: DemoOptions, dir: string, daemons: DaemonProcess[]): 
   daemons.push(master)
   detail(`master listening on ${master.url}`)
   // The read-only credential in the fragment: the page reads it, forgets the fragment, and never sends it elsewhere.
-  detail(`dashboard: ${master.url}/#token=${deriveCredentials(token).ro}  (open it in a browser to watch the story)`)
+  // The cluster, and so this page, lives only as long as the demo: say how to keep it longer.
+  const lasts = opts.keep ? 'it stays up after the story until Ctrl-C' : 'it stops when the demo ends: add --keep to keep it up, --pace 3s to slow the story down'
+  detail(`dashboard: ${master.url}/#token=${deriveCredentials(token).ro}  (open it in a browser to watch the story; ${lasts})`)
   const conn = {master: master.url, token, signal}
   const status = (name?: string) => getStatus(conn, name)
 

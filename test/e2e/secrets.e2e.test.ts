@@ -78,6 +78,8 @@ describe('a cluster keyed from files, and nodes with the wrong credential', () =
     started.push(master)
     expect(master.output()).toContain(`cluster secret from --secret-file ${secretFile}`)
     expect(master.output()).toMatch(new RegExp(`join a node: +CHUNKY_NODE_TOKEN=${creds.node} \\S+ node --master ${master.url}`))
+    // the dashboard link logs in read-only by itself, as the demo's does
+    expect(master.output()).toContain(`dashboard:    ${master.url}/#token=${creds.ro}  (open it in a browser`)
   })
 
   it('a node joins with --token-file, and with CHUNKY_NODE_TOKEN', async () => {
