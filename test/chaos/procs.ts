@@ -71,6 +71,8 @@ export class Daemon {
   /** What the master printed before `listening on` (join command, credentials). */
   banner: string[] = []
   paused = false
+  /** Called with every line the daemon prints on standard output after its `listening on` line. */
+  readonly lineListeners = new Set<(line: string) => void>()
   private expectExit = false
   private readonly log: WriteStream
   private logClosed = false
@@ -117,25 +119,31 @@ export class Daemon {
       this.onExit({key: this.key, pid: child.pid ?? -1, code, signal, expected, logTail: expected ? '' : this.tail(40)})
     })
     const banner: string[] = []
+    let listening = false
     const timer = setTimeout(() => {
       this.expectExit = true
       child.kill('SIGKILL')
     }, timeoutMs)
     try {
-      const lines = createInterface({input: child.stdout!})
-      for await (const line of lines) {
-        this.write(line + '\n')
-        const url = /^listening on (\S+)$/.exec(line)?.[1]
-        if (url) {
+      return await new Promise<string>((done, fail) => {
+        const lines = createInterface({input: child.stdout!})
+        lines.on('line', (line) => {
+          this.write(line + '\n')
+          if (listening) {
+            for (const listener of this.lineListeners) listener(line)
+            return
+          }
+          const url = /^listening on (\S+)$/.exec(line)?.[1]
+          if (!url) return void banner.push(line)
+          listening = true
           this.url = url
           this.banner = banner
-          child.stdout!.on('data', (d: Buffer) => this.write(d))
-          lines.close()
-          return url
-        }
-        banner.push(line)
-      }
-      throw new Error(`${this.key} exited (code ${child.exitCode}, signal ${child.signalCode}) before listening; see ${this.logPath}`)
+          done(url)
+        })
+        lines.on('close', () => {
+          if (!listening) fail(new Error(`${this.key} exited (code ${child.exitCode}, signal ${child.signalCode}) before listening; see ${this.logPath}`))
+        })
+      })
     } finally {
       clearTimeout(timer)
     }
