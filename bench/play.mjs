@@ -14,7 +14,7 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {performance} from 'node:perf_hooks'
 import {once} from 'node:events'
-import {startCluster} from './chunky.mjs'
+import {setExecArgs, startCluster} from './chunky.mjs'
 import {freePort, median, MiB, round, run, startProcess, stopAll, timeRuns, waitFor, which} from './lib.mjs'
 
 const args = process.argv.slice(2)
@@ -26,6 +26,8 @@ const SIZE = option('size-mib', 1024) * MiB
 const RUNS = option('runs', 3)
 const SEEKS = option('seeks', 50)
 const TOKEN = 'bench-cluster-token-0123456789abcdef'
+// CHUNKY_BENCH_PROFILE=DIR: every chunky process writes a CPU profile there (node --cpu-prof)
+if (process.env.CHUNKY_BENCH_PROFILE) setExecArgs(['--cpu-prof', '--cpu-prof-dir', process.env.CHUNKY_BENCH_PROFILE])
 
 async function makeFile(path, size) {
   const out = createWriteStream(path)
