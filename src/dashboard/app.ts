@@ -101,7 +101,7 @@ function apply(update: Update): void {
   if (update.nodes || update.cluster || update.files) renderSummary(state.cluster, state.nodes, state.files)
   if (update.nodes) renderNodes(state.nodes, state.serverOffset)
   if (update.repairs) renderRepairs(update.repairs, state.serverOffset)
-  if (state.files && (update.files || update.cluster)) renderFiles(state.files, state.cluster, state.selected, select)
+  if (state.files && (update.files || update.cluster)) renderFiles(state.files, state.cluster, state.selected, select, play)
   if (update.grid || update.nodes) renderGrid(state.grid, state.selected, state.nodes)
 }
 
@@ -109,9 +109,46 @@ function select(name: string): void {
   if (name === state.selected) return
   state.selected = name
   state.grid = undefined
-  if (state.files) renderFiles(state.files, state.cluster, state.selected, select)
+  if (state.files) renderFiles(state.files, state.cluster, state.selected, select, play)
   renderGrid(undefined, name, state.nodes)
   follow() // a new stream that carries this file's grid
+}
+
+/**
+ * Plays a file in the page: the master signs a share link (an hour, with this tab's credential) and
+ * the video element reads it from the first alive node, with ranges, as any player would.
+ */
+async function play(name: string): Promise<void> {
+  const note = byId('player-note')
+  const video = byId<HTMLVideoElement>('player-video')
+  byId('player').hidden = false
+  byId('player-title').textContent = `Playing ${name}`
+  note.textContent = 'asking the master for a link…'
+  try {
+    const node = state.nodes.find((n) => n.state === 'alive')
+    if (!node) throw new Error('no node is alive')
+    const res = await fetch('api/share', {
+      method: 'POST',
+      headers: {authorization: `Bearer ${state.token ?? ''}`, 'content-type': 'application/json'},
+      body: JSON.stringify({name, expiresInMs: 3_600_000}),
+      cache: 'no-store',
+    })
+    if (!res.ok) throw new Error(`the master answered ${res.status}`)
+    const {path, expiresAt} = (await res.json()) as {path: string; expiresAt: string}
+    video.src = new URL(path, node.url).toString()
+    note.textContent = `from ${node.id}, through a link valid until ${new Date(expiresAt).toLocaleTimeString()}`
+    await video.play().catch(() => {}) // a browser may want a click on the video first
+  } catch (err) {
+    note.textContent = `cannot play ${name}: ${(err as Error).message}`
+  }
+}
+
+function closePlayer(): void {
+  const video = byId<HTMLVideoElement>('player-video')
+  video.pause()
+  video.removeAttribute('src')
+  video.load() // drops the connection to the node
+  byId('player').hidden = true
 }
 
 function setConnection(live: LiveState | 'off', detail?: string): void {
@@ -130,6 +167,7 @@ function main(): void {
     void logIn(token)
   })
   byId('logout').addEventListener('click', () => showLogin())
+  byId('player-close').addEventListener('click', closePlayer)
   setInterval(() => {
     if (!state.token) return
     refreshAges(state.serverOffset)

@@ -91,7 +91,7 @@ export function renderRepairs(repairs: Repairs, serverOffset: number): void {
   byId('repairs').replaceChildren(...rows)
 }
 
-export function renderFiles(files: Files, cluster: Cluster | undefined, selected: string | undefined, onSelect: (name: string) => void): void {
+export function renderFiles(files: Files, cluster: Cluster | undefined, selected: string | undefined, onSelect: (name: string) => void, onPlay?: (name: string) => void): void {
   byId('files-note').textContent =
     files.total > files.files.length
       ? `Showing the ${files.files.length} most recently changed of ${files.total} files.`
@@ -108,6 +108,7 @@ export function renderFiles(files: Files, cluster: Cluster | undefined, selected
       el('td', {class: 'num'}, String(file.chunks)),
       el('td', {class: `num ${file.minReplicas < wanted ? 'under' : ''}`}, wanted ? `${file.minReplicas} of ${wanted}` : String(file.minReplicas)),
       el('td', {}, formatTime(file.committedAt)),
+      el('td', {}, onPlay ? playButton(file.name, onPlay) : ''),
     )
     row.addEventListener('click', () => onSelect(file.name))
     row.addEventListener('keydown', (event) => {
@@ -119,6 +120,16 @@ export function renderFiles(files: Files, cluster: Cluster | undefined, selected
     return row
   })
   byId('files').replaceChildren(...rows)
+}
+
+/** A file row's play button: opens the file in the page through a share link (app.ts). */
+function playButton(name: string, onPlay: (name: string) => void): HTMLElement {
+  const button = el('button', {type: 'button', class: 'play', 'data-play': name, title: `play ${name} here`}, '▶ play')
+  button.addEventListener('click', (event) => {
+    event.stopPropagation() // not a click on the row (which selects the file)
+    onPlay(name)
+  })
+  return button
 }
 
 /** Chunks down, nodes across; each cell the replica's version, coloured by its state. */

@@ -160,6 +160,34 @@ describe('players', () => {
   }, 90_000)
 })
 
+describe('the dashboard', () => {
+  it("a file row's play button plays the file in the page through a share link", async () => {
+    if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install chromium (.ci/run does it)`)
+    let browser: Browser | undefined
+    try {
+      browser = await chromium.launch({executablePath: CHROMIUM, args: CHROMIUM_ARGS})
+      const page = await browser.newPage()
+      const refused: string[] = []
+      page.on('console', (message) => message.type() === 'error' && refused.push(message.text()))
+      await page.goto(`${cluster.master.url}/#token=${RO}`)
+      const button = page.locator(`button.play[data-play="${NAME}"]`)
+      await button.waitFor({timeout: 20_000})
+      await button.click()
+      await page.waitForFunction(() => {
+        const v = document.getElementById('player-video') as HTMLVideoElement
+        return v.readyState >= 2 && v.currentTime > 0.3
+      }, undefined, {timeout: 20_000})
+      expect(await page.locator('#player-video').getAttribute('src')).toMatch(/\/v1\/share\//)
+      expect(await page.locator('#player-note').textContent()).toMatch(/^from n\d, through a link valid until/)
+      expect(refused.filter((text) => /Content Security Policy/i.test(text))).toEqual([])
+      await page.click('#player-close')
+      expect(await page.locator('#player').isHidden()).toBe(true)
+    } finally {
+      await browser?.close()
+    }
+  }, 60_000)
+})
+
 describe('failures while streaming', () => {
   it('a node killed mid-stream: the next range request, to another node, is served and the bytes join up', async () => {
     const {url} = await shareJson([NAME, '--node', 'n1'])

@@ -23,6 +23,7 @@ const CONTENT_SECURITY_POLICY = [
   "script-src 'self'",
   "style-src 'self'",
   "img-src 'self' data:",
+  'media-src http: https:', // the play button's video reads a share link from a node (another origin)
   "connect-src 'self'",
   "base-uri 'none'",
   "form-action 'none'",
