@@ -274,7 +274,7 @@ async function* readChunk(ctx: NodeContext, chunk: ManifestChunk, from: number, 
   const failures: string[] = []
   const local = ctx.store.get(chunk.chunkId, chunk.version)
   const sources: {id: string; url?: string}[] = []
-  if (ctx.ranges && local && local.sha256 === chunk.sha256) sources.push({id: ctx.id})
+  if (ctx.ranges && local && local.sha256 === chunk.sha256 && !recentlyRotten(ctx, chunk.chunkId, chunk.version)) sources.push({id: ctx.id})
   for (const replica of chunk.replicas) if (replica.id !== ctx.id) sources.push({id: replica.id, url: replica.url})
   for (const source of sources) {
     try {
@@ -338,7 +338,12 @@ async function* readPeer(ctx: NodeContext, url: string, chunk: ManifestChunk, fr
   }
 }
 
+/** Replicas found rotten here (node id/chunk.version -> when reported): reported once, and not read for a minute, while the master has them replaced. */
 const reported = new Map<string, number>()
+
+function recentlyRotten(ctx: NodeContext, chunkId: string, version: number): boolean {
+  return Date.now() - (reported.get(`${ctx.id}/${chunkId}.${version}`) ?? 0) < 60_000
+}
 
 function reportCorrupt(ctx: NodeContext, err: CorruptBlockError): void {
   ctx.metrics.blockChecksumFailures.inc()
