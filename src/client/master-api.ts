@@ -1,6 +1,7 @@
 import {setTimeout as sleep} from 'node:timers/promises'
 import {z} from 'zod'
 import {
+  BalanceReport,
   CommitResult,
   FileList,
   FileManifest,
@@ -33,6 +34,7 @@ export interface MasterApi {
   manifest(name: string): Promise<FileManifest>
   remove(name: string): Promise<z.infer<typeof RemoveResult>>
   status(name?: string): Promise<StatusDoc>
+  balance(): Promise<BalanceReport>
   reportBadReplica(report: z.input<typeof BadReplicaReport>): Promise<void>
 }
 
@@ -115,6 +117,7 @@ export function masterApi(masterUrl: string, token: string | undefined, opts: Ma
     manifest: (name) => call(FileManifest, 'GET', file(name)),
     remove: (name) => call(RemoveResult, 'DELETE', file(name)),
     status: (name) => call(StatusDoc, 'GET', name === undefined ? '/api/status' : `/api/status?name=${encodeURIComponent(name)}`),
+    balance: () => call(BalanceReport, 'GET', '/api/rebalance'),
     reportBadReplica: async (report) => {
       await call(Ok, 'POST', '/api/bad-replica', report)
     },

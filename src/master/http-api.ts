@@ -2,6 +2,7 @@ import type {IncomingMessage, ServerResponse} from 'node:http'
 import {type Access, authorize} from '../http/auth.js'
 import {pathSegments, queryParam, readJson, sendError, sendJson, toChunkyError} from '../http/server.js'
 import {
+  type BalanceReport,
   BadReplicaReport,
   ChunkyError,
   type CredentialHashes,
@@ -26,6 +27,8 @@ export interface HttpApiDeps {
   credentials: CredentialHashes
   /** The web page and its live stream (dashboard/). */
   dashboard: Dashboard
+  /** Balance of the nodes and moves under way (repair-loop.ts). */
+  balance: () => BalanceReport
 }
 
 /** The master's HTTP routes (src/protocol/api.ts). Every error becomes a response in sendError. */
@@ -64,6 +67,7 @@ async function route(deps: HttpApiDeps, req: IncomingMessage, res: ServerRespons
   authorize(req, deps.credentials, method === 'GET' && second === 'files' && segments.length >= 3 ? 'node-read' : accessFor(method, second))
 
   if (second === 'nodes' && segments.length === 2 && method === 'GET') return sendJson(res, 200, views.nodeList())
+  if (second === 'rebalance' && segments.length === 2 && method === 'GET') return sendJson(res, 200, deps.balance())
   if (second === 'live' && segments.length === 2 && method === 'GET') {
     const file = queryParam(req, 'file')
     if (file !== undefined) checkName(file)

@@ -35,6 +35,8 @@ export interface MasterOptions {
   nodeTimeoutMs: number
   /** Default 5_000. */
   repairIntervalMs: number
+  /** Move copies from the fullest nodes to the emptiest while nothing needs repair (default true). */
+  rebalance?: boolean
   /** The cluster secret, never empty: valid for everything; node, rw and ro credentials are derived from it. */
   token: string
   /** Serve HTTPS and WSS with this certificate. */
@@ -73,10 +75,10 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
   const ctx = createMasterContext({db, clock, log, metrics, nodeTimeoutMs: opts.nodeTimeoutMs, replicas: opts.replicas, minReplicas: opts.minReplicas})
   const {nodes} = ctx
   const uploads = new Uploads(ctx)
-  const repair = new RepairLoop(ctx, (maxAgeMs) => uploads.expire(maxAgeMs))
+  const heartbeatMs = Math.max(100, Math.round(opts.nodeTimeoutMs / 5))
+  const repair = new RepairLoop(ctx, (maxAgeMs) => uploads.expire(maxAgeMs), opts.rebalance ?? true, 3 * heartbeatMs)
   const records = new ReplicaRecords(ctx)
   const views = new Views(ctx, (nodeId) => repair.loadOf(nodeId), (nodeId) => repair.unreachable(nodeId))
-  const heartbeatMs = Math.max(100, Math.round(opts.nodeTimeoutMs / 5))
   const credentials = credentialHashes(opts.token)
   const links = new NodeLinks(ctx, records, repair, heartbeatMs, credentials)
   metrics.attach({
@@ -90,7 +92,7 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
   })
 
   const dashboard = createDashboard(ctx, {repairProgress: () => repair.progress(), health: () => views.summaryForMetrics()}, opts.live)
-  const server = createEdgeServer(createHttpApi({ctx, uploads, views, credentials, dashboard}), {tls: opts.tls, limits: opts.limits, log: (line) => log.warn({event: 'http.peer_limit'}, line)})
+  const server = createEdgeServer(createHttpApi({ctx, uploads, views, credentials, dashboard, balance: () => repair.balance()}), {tls: opts.tls, limits: opts.limits, log: (line) => log.warn({event: 'http.peer_limit'}, line)})
   const wss = new WebSocketServer({noServer: true, maxPayload: MAX_WS_PAYLOAD})
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', () => {}) // a peer that resets mid-upgrade must not crash the master

@@ -29,6 +29,13 @@ const EVALUATE_BATCH = 500
 const NODE_SCAN_PAGE = 2000
 /** At most this many chunks are planned in one round (there are never more free transfer slots than that). */
 const PLAN_PER_ROUND = 2000
+/** Rebalancing: nodes count as balanced within this share of the mean fill, plus this many chunks' worth. */
+export const BALANCE_BAND = 0.1
+const BALANCE_SLACK_CHUNKS = 2
+/** Moves run only while nothing needs repair, at most this many transfers at once (one per node). */
+const MOVE_TASKS = 2
+/** Chunk ids of the fullest node looked through per round for copies to move. */
+const MOVE_SCAN = 400
 /** A source→target pair whose transfer copied nothing waits this long, doubling up to the maximum. */
 const PAIR_BACKOFF_MS = 1000
 const PAIR_BACKOFF_MAX_MS = 60_000
@@ -46,6 +53,23 @@ interface RunningTask {
   target: string
   replicas: ReplicaInfo[]
   startedMs: number
+  /** A rebalancing move: once the copy is recorded, the source's copy is the one trimmed. */
+  move: boolean
+}
+
+/** Where the cluster stands on balance (GET /api/rebalance, `chunky rebalance`). */
+export interface BalanceReport {
+  enabled: boolean
+  balanced: boolean
+  /** The mean fill (used ÷ (used + free)) of alive nodes with a link, and the band around it. */
+  meanFill: number
+  band: number
+  nodes: {id: string; fill: number; usedBytes: number; freeBytes: number; outOfBand: boolean}[]
+  /** Copies being moved now, and moved since the master started. */
+  moving: number
+  moved: number
+  /** Why nothing moves now, when something is out of band. */
+  waiting?: string
 }
 
 type ChunkRecordRow = {chunk_id: string; committed_version: number; size: number; sha256: string}
@@ -82,10 +106,24 @@ export class RepairLoop {
   private kicked: NodeJS.Immediate | undefined
   private stopped = false
   private bytesRepaired = 0
+  /** Moves whose copy landed: chunk id -> the node whose copy is to go. */
+  private readonly moveSources = new Map<string, string>()
+  /** Where the look through the fullest node for copies to move got to. */
+  private moveCursor = new Map<string, string>()
+  private moved = 0
+  /** When each node last took part in a move that ended. */
+  private readonly lastMoveMs = new Map<string, number>()
 
   constructor(
     private readonly ctx: MasterContext,
     private readonly expireUploads: (maxAgeMs: number) => number,
+    /** Move copies from the fullest nodes to the emptiest while nothing needs repair. */
+    private readonly rebalance = true,
+    /**
+     * A node just part of a move takes no other move for this long: its used bytes reach the master
+     * with its heartbeats, and planning on stale numbers would overshoot and move copies back and forth.
+     */
+    private readonly moveCooldownMs = 2000,
   ) {
     this.deletes = new DeleteSender(ctx.nodes, ctx.log, ctx.metrics, ctx.pendingDeletes)
     this.needy = Array.from({length: ctx.replicas}, () => new Set<string>())
@@ -197,6 +235,10 @@ export class RepairLoop {
     const task = this.running.get(taskId)
     if (!task) return undefined
     this.end(task)
+    if (task.move) {
+      this.moved += okReplicas.length
+      for (const id of [task.source, task.target]) this.lastMoveMs.set(id, this.ctx.clock.now())
+    }
     const seconds = Math.max(0.001, (this.ctx.clock.now() - task.startedMs) / 1000)
     const bytes = okReplicas.reduce((sum, r) => sum + r.size, 0)
     this.bytesRepaired += bytes
@@ -283,9 +325,12 @@ export class RepairLoop {
         if (fresh === 0 && !this.loggedUnrepairable.has(chunkId)) newlyUnrepairable.push(chunkId)
       }
       if (fresh > 0) this.loggedUnrepairable.delete(chunkId)
+      if (fresh <= R) this.moveSources.delete(chunkId) // the move's copy never landed, or the source's is gone already
       if (fresh > R) excessCandidates.push(toRepairChunk(record, rows))
     }
-    for (const excess of planExcess(excessCandidates, nodes, R)) {
+    const excesses = planExcess(excessCandidates, nodes, R, this.moveSources)
+    for (const chunk of excessCandidates) this.moveSources.delete(chunk.chunkId) // used once: a hint, never a block
+    for (const excess of excesses) {
       // Forget the row at once so the next look does not count it and trim a second holder.
       ctx.replicaTable.remove(excess.nodeId, excess.chunkId, excess.version)
       this.deletes.send(excess.nodeId, excess.chunkId, excess.version, 'excess')
@@ -315,7 +360,10 @@ export class RepairLoop {
         if (picked.length >= capacity) break
       }
     }
-    if (picked.length === 0) return
+    if (picked.length === 0) {
+      this.planMoves(nodes)
+      return
+    }
     const records = this.q.chunks.all(JSON.stringify(picked)) as ChunkRecordRow[]
     const rowsOf = ctx.replicaTable.ofChunks(picked)
     const chunks = records.filter((r) => r.committed_version > 0).map((record) => toRepairChunk(record, rowsOf.get(record.chunk_id) ?? []))
@@ -338,9 +386,9 @@ export class RepairLoop {
     }
   }
 
-  private start(source: string, target: string, replicas: ReplicaInfo[]): void {
+  private start(source: string, target: string, replicas: ReplicaInfo[], move = false): boolean {
     const sourceNode = this.ctx.nodes.get(source)
-    if (!sourceNode) return
+    if (!sourceNode) return false
     const id = randomBytes(6).toString('hex')
     // The source serves the transfer only with this grant (and a node credential): nobody else can pull chunks.
     const grant = signTransferGrant(
@@ -348,15 +396,16 @@ export class RepairLoop {
       this.ctx.grantKey,
     )
     const sent = this.ctx.nodes.send(target, {type: 'replicate', taskId: id, source: {id: source, url: sourceNode.url}, replicas, grant})
-    if (!sent) return
-    this.running.set(id, {id, source, target, replicas, startedMs: this.ctx.clock.now()})
+    if (!sent) return false
+    this.running.set(id, {id, source, target, replicas, startedMs: this.ctx.clock.now(), move})
     for (const r of replicas) this.busy.add(transferKey(r.chunkId, r.version))
     const bytes = replicas.reduce((sum, r) => sum + r.size, 0)
     this.ctx.metrics.repairTransfers.inc({event: 'started'})
     this.ctx.log.info(
-      {event: 'repair.started', taskId: id, source, target, chunks: replicas.map(({chunkId, version}) => ({chunkId, version})), bytes},
-      `repair ${id} started: ${replicas.length} chunk${replicas.length === 1 ? '' : 's'} (${formatBytes(bytes)}) from ${source} to ${target}`,
+      {event: move ? 'rebalance.started' : 'repair.started', taskId: id, source, target, chunks: replicas.map(({chunkId, version}) => ({chunkId, version})), bytes},
+      `${move ? 'move' : 'repair'} ${id} started: ${replicas.length} chunk${replicas.length === 1 ? '' : 's'} (${formatBytes(bytes)}) from ${source} to ${target}`,
     )
+    return true
   }
 
   /** A transfer is over (finished, timed out or cancelled): its chunks may need another look. */
@@ -365,6 +414,9 @@ export class RepairLoop {
     for (const r of task.replicas) {
       this.busy.delete(transferKey(r.chunkId, r.version))
       this.dirty.add(r.chunkId)
+      // Copy, verify, record (the target's `stored`), then delete: the extra copy makes the chunk R+1,
+      // and the next look trims the source's. A move cut short leaves R copies as they were.
+      if (task.move && this.ctx.replicaTable.has(task.target, r.chunkId, r.version)) this.moveSources.set(r.chunkId, task.source)
     }
   }
 
@@ -389,6 +441,74 @@ export class RepairLoop {
         `node ${task.source} is alive but ${[...targets].join(' and ')} could not copy from it: check its --public-url and that its port can be reached`,
       )
     }
+  }
+
+  /** Fill of every alive node with a link, the mean, and who is out of the band around it. */
+  balance(): BalanceReport {
+    const usable = this.repairNodes().filter((node) => node.usable)
+    const records = usable.flatMap((node) => this.ctx.nodes.get(node.id) ?? [])
+    const fills = records.map((node) => ({id: node.id, fill: fillOf(node), usedBytes: node.usedBytes, freeBytes: node.freeBytes}))
+    const meanFill = fills.length === 0 ? 0 : fills.reduce((sum, n) => sum + n.fill, 0) / fills.length
+    const chunkBytes = records.reduce((sum, node) => sum + node.usedBytes, 0) / Math.max(1, records.reduce((sum, node) => sum + node.chunkCount, 0))
+    const capacity = records.reduce((sum, node) => sum + node.usedBytes + node.freeBytes, 0) / Math.max(1, records.length)
+    const band = meanFill * BALANCE_BAND + (capacity > 0 ? (BALANCE_SLACK_CHUNKS * chunkBytes) / capacity : 0)
+    const nodes = fills.map((n) => ({...n, outOfBand: Math.abs(n.fill - meanFill) > band}))
+    let moving = 0
+    for (const task of this.running.values()) if (task.move) moving += task.replicas.length
+    const balanced = nodes.every((n) => !n.outOfBand)
+    let waiting: string | undefined
+    if (!balanced && !this.rebalance) waiting = 'rebalancing is off (chunky master --no-rebalance)'
+    else if (!balanced && this.needsRepair()) waiting = 'repairs first: chunks are below R'
+    return {enabled: this.rebalance, balanced, meanFill, band, nodes, moving, moved: this.moved, ...(waiting ? {waiting} : {})}
+  }
+
+  private needsRepair(): boolean {
+    for (let fresh = 1; fresh < this.needy.length; fresh++) if (this.needy[fresh]!.size > 0) return true
+    for (const task of this.running.values()) if (!task.move) return true
+    return false
+  }
+
+  /**
+   * Rebalancing, while nothing needs repair: copies from the fullest node above the band to the emptiest
+   * below it, a few transfers at a time. Each copy makes its chunk R+1; the look that follows trims the
+   * source's copy (planExcess with moveSources), so a crash at any point leaves at least R copies.
+   */
+  private planMoves(nodes: RepairNode[]): void {
+    if (!this.rebalance || this.needsRepair()) return
+    let moving = 0
+    for (const task of this.running.values()) if (task.move) moving++
+    if (moving >= MOVE_TASKS) return
+    const report = this.balance()
+    if (report.balanced) return
+    const now = this.ctx.clock.now()
+    const free = (id: string) => this.loadOf(id) === 0 && now - (this.lastMoveMs.get(id) ?? -Infinity) >= this.moveCooldownMs
+    const byFill = [...report.nodes].sort((a, b) => b.fill - a.fill)
+    const source = byFill.find((n) => n.fill > report.meanFill + report.band && free(n.id))
+    const target = [...byFill].reverse().find((n) => n.fill < report.meanFill && free(n.id) && n.id !== source?.id)
+    if (!source || !target) return
+    // No more than brings either to the mean: a bigger move would leave the target as far above it.
+    const capacity = (n: {usedBytes: number; freeBytes: number}) => n.usedBytes + n.freeBytes
+    let budget = Math.min((source.fill - report.meanFill) * capacity(source), (report.meanFill - target.fill) * capacity(target))
+    const after = this.moveCursor.get(source.id) ?? ''
+    const ids = this.ctx.replicaTable.chunkIdsOfNode(source.id, after, MOVE_SCAN)
+    this.moveCursor.set(source.id, ids.length < MOVE_SCAN ? '' : ids[ids.length - 1]!)
+    const records = new Map((this.q.chunks.all(JSON.stringify(ids)) as ChunkRecordRow[]).map((row) => [row.chunk_id, row]))
+    const rowsOf = this.ctx.replicaTable.ofChunks(ids)
+    const alive = new Map(nodes.map((node) => [node.id, node.alive]))
+    const replicas: ReplicaInfo[] = []
+    for (const id of ids) {
+      const record = records.get(id)
+      if (!record || record.committed_version === 0 || this.busy.has(transferKey(id, record.committed_version))) continue
+      const rows = rowsOf.get(id) ?? []
+      if (rows.some((row) => row.nodeId === target.id)) continue // the target holds some version of it already
+      if (!rows.some((row) => row.nodeId === source.id && row.state === 'fresh')) continue
+      if (rows.filter((row) => row.state === 'fresh' && alive.get(row.nodeId)).length !== this.ctx.replicas) continue
+      if (replicas.length > 0 && record.size > budget) break
+      replicas.push({chunkId: id, version: record.committed_version, size: record.size, sha256: record.sha256})
+      budget -= record.size
+      if (replicas.length >= REPAIR_REPLICAS_PER_TASK || budget <= 0) break
+    }
+    if (replicas.length > 0) this.start(source.id, target.id, replicas, true)
   }
 
   private noteUnrepairable(fresh: string[]): void {
@@ -433,6 +553,11 @@ function toRepairChunk(record: ChunkRecordRow, rows: readonly ReplicaRow[]): Rep
     sha256: record.sha256,
     replicas: rows.map((row) => ({nodeId: row.nodeId, version: row.version, state: row.state})),
   }
+}
+
+function fillOf(node: {usedBytes: number; freeBytes: number}): number {
+  const total = node.usedBytes + node.freeBytes
+  return total > 0 ? node.usedBytes / total : 1
 }
 
 function pairKey(source: string, target: string): string {

@@ -149,9 +149,10 @@ export interface ExcessDelete {
 
 /**
  * Chunks with more than R fresh replicas on alive nodes (a dead node came back after its chunks were
- * repaired elsewhere): delete from the fullest usable holders until R remain.
+ * repaired elsewhere, or a rebalancing copy landed): delete from the fullest usable holders until R
+ * remain; for a moved chunk, from the node it moved away from (`moveSources`) first.
  */
-export function planExcess(chunks: readonly RepairChunk[], nodes: readonly RepairNode[], R: number): ExcessDelete[] {
+export function planExcess(chunks: readonly RepairChunk[], nodes: readonly RepairNode[], R: number, moveSources: ReadonlyMap<string, string> = new Map()): ExcessDelete[] {
   const byId = new Map(nodes.map((node) => [node.id, node]))
   const deletes: ExcessDelete[] = []
   for (const chunk of chunks) {
@@ -160,7 +161,10 @@ export function planExcess(chunks: readonly RepairChunk[], nodes: readonly Repai
       .map((r) => byId.get(r.nodeId)!)
     let surplus = holders.length - R
     if (surplus <= 0) continue
-    const fullestFirst = holders.filter((node) => node.usable).sort((a, b) => a.freeBytes - b.freeBytes || b.id.localeCompare(a.id))
+    const movedFrom = moveSources.get(chunk.chunkId)
+    const fullestFirst = holders
+      .filter((node) => node.usable)
+      .sort((a, b) => Number(b.id === movedFrom) - Number(a.id === movedFrom) || a.freeBytes - b.freeBytes || b.id.localeCompare(a.id))
     for (const node of fullestFirst) {
       if (surplus-- <= 0) break
       deletes.push({chunkId: chunk.chunkId, version: chunk.version, nodeId: node.id})

@@ -148,6 +148,19 @@ export const PrefixFileEntry = z.object({
 export const PrefixFileList = z.object({files: z.array(PrefixFileEntry)})
 export type PrefixFileList = z.infer<typeof PrefixFileList>
 
+/** GET /api/rebalance: how full each node is against the mean, and the moves under way. */
+export const BalanceReport = z.object({
+  enabled: z.boolean(),
+  balanced: z.boolean(),
+  meanFill: z.number(),
+  band: z.number(),
+  nodes: z.array(z.object({id: NodeId, fill: z.number(), usedBytes: ByteCount, freeBytes: ByteCount, outOfBand: z.boolean()})),
+  moving: z.number().int().nonnegative(),
+  moved: z.number().int().nonnegative(),
+  waiting: z.string().optional(),
+})
+export type BalanceReport = z.infer<typeof BalanceReport>
+
 export const RemoveResult = z.object({name: FileName, removedChunks: z.number().int().nonnegative()})
 
 export const BadReplicaReport = z.object({chunkId: ChunkId, version: Version, node: NodeId, reason: z.string().max(1000)})

@@ -67,3 +67,39 @@ it('resends a stale delete that was not confirmed, after a while, not on every r
   s.loop.run()
   expect(staleDeletes()).toHaveLength(2) // confirmed: nothing more to resend
 })
+
+it('rebalances while nothing needs repair: copies to the emptiest node, then deletes the copy on the node it moved from', async () => {
+  const s = await setup(3, ['n1', 'n2', 'n3'])
+  const chunks = Array.from({length: 12}, (_, i) => {
+    const plan = s.uploads.plan(planRequest(`f${i}`, 1000, `t${i}`))
+    const c = plan.chunks[0]!
+    for (const node of ['n1', 'n2', 'n3']) s.records.stored(node, 'L1', {chunkId: c.chunkId, version: c.version, size: c.size, sha256: c.sha256})
+    s.uploads.commit(plan.uploadId)
+    return c
+  })
+  for (const id of ['n1', 'n2', 'n3']) s.nodes.heartbeat(id, {freeBytes: 88_000, usedBytes: 12_000, chunkCount: 12})
+  s.addNode('n4', 'z3', 100_000)
+  s.loop.run()
+  const move = s.inbox('n4').find((m) => m.type === 'replicate')
+  expect(move).toBeDefined()
+  if (move?.type !== 'replicate') return
+  expect(move.replicas.length).toBeGreaterThan(0)
+  expect(move.replicas.length).toBeLessThanOrEqual(3) // no more than brings the source to the mean (36 copies over 4 nodes: 9 of its 12)
+  for (const replica of move.replicas) s.records.stored('n4', 'L2', replica)
+  s.loop.finish(move.taskId, move.replicas, 0)
+  s.loop.run()
+  const deletes = [...s.sent.entries()].flatMap(([node, inbox]) => inbox.filter((m) => m.type === 'delete').map((m) => ({node, m})))
+  expect(deletes.map((d) => d.node)).toEqual(move.replicas.map(() => move.source.id)) // from where it moved, one per copy
+  expect(deletes.every((d) => d.m.type === 'delete' && d.m.reason === 'excess')).toBe(true)
+  expect(chunks).toHaveLength(12)
+})
+
+it('does not rebalance while a chunk is below R', async () => {
+  const s = await setup(3, ['n1', 'n2', 'n3', 'n4'])
+  s.commit('a', ['n1', 'n2']) // under-replicated: repair first
+  for (const id of ['n1', 'n2']) s.nodes.heartbeat(id, {freeBytes: 1000, usedBytes: 9000, chunkCount: 1})
+  s.loop.run()
+  const tasks = [...s.sent.values()].flat().filter((m) => m.type === 'replicate')
+  expect(tasks).toHaveLength(1) // the repair copy, not a move
+  expect(s.loop.balance().waiting).toMatch(/repairs first/)
+})
