@@ -1,11 +1,11 @@
 import {createHash} from 'node:crypto'
 import {existsSync} from 'node:fs'
-import {appendFile, mkdir, mkdtemp, open, readdir, readFile, rm, writeFile} from 'node:fs/promises'
+import {appendFile, mkdir, mkdtemp, open, readdir, readFile, rm, truncate, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {fmt, type Attempt, type Content, Model, setEpoch, short} from './model.js'
-import {BIN, campaignEnv, Daemon, type DaemonExit, killEverything, liveProcesses, type ProcEnv, runClient, type ClientResult} from './procs.js'
+import {BIN, campaignEnv, Daemon, StartTimeout, type DaemonExit, killEverything, liveProcesses, type ProcEnv, runClient, type ClientResult} from './procs.js'
 import {TcpProxy} from './proxy.js'
 import {bytesFor, Rng, sha256} from './rng.js'
 import {CHUNK, HEARTBEAT_MS, MiB, NODE_TIMEOUT_MS, NODES, R, REPAIR_INTERVAL_MS, SCRUB_INTERVAL_MS, W, ZONES} from './constants.js'
@@ -23,7 +23,7 @@ import {describeUnhealthy, isHealthy, isStatusDoc, type StatusChunk, type Status
 /** The repair rate the heal bound assumes: conservative for two busy cores. */
 const REPAIR_RATE_BYTES_PER_S = 8 * MiB
 const HEAL_SLACK_MS = 20_000
-const UPLOAD_DEADLINE_MS = 90_000
+const UPLOAD_DEADLINE_MS = 120_000
 const DOWNLOAD_DEADLINE_MS = 60_000
 const STATUS_POLL_MS = 700
 /** Far above what a healthy heal needs (a handful per repair round), far below a loop with no backoff. */
@@ -147,6 +147,8 @@ class Campaign {
   /** The master's latest repair.started lines (newest first), for kills in the middle of a transfer. */
   private readonly recentRepairs: {source: string; target: string; at: number}[] = []
   private lastFlip = 0
+  private flipCounter = 0
+  private leftoverCounter = 0
   private campaignLog = ''
   private opCounter = 0
   private readonly maxSize: number
@@ -381,7 +383,9 @@ class Campaign {
         case 'kill-node':
           this.nodes.get(fault.node)!.note('kill -9')
           await this.nodes.get(fault.node)!.kill9()
-          return await this.dataProxies.get(fault.node)!.setTarget(undefined)
+          await this.dataProxies.get(fault.node)!.setTarget(undefined)
+          if (fault.leftovers) await this.plantLeftovers(fault.node)
+          return
         case 'restart-node':
           return await this.restartNode(fault.node)
         case 'kill-repairing':
@@ -431,7 +435,7 @@ class Campaign {
           this.master.note('SIGCONT')
           return this.master.resume()
         case 'flip':
-          return await this.flip(fault.node)
+          return await this.flip(fault.node, fault.how)
       }
     }
   }
@@ -462,7 +466,7 @@ class Campaign {
     try {
       await this.startNode(id)
     } catch (err) {
-      this.violate('no-crash', `${id} did not restart on its data dir: ${(err as Error).message}\n${daemon.tail(30)}`)
+      this.violate(err instanceof StartTimeout ? 'campaign' : 'no-crash', `${id} did not restart on its data dir: ${(err as Error).message}\n${daemon.tail(30)}`)
     }
   }
 
@@ -471,7 +475,7 @@ class Campaign {
     try {
       await this.startMaster()
     } catch (err) {
-      this.violate('no-crash', `the master did not restart on its data dir: ${(err as Error).message}\n${this.master.tail(30)}`)
+      this.violate(err instanceof StartTimeout ? 'campaign' : 'no-crash', `the master did not restart on its data dir: ${(err as Error).message}\n${this.master.tail(30)}`)
     }
   }
 
@@ -479,8 +483,22 @@ class Campaign {
    * Flips one byte of one stored replica: only of a chunk status shows with R fresh copies (this one
    * among them) and not flipped in the last 20 s, so a flip never takes the last good copy.
    */
-  private async flip(id: string): Promise<void> {
-    const rng = this.rng.fork(`flip-${this.opCounter++}`)
+  /** What a kill -9 in the middle of a write leaves in a node's chunk folder (invariant 6: cleaned at the next start). */
+  private async plantLeftovers(id: string): Promise<void> {
+    const rng = this.rng.fork(`leftovers-${this.leftoverCounter++}`)
+    const prefix = rng.int(0, 255).toString(16).padStart(2, '0')
+    const dir = join(this.dir, id, 'chunks', prefix)
+    await mkdir(dir, {recursive: true})
+    const chunkId = prefix + bytesFor(`${this.opts.seed}/leftover/${this.leftoverCounter}`, 11).toString('hex')
+    const sha = sha256(Buffer.from(chunkId))
+    const names = [`${chunkId}.1.${sha}.${rng.int(0, 0xffffff).toString(16)}.tmp`, `${chunkId}.1.${sha.slice(0, 20)}`]
+    for (const name of names) await writeFile(join(dir, name), bytesFor(name, rng.int(0, 4096)))
+    this.nodes.get(id)!.note(`planted crash leftovers ${names.join(', ')} in chunks/${prefix}`)
+    this.note(`planted crash leftovers on ${id}: chunks/${prefix}/{${names.join(', ')}}`)
+  }
+
+  private async flip(id: string, how: 'byte' | 'truncate' | 'delete'): Promise<void> {
+    const rng = this.rng.fork(`flip-${this.flipCounter++}`)
     const status = this.lastStatus
     if (!status) return this.note(`flip on ${id}: no status yet, skipped`)
     const eligible = new Map<string, StatusChunk>()
@@ -499,7 +517,22 @@ class Campaign {
     const name = rng.pick(onDisk)
     const chunk = eligible.get(name)!
     const offset = rng.int(0, chunk.size - 1)
-    const handle = await open(join(this.dir, id, 'chunks', name.slice(0, 2), name), 'r+').catch((err: NodeJS.ErrnoException) => {
+    const path = join(this.dir, id, 'chunks', name.slice(0, 2), name)
+    if (how !== 'byte') {
+      try {
+        if (how === 'truncate') await truncate(path, offset)
+        else await rm(path)
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return this.note(`flip on ${id}: ${name} went away, skipped`)
+        throw err
+      }
+      this.flippedAt.set(chunk.id, Date.now())
+      this.lastFlip = Date.now()
+      const what = how === 'truncate' ? `cut ${name} to ${offset} B` : `deleted ${name}`
+      this.nodes.get(id)!.note(what)
+      return this.note(`${what} on ${id}`)
+    }
+    const handle = await open(path, 'r+').catch((err: NodeJS.ErrnoException) => {
       if (err.code === 'ENOENT') return undefined // deleted since it was listed (stale, trimmed)
       throw err
     })
@@ -983,7 +1016,7 @@ function blur(line: string): string {
     .replace(/[0-9a-f]{12,}/g, 'ID')
     .replace(/\/tmp\/\S+/g, 'PATH')
     .replace(/\bn[1-5]\b/g, 'nX')
-    .replace(/\d+/g, 'N')
+    .replace(/\b\d+\b/g, 'N')
     .slice(0, 400)
 }
 

@@ -5,7 +5,8 @@ import type {Rng} from './rng.js'
 // The fault plan: every fault event of a run, computed from the seed before the run starts.
 
 export type Fault =
-  | {kind: 'kill-node'; node: string}
+  /** `leftovers`: while it is down, plant what a crash mid-write leaves (a *.tmp, a torn name): its next start must clean them. */
+  | {kind: 'kill-node'; node: string; leftovers: boolean}
   /** kill -9 as soon as the master starts a repair transfer from or to the node (or after windowMs). */
   | {kind: 'kill-repairing'; node: string; windowMs: number; delayMs: number}
   | {kind: 'restart-node'; node: string}
@@ -23,7 +24,8 @@ export type Fault =
   | {kind: 'restart-master'}
   | {kind: 'pause-master'}
   | {kind: 'resume-master'}
-  | {kind: 'flip'; node: string}
+  /** Rot on disk: one byte flipped, the file cut short, or the file gone. */
+  | {kind: 'flip'; node: string; how: 'byte' | 'truncate' | 'delete'}
 
 export interface PlannedFault {
   at: number
@@ -73,7 +75,7 @@ export function planFaults(rng: Rng, seconds: number): PlannedFault[] {
       case 'kill-node': {
         const node = rng.pick(free)
         const down = rng.int(300, 6000)
-        add(t, {kind: 'kill-node', node})
+        add(t, {kind: 'kill-node', node, leftovers: rng.chance(0.3)})
         add(t + down, {kind: 'restart-node', node})
         impair(node, down)
         break
@@ -92,7 +94,7 @@ export function planFaults(rng: Rng, seconds: number): PlannedFault[] {
         const second = rng.pick(free.filter((n) => n !== first))
         for (const node of [first, second]) {
           const down = rng.int(500, 5000)
-          add(t, {kind: 'kill-node', node})
+          add(t, {kind: 'kill-node', node, leftovers: rng.chance(0.3)})
           add(t + down, {kind: 'restart-node', node})
           impair(node, down)
         }
@@ -146,7 +148,7 @@ export function planFaults(rng: Rng, seconds: number): PlannedFault[] {
         break
       }
       case 'flip':
-        add(t, {kind: 'flip', node: rng.pick(NODES)})
+        add(t, {kind: 'flip', node: rng.pick(NODES), how: rng.weighted({byte: 6, truncate: 2, delete: 2})})
         break
     }
   }
@@ -162,6 +164,10 @@ export function describe(f: Fault): string {
       return `latency ${f.node} ${f.ms}ms`
     case 'client-latency':
       return `client-latency ${f.ms}ms`
+    case 'kill-node':
+      return `kill-node ${f.node}${f.leftovers ? ' (+ crash leftovers)' : ''}`
+    case 'flip':
+      return `flip ${f.node} (${f.how})`
     case 'kill-repairing':
       return `kill-repairing ${f.node} (within ${f.windowMs} ms, +${f.delayMs} ms)`
     default:

@@ -2,7 +2,7 @@ import {randomInt} from 'node:crypto'
 import {existsSync} from 'node:fs'
 import {dirname, join, resolve} from 'node:path'
 import {runCampaign} from './campaign.js'
-import {ROOT} from './procs.js'
+import {killEverything, ROOT} from './procs.js'
 
 // `npm run chaos -- --seed N --seconds S [--workers N] [--max-size-mib M] [--keep] [--bin PATH/bin/run.js]`: one campaign
 // against the built binary (run `npm run build` first). Exit 0 when it passed, 1 when an invariant
@@ -37,6 +37,13 @@ for (let i = 0; i < args.length; i++) {
   else usage(`unknown option ${flag}`)
 }
 if (!existsSync(join(options.bin ? dirname(dirname(options.bin)) : ROOT, 'dist', 'commands'))) usage('the binary is not built: run `npm run build` first')
+// Ctrl-C or SIGTERM: stop every process the campaign started (by pid) before leaving; its folder stays.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    console.error(`chaos: ${signal}: stopping every process the campaign started; the run's folder is left in place`)
+    void killEverything().finally(() => process.exit(130))
+  })
+}
 const seed = options.seed ?? randomInt(1, 2 ** 31)
 console.log(`chaos: seed ${seed}`)
 const result = await runCampaign({seed, seconds: options.seconds, workers: options.workers, maxSizeMiB: options.maxSizeMiB, keep: options.keep, bin: options.bin})

@@ -51,6 +51,10 @@ export async function killEverything(): Promise<void> {
   )
 }
 
+export class StartTimeout extends Error {
+  override name = 'StartTimeout'
+}
+
 export interface DaemonExit {
   key: string
   pid: number
@@ -100,8 +104,11 @@ export class Daemon {
     return this.child?.pid
   }
 
-  /** Starts it and resolves with the URL once it prints `listening on URL` (killed after timeoutMs). */
-  async start(timeoutMs = 20_000): Promise<string> {
+  /**
+   * Starts it and resolves with the URL once it prints `listening on URL`. Killed after timeoutMs: the
+   * error then says `StartTimeout` (a box too busy to start a process), else the daemon exited by itself.
+   */
+  async start(timeoutMs = 60_000): Promise<string> {
     if (this.running) throw new Error(`${this.key} is already running`)
     const args = this.args()
     const child = spawn(process.execPath, [this.procEnv.bin, ...args], {cwd: this.procEnv.cwd, env: this.procEnv.env, stdio: ['ignore', 'pipe', 'pipe']})
@@ -120,7 +127,9 @@ export class Daemon {
     })
     const banner: string[] = []
     let listening = false
+    let timedOut = false
     const timer = setTimeout(() => {
+      timedOut = true
       this.expectExit = true
       child.kill('SIGKILL')
     }, timeoutMs)
@@ -141,7 +150,8 @@ export class Daemon {
           done(url)
         })
         lines.on('close', () => {
-          if (!listening) fail(new Error(`${this.key} exited (code ${child.exitCode}, signal ${child.signalCode}) before listening; see ${this.logPath}`))
+          if (!listening && timedOut) fail(new StartTimeout(`${this.key} printed no \`listening on\` line within ${timeoutMs} ms (killed); see ${this.logPath}`))
+          else if (!listening) fail(new Error(`${this.key} exited before listening; see ${this.logPath}`))
         })
       })
     } finally {
