@@ -98,7 +98,7 @@ export class FileChunkStore implements ChunkStore, RangeReader {
       await commitFile(tmp, final) // its directory fsync makes both names durable
     } catch (err) {
       await rm(tmp, {force: true}) // a failed write leaves nothing behind
-      if (!this.index.has(replicaKey(wanted.chunkId, wanted.version))) await rm(final + SIDECAR_SUFFIX, {force: true})
+      if (this.index.get(replicaKey(wanted.chunkId, wanted.version))?.sha256 !== wanted.sha256) await rm(final + SIDECAR_SUFFIX, {force: true}) // unless it belongs to the very replica already held
       throw err
     }
     const info: ReplicaInfo = {chunkId: wanted.chunkId, version: wanted.version, size: wanted.size, sha256: wanted.sha256}
