@@ -20,8 +20,10 @@ export interface HttpLimits {
   socketTimeoutMs: number
   /** How often the server looks for requests past headersTimeoutMs / requestTimeoutMs. */
   checkIntervalMs: number
-  /** Open connections one peer address may hold at once; more are cut at once. */
+  /** Open connections one peer address may hold at once; more are cut at once. Node links do not count (below). */
   maxConnectionsPerPeer: number
+  /** Node links (WebSockets of authenticated nodes) one address may hold: many nodes may sit behind one NAT. */
+  maxNodeLinksPerPeer: number
   /** Chunk bodies slower than this over a whole window are cut (bytes per second). */
   minBodyBytesPerSec: number
   rateWindowMs: number
@@ -35,6 +37,7 @@ export const DEFAULT_LIMITS: HttpLimits = {
   socketTimeoutMs: 2 * 60_000,
   checkIntervalMs: 5_000,
   maxConnectionsPerPeer: 256,
+  maxNodeLinksPerPeer: 16_384,
   minBodyBytesPerSec: 4 * 1024,
   rateWindowMs: 30_000,
 }
@@ -66,7 +69,7 @@ export function createEdgeServer(handler: RequestListener, opts: EdgeOptions = {
     ? (createHttpsServer({...httpOptions, cert: opts.tls.cert, key: opts.tls.key, minVersion: 'TLSv1.2'}, handler) as unknown as Server)
     : createHttpServer(httpOptions, handler)
   server.timeout = limits.socketTimeoutMs
-  limitConnectionsPerPeer(server, limits.maxConnectionsPerPeer, opts.log)
+  limitConnectionsPerPeer(server, limits, opts.log)
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => answerClientError(err, socket))
   if (opts.tls) {
     // A TLS handshake that fails (untrusted client, plain HTTP to an HTTPS port) is the peer's problem.
@@ -75,27 +78,51 @@ export function createEdgeServer(handler: RequestListener, opts: EdgeOptions = {
   return server
 }
 
+/** Per socket: turns its place in the per-peer count into a node link's (see countAsNodeLink). */
+const asNodeLink = new WeakMap<Socket, () => boolean>()
+
+/**
+ * A socket that became an authenticated node's WebSocket stops counting against its address's
+ * connection limit and counts against the node-link limit instead, so many nodes behind one address do
+ * not lock that address out of `status`. Returns false (the caller refuses the link) when the address
+ * holds its maximum of node links already.
+ */
+export function countAsNodeLink(socket: Socket): boolean {
+  return asNodeLink.get(socket)?.() ?? true
+}
+
 /** Cuts connections beyond `max` from one address; logs at most once a minute per address. */
-function limitConnectionsPerPeer(server: Server, max: number, log?: (line: string) => void): void {
+function limitConnectionsPerPeer(server: Server, limits: HttpLimits, log?: (line: string) => void): void {
   const open = new Map<string, number>()
+  const links = new Map<string, number>()
   const loggedAt = new Map<string, number>()
+  const less = (counts: Map<string, number>, peer: string) => {
+    const left = (counts.get(peer) ?? 1) - 1
+    if (left <= 0) counts.delete(peer)
+    else counts.set(peer, left)
+  }
   server.on('connection', (socket: Socket) => {
     const peer = socket.remoteAddress ?? 'unknown'
     const count = (open.get(peer) ?? 0) + 1
-    if (count > max) {
+    if (count > limits.maxConnectionsPerPeer) {
       const now = Date.now()
       if (log && now - (loggedAt.get(peer) ?? 0) > 60_000) {
         loggedAt.set(peer, now)
-        log(`refused a connection from ${peer}: it already holds ${max} (the per-peer limit)`)
+        log(`refused a connection from ${peer}: it already holds ${limits.maxConnectionsPerPeer} (the per-address limit)`)
       }
       socket.destroy()
       return
     }
     open.set(peer, count)
-    socket.once('close', () => {
-      const left = (open.get(peer) ?? 1) - 1
-      if (left <= 0) open.delete(peer)
-      else open.set(peer, left)
+    let counted: Map<string, number> = open
+    socket.once('close', () => less(counted, peer))
+    asNodeLink.set(socket, () => {
+      if (counted === links) return true
+      if ((links.get(peer) ?? 0) >= limits.maxNodeLinksPerPeer) return false
+      less(open, peer)
+      links.set(peer, (links.get(peer) ?? 0) + 1)
+      counted = links
+      return true
     })
   })
 }

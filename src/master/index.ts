@@ -3,9 +3,9 @@ import type {AddressInfo} from 'node:net'
 import type {Duplex} from 'node:stream'
 import {WebSocketServer} from 'ws'
 import {authorize} from '../http/auth.js'
-import {createEdgeServer, type HttpLimits, type TlsFiles} from '../http/limits.js'
+import {countAsNodeLink, createEdgeServer, DEFAULT_LIMITS, type HttpLimits, type TlsFiles} from '../http/limits.js'
 import {toChunkyError} from '../http/server.js'
-import {credentialHashes, MAX_WS_PAYLOAD, WS_CLOSE} from '../protocol/index.js'
+import {ChunkyError, credentialHashes, MAX_WS_PAYLOAD, WS_CLOSE} from '../protocol/index.js'
 import {systemClock, type Clock} from '../util/clock.js'
 import {MasterMetrics} from '../telemetry/metrics.js'
 import {silentLogger, type Logger} from '../util/log.js'
@@ -104,11 +104,13 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
     if ((req.url ?? '').split('?')[0] !== '/ws') return refuse('404 Not Found', 'NOT_FOUND', 'WebSocket links go to /ws')
     try {
       authorize(req, credentials, 'node') // a node with a wrong credential never says hello, so never shows in status
+      if (!countAsNodeLink(req.socket)) throw new ChunkyError('BUSY', `this address holds the most node links it may (${{...DEFAULT_LIMITS, ...opts.limits}.maxNodeLinksPerPeer})`)
     } catch (err) {
       const refused = toChunkyError(err)
       metrics.requestErrors.inc({status: refused.status, code: refused.code})
       log.warn({event: 'node.link_refused', remote: req.socket.remoteAddress, code: refused.code}, `refused a node link from ${req.socket.remoteAddress}: ${refused.message}`)
-      return refuse(refused.status === 403 ? '403 Forbidden' : '401 Unauthorized', refused.code, refused.message)
+      const line = {403: '403 Forbidden', 503: '503 Service Unavailable'}[refused.status] ?? '401 Unauthorized'
+      return refuse(line, refused.code, refused.message)
     }
     wss.handleUpgrade(req, socket, head, (ws) => links.accept(ws, `${req.socket.remoteAddress}:${req.socket.remotePort}`))
   })
