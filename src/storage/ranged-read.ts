@@ -17,6 +17,8 @@ export interface RangeReadOptions {
   signal?: AbortSignal
   /** Called with every byte count read from disk (metrics). */
   onDiskRead?: (bytes: number) => void
+  /** Where read buffers come from (a pool the caller refills once a buffer is sent); default a new one each. */
+  alloc?: (bytes: number) => Buffer
 }
 
 /** A block of a replica on disk does not match its checksum (or the file is shorter than recorded). */
@@ -59,7 +61,8 @@ export async function* readVerifiedRange(path: string, replica: ReplicaInfo, sta
     const last = Math.floor((end - 1) / BLOCK_SIZE)
     const readBlocks = (block: number, count: number): Promise<BlocksRead> => {
       const offset = block * BLOCK_SIZE
-      const data = Buffer.allocUnsafe(Math.min((last - block + 1) * BLOCK_SIZE, count * BLOCK_SIZE, replica.size - offset)) // never reused: a socket may still hold the last one
+      const bytes = Math.min((last - block + 1) * BLOCK_SIZE, count * BLOCK_SIZE, replica.size - offset)
+      const data = opts.alloc?.(bytes) ?? Buffer.allocUnsafe(bytes) // a fresh (or recycled, once sent) buffer: a socket may still hold the last one
       const reading = readFully(handle, data, offset).then((got) => {
         opts.onDiskRead?.(got)
         return {block, offset, data, got}
