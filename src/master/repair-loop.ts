@@ -4,6 +4,7 @@ import {formatBytes} from '../util/parse.js'
 import type {MasterContext} from './context.js'
 import {DeleteSender, type DeleteReason, type NodeChange} from './nodes.js'
 import {planExcess, planReplication, transferKey, type RepairChunk, type RepairNode} from './repair.js'
+import {replicaState} from './replica-state.js'
 import type {ReplicaRow} from './replica-table.js'
 
 /** A transfer not answered within this long is forgotten (its slot freed; the chunks are planned again). */
@@ -24,11 +25,11 @@ const REPAIR_REPLICAS_PER_TASK = 8
 /** One slice of a round works at most this long before it lets heartbeats and requests in. */
 const SLICE_MS = 20
 /** Chunks looked at per database query. */
-const EVALUATE_BATCH = 500
+const EVALUATE_BATCH = 250
 /** Chunk ids of one node (after it died or came back) marked for a look per page. */
 const NODE_SCAN_PAGE = 2000
 /** At most this many chunks are planned in one round (there are never more free transfer slots than that). */
-const PLAN_PER_ROUND = 2000
+const PLAN_PER_ROUND = 256
 /** Rebalancing: nodes count as balanced within this share of the mean fill, plus this many chunks' worth. */
 export const BALANCE_BAND = 0.1
 const BALANCE_SLACK_CHUNKS = 2
@@ -131,6 +132,7 @@ export class RepairLoop {
     this.q = {
       chunks: db.prepare('SELECT chunk_id, committed_version, size, sha256 FROM chunks WHERE chunk_id IN (SELECT value FROM json_each(?))'),
       allChunkIds: db.prepare('SELECT chunk_id FROM chunks WHERE chunk_id > ? ORDER BY chunk_id LIMIT ?').pluck(),
+      plannedSha: db.prepare('SELECT sha256 FROM planned WHERE chunk_id = ? AND version = ?').pluck(),
     }
     ctx.replicaTable.onChange((chunkId) => this.dirty.add(chunkId))
     ctx.nodes.onChange((nodeId, change) => this.nodeChanged(nodeId, change))
@@ -311,7 +313,7 @@ export class RepairLoop {
     const R = ctx.replicas
     const byId = new Map(nodes.map((node) => [node.id, node]))
     const records = new Map((this.q.chunks.all(JSON.stringify(chunkIds)) as ChunkRecordRow[]).map((row) => [row.chunk_id, row]))
-    const rowsOf = ctx.replicaTable.ofChunks(chunkIds)
+    const rowsOf = this.rowsWithState(chunkIds, records)
     const excessCandidates: RepairChunk[] = []
     for (const chunkId of chunkIds) {
       for (const bucket of this.needy) bucket.delete(chunkId)
@@ -336,6 +338,21 @@ export class RepairLoop {
       this.deletes.send(excess.nodeId, excess.chunkId, excess.version, 'excess')
     }
     this.deletes.flush('(repair)')
+  }
+
+  /** The replica rows of these chunks with their state by the one rule, from the chunk records at hand. */
+  private rowsWithState(chunkIds: readonly string[], records: ReadonlyMap<string, ChunkRecordRow>): Map<string, ReplicaRow[]> {
+    const byChunk = new Map<string, ReplicaRow[]>()
+    for (const [chunkId, rows] of this.ctx.replicaTable.rawOfChunks(chunkIds)) {
+      const record = records.get(chunkId)
+      const chunk = record && {committedVersion: record.committed_version, sha256: record.sha256}
+      byChunk.set(chunkId, rows.map((row) => {
+        // Only a version above the committed one needs its planned row (an upload in flight): rare.
+        const planned = chunk && row.version > chunk.committedVersion ? (this.q.plannedSha.get(chunkId, row.version) as string | undefined) : undefined
+        return {...row, state: replicaState(row, chunk, planned === undefined ? undefined : {sha256: planned})}
+      }))
+    }
+    return byChunk
   }
 
   /** A copy nobody needs on a connected node gets a delete, unless one is already on its way (resent later). */
@@ -365,7 +382,7 @@ export class RepairLoop {
       return
     }
     const records = this.q.chunks.all(JSON.stringify(picked)) as ChunkRecordRow[]
-    const rowsOf = ctx.replicaTable.ofChunks(picked)
+    const rowsOf = this.rowsWithState(picked, new Map(records.map((row) => [row.chunk_id, row])))
     const chunks = records.filter((r) => r.committed_version > 0).map((record) => toRepairChunk(record, rowsOf.get(record.chunk_id) ?? []))
     const now = ctx.clock.now()
     const {tasks} = planReplication({
@@ -493,7 +510,7 @@ export class RepairLoop {
     const ids = this.ctx.replicaTable.chunkIdsOfNode(source.id, after, MOVE_SCAN)
     this.moveCursor.set(source.id, ids.length < MOVE_SCAN ? '' : ids[ids.length - 1]!)
     const records = new Map((this.q.chunks.all(JSON.stringify(ids)) as ChunkRecordRow[]).map((row) => [row.chunk_id, row]))
-    const rowsOf = this.ctx.replicaTable.ofChunks(ids)
+    const rowsOf = this.rowsWithState(ids, records)
     const alive = new Map(nodes.map((node) => [node.id, node.alive]))
     const replicas: ReplicaInfo[] = []
     for (const id of ids) {

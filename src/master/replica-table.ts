@@ -11,6 +11,8 @@ export interface ReplicaRow {
   state: ReplicaState
 }
 
+export type RawReplicaRow = Omit<ReplicaRow, 'state'>
+
 type StateRow = {chunk_id: string; node_id: string; version: number; sha256: string; corrupt: number; state: ReplicaState}
 
 /** Chunk ids per statement when many are looked up at once (json_each). */
@@ -45,7 +47,8 @@ export class ReplicaTable {
       rowsOfNode: db.prepare('SELECT chunk_id AS chunkId, version, seen FROM replicas WHERE node_id = ?'),
       chunkIdsOfNode: db.prepare('SELECT DISTINCT chunk_id FROM replicas WHERE node_id = ? AND chunk_id > ? ORDER BY chunk_id LIMIT ?').pluck(),
       ofChunk: db.prepare('SELECT * FROM replica_states WHERE chunk_id = ? ORDER BY node_id, version'),
-      ofChunks: db.prepare('SELECT * FROM replica_states WHERE chunk_id IN (SELECT value FROM json_each(?)) ORDER BY chunk_id, node_id, version'),
+      ofChunks: db.prepare('SELECT * FROM replica_states WHERE chunk_id IN (SELECT value FROM json_each(?))'),
+      rawOfChunks: db.prepare('SELECT chunk_id, node_id, version, sha256, corrupt FROM replicas WHERE chunk_id IN (SELECT value FROM json_each(?))'),
     }
   }
 
@@ -126,6 +129,23 @@ export class ReplicaTable {
         const list = byChunk.get(row.chunk_id)
         if (list) list.push(toRow(row))
         else byChunk.set(row.chunk_id, [toRow(row)])
+      }
+    }
+    return byChunk
+  }
+
+  /**
+   * The rows of many chunks without their state, for callers that have the chunks' records at hand and
+   * apply the rule themselves (replicaState; the repair loop's looks, where the view's joins cost double).
+   */
+  rawOfChunks(chunkIds: readonly string[]): Map<string, RawReplicaRow[]> {
+    const byChunk = new Map<string, RawReplicaRow[]>()
+    for (let i = 0; i < chunkIds.length; i += LOOKUP_SLICE) {
+      for (const row of this.q.rawOfChunks.all(JSON.stringify(chunkIds.slice(i, i + LOOKUP_SLICE))) as Omit<StateRow, 'state'>[]) {
+        const raw = {chunkId: row.chunk_id, nodeId: row.node_id, version: row.version, sha256: row.sha256, corrupt: row.corrupt === 1}
+        const list = byChunk.get(row.chunk_id)
+        if (list) list.push(raw)
+        else byChunk.set(row.chunk_id, [raw])
       }
     }
     return byChunk
