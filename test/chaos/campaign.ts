@@ -36,6 +36,7 @@ export const INVARIANTS = {
   'no-crash': 'no daemon exits by itself, and every one restarts on its data dir',
   'reads-see-committed': 'a download that exits 0 returns a content that may be current: never overwritten, never unknown bytes, never a mix',
   'versions-only-go-up': 'the version of chunk (name, index) in status never goes down, and one version never has two checksums',
+  'durable-before-done': 'right after an upload exits 0, every chunk of it is on the disks of at least W nodes at its committed version',
   'upload-contract': 'upload --json reports the file it was given, uploadedChunks + skippedChunks = chunks',
   'heals-in-bound': 'once faults stop: every node alive, nothing under-replicated, stale or corrupt, within the stated bound',
   'disk-matches-status': 'every replica status calls fresh is on that node\'s disk with the right bytes, and the disk holds no copy status does not know',
@@ -94,6 +95,11 @@ export interface CampaignResult {
   dir: string
   kept: boolean
   replay: string
+}
+
+interface Balance {
+  settled: boolean
+  text: string
 }
 
 // --- the run ---
@@ -305,6 +311,20 @@ class Campaign {
       if (res.status !== 200) return undefined
       const doc: unknown = await res.json()
       return isStatusDoc(doc) ? doc : undefined
+    } catch {
+      return undefined
+    }
+  }
+
+  /** GET /api/rebalance: settled when nothing moves and the nodes are balanced (or rebalancing waits or is off). */
+  private async fetchBalance(): Promise<Balance | undefined> {
+    try {
+      const res = await fetch(`${this.master.url}/api/rebalance`, {headers: {authorization: `Bearer ${this.rwToken}`}, signal: AbortSignal.timeout(3000)})
+      if (res.status === 404) return {settled: true, text: 'no rebalancer'}
+      if (res.status !== 200) return undefined
+      const doc = (await res.json()) as {enabled?: boolean; balanced?: boolean; moving?: number; waiting?: string}
+      const settled = doc.moving === 0 && (doc.balanced === true || doc.enabled === false)
+      return {settled, text: JSON.stringify(doc).slice(0, 600)}
     } catch {
       return undefined
     }
@@ -713,7 +733,37 @@ class Campaign {
     this.model.finish(attempt, outcome, result.end)
     this.stats.uploads[outcome]++
     this.logClient(who, result, `#${attempt.id} ${short(content.sha256)} ${content.size} B -> ${outcome}`)
-    if (outcome === 'ok') this.checkUploadJson(name, content, result, attempt)
+    if (outcome === 'ok') {
+      this.checkUploadJson(name, content, result, attempt)
+      await this.checkDurable(name, content, attempt)
+    }
+  }
+
+  /**
+   * Invariant 1 right after an upload exits 0: every chunk of the committed file is on the disks of at
+   * least W nodes at its committed version (a killed or paused node keeps its files). Only chunks still
+   * current after the count are judged (a newer upload may have replaced them meanwhile), and not ones
+   * the campaign itself rotted.
+   */
+  private async checkDurable(name: string, content: Content, attempt: Attempt): Promise<void> {
+    const before = await this.fetchStatus()
+    const file = before?.files.find((f) => f.name === name)
+    if (!file || file.size !== content.size) return // replaced already by another upload of the name
+    const short_: {chunk: StatusChunk; copies: string[]}[] = []
+    for (const chunk of file.chunks) {
+      if (chunk.sha256 !== content.chunkShas[chunk.index] || this.flippedAt.has(chunk.id)) continue
+      const copies = NODES.filter((id) => existsSync(join(this.dir, id, 'chunks', chunk.id.slice(0, 2), `${chunk.id}.${chunk.version}.${chunk.sha256}`)))
+      if (copies.length < W) short_.push({chunk, copies})
+    }
+    if (short_.length === 0) return
+    const after = await this.fetchStatus()
+    const still = short_.filter(({chunk}) => after?.files.find((f) => f.name === name)?.chunks.some((c) => c.id === chunk.id && c.version === chunk.version) ?? false)
+    for (const {chunk, copies} of still.slice(0, 5)) {
+      this.violate(
+        'durable-before-done',
+        `upload #${attempt.id} of ${name} exited 0, but chunk ${chunk.index} (${chunk.id} v${chunk.version}) is on ${copies.length} disk(s) [${copies.join(', ')}], fewer than W=${W}; status lists ${JSON.stringify(chunk.replicas)}`,
+      )
+    }
   }
 
   private checkUploadJson(name: string, content: Content, result: ClientResult, attempt: Attempt): void {
@@ -784,12 +834,15 @@ class Campaign {
     const scrubbedAfter = this.lastFlip > 0 ? Math.max(this.lastFlip, this.restoredAt) + 2 * SCRUB_INTERVAL_MS + 1000 : 0
     let healthy: StatusDoc | undefined
     let last: StatusDoc | undefined
+    let balance: Balance | undefined
     while (Date.now() < deadline) {
       const s = await this.fetchStatus()
       if (s) {
         last = s
         this.checkVersions(s, 'heal poll')
-        if (isHealthy(s) && Date.now() >= scrubbedAfter) {
+        // the audit needs a quiet cluster: no rebalancing move half done either (a master without one answers 404)
+        balance = isHealthy(s) && Date.now() >= scrubbedAfter ? await this.fetchBalance() : undefined
+        if (balance && balance.settled) {
           healthy = s
           break
         }
@@ -797,7 +850,8 @@ class Campaign {
       await sleep(500)
     }
     if (!healthy) {
-      this.violate('heals-in-bound', `not healed ${(bound / 1000).toFixed(1)} s after the faults stopped: ${last ? describeUnhealthy(last) : 'the master never answered status'}`)
+      const why = last && isHealthy(last) && balance && !balance.settled ? `healthy, but rebalancing has not settled: ${balance.text}` : last ? describeUnhealthy(last) : 'the master never answered status'
+      this.violate('heals-in-bound', `not healed ${(bound / 1000).toFixed(1)} s after the faults stopped: ${why}`)
     } else {
       this.stats.healMs = Date.now() - this.restoredAt
       this.print(
