@@ -1,6 +1,7 @@
 import {Args, Flags} from '@oclif/core'
 import {ChunkyCommand} from '../src/cli/base-command.js'
 import {invokedAs} from '../src/cli/bin-name.js'
+import {UsageError} from '../src/cli/failure.js'
 import {clientFlags, sizeFlag, zoneFlag} from '../src/cli/flags.js'
 import {resumeHint} from '../src/cli/resume.js'
 import {transferView} from '../src/cli/transfer-view.js'
@@ -35,7 +36,7 @@ It asks the master once for every file under the prefix with its chunks' SHA-256
   static override flags = {
     ...clientFlags,
     prefix: Flags.string({description: "where the folder's files go in the cluster: PREFIX/<path in the folder> [default: no prefix]", helpValue: '<prefix>'}),
-    delete: Flags.boolean({description: 'remove the names under PREFIX/ that the folder does not have'}),
+    delete: Flags.boolean({description: 'remove the names under PREFIX/ that the folder does not have (needs --prefix)'}),
     'dry-run': Flags.boolean({description: 'print what would be uploaded and removed, change nothing'}),
     'chunk-size': sizeFlag({default: '10MiB', min: MIN_CHUNK_SIZE, max: MAX_CHUNK_SIZE, description: `chunk size of new and changed files (${formatBytes(MIN_CHUNK_SIZE)} to ${formatBytes(MAX_CHUNK_SIZE)}); a file stored with another chunk size counts as changed`}),
     concurrency: Flags.integer({description: 'chunks in flight at once, per file (1 to 32; up to 4 files at once)', default: 4, min: 1, max: 32}),
@@ -45,6 +46,10 @@ It asks the master once for every file under the prefix with its chunks' SHA-256
 
   async run(): Promise<SyncResult> {
     const {args, flags} = await this.parse(Sync)
+    if (flags.delete && flags.prefix === undefined) {
+      // without a prefix the names DIR lacks are every other file of the cluster
+      throw new UsageError('--delete needs --prefix: it removes the names under that prefix which the folder lacks')
+    }
     const settings = await this.clientSettings(flags)
     const view = transferView({interactive: this.showProgress(), quiet: this.jsonEnabled()})
     let result

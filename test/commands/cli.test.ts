@@ -55,6 +55,7 @@ describe.concurrent('bad usage exits 2 with one line on stderr and nothing on st
     [['upload', 'x.mp4', '--name', 'a/../b.mp4'], /"\.\." segments/],
     [['node', '--master', 'http://127.0.0.1:9'], /needs the node credential: pass --token-file or --token, or set CHUNKY_NODE_TOKEN/],
     [['status', '--watch', '--json'], /--watch/],
+    [['sync', '.', '--delete'], /--delete needs --prefix/],
   ])('chunky %j', async (args, message) => {
     const result = await runCli(args)
     expect(result.code).toBe(2)

@@ -60,7 +60,7 @@ describe('precedence: flag, then environment, then config file', () => {
   it('the config file alone is enough', async () => {
     const result = await runCli(['ls', '--json'], home)
     expect(result.code, result.stderr).toBe(0)
-    expect(JSON.parse(result.stdout)).toEqual({files: []})
+    expect(JSON.parse(result.stdout)).toEqual({files: [], replicas: 3})
   })
 
   it('the environment beats the file', async () => {
