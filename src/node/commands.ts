@@ -29,7 +29,7 @@ export function commandHandler(ctx: NodeContext): (command: NodeCommand) => Prom
           {event: 'verify.corrupt', chunkId: command.chunkId, version: command.version},
           `verify: chunk ${command.chunkId} v${command.version} is corrupt (bytes no longer match its SHA-256)`,
         )
-        await ctx.link.send({type: 'corrupt', chunkId: command.chunkId, version: command.version})
+        await ctx.link.reportCorrupt(command.chunkId, command.version)
         return
       }
       case 'report-request':

@@ -130,7 +130,7 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
     intervalMs: opts.scrubIntervalMs,
     log,
     metrics,
-    onCorrupt: (r) => link.send({type: 'corrupt', chunkId: r.chunkId, version: r.version}),
+    onCorrupt: (r) => link.reportCorrupt(r.chunkId, r.version),
   })
   link.start()
   scrubber.start()

@@ -83,6 +83,8 @@ export class MasterLink {
   private running: Promise<void> | undefined
   private nextReqId = 1
   private readonly pending = new Map<number, PendingAck>()
+  /** Rotten replicas found while the link was down: told after the next report, which still lists them. */
+  private readonly unreportedCorrupt = new Map<string, {chunkId: string; version: number}>()
 
   constructor(private readonly opts: MasterLinkOptions) {}
 
@@ -121,6 +123,26 @@ export class MasterLink {
       this.settle(reqId, err as Error)
     }
     return acked
+  }
+
+  /**
+   * Tells the master a replica here is rotten (scrub, verify, a read). When the link is down it is said
+   * after the next report: the report lists the replica by its name, which still carries the right
+   * checksum, so without this the master would count the rotten copy as fresh until the next scrub.
+   */
+  async reportCorrupt(chunkId: string, version: number): Promise<void> {
+    const key = `${chunkId}.${version}`
+    this.unreportedCorrupt.set(key, {chunkId, version})
+    if (!this.connected) return
+    await this.send({type: 'corrupt', chunkId, version})
+    this.unreportedCorrupt.delete(key)
+  }
+
+  private async flushCorrupt(): Promise<void> {
+    for (const [key, {chunkId, version}] of [...this.unreportedCorrupt]) {
+      await this.send({type: 'corrupt', chunkId, version})
+      this.unreportedCorrupt.delete(key)
+    }
   }
 
   /** Sends the full inventory in batches of REPORT_BATCH_SIZE, one reportId, `done` on the last (even when empty). */
@@ -256,7 +278,9 @@ export class MasterLink {
             this.sendHeartbeat()
             if (ws.readyState === WebSocket.OPEN) ws.ping() // its pong proves the master is there even if it never pings us
           }, this.opts.heartbeatIntervalMs)
-          this.sendInventory().catch((err: Error) => this.opts.log.warn({event: 'report.failed', error: err.message}, `chunk report failed: ${err.message}`))
+          this.sendInventory()
+            .then(() => this.flushCorrupt())
+            .catch((err: Error) => this.opts.log.warn({event: 'report.failed', error: err.message}, `chunk report failed: ${err.message}`))
           return
         }
         if (message.type === 'ack') {

@@ -106,6 +106,20 @@ describe('MasterLink', () => {
     }
   })
 
+  it('a rotten replica found while the link was down is reported as corrupt right after the next report', async () => {
+    const replica = {chunkId: chunkIdOf('rotten'), version: 2, size: 10, sha256: sha256(Buffer.from('rot'))}
+    const link = linkTo(master.url, 'rot-node', [replica])
+    await link.reportCorrupt(replica.chunkId, replica.version) // scrub found it before the link was up: kept, not lost
+    link.start()
+    try {
+      await master.waitFor((m) => m.type === 'corrupt' && m.from === 'rot-node', 'the corrupt report')
+      const mine = master.received.filter((m) => m.from === 'rot-node').map((m) => m.type)
+      expect(mine.indexOf('corrupt')).toBeGreaterThan(mine.lastIndexOf('report')) // after the report that lists it
+    } finally {
+      await link.close()
+    }
+  })
+
   it('a write the master does not acknowledge is listed as failed, not stored', async () => {
     const node = await startTestNode(master, join(dir, 'na'), 'noack-node')
     master.ackOk = false
