@@ -7,6 +7,7 @@ import {commitFile} from '../util/fs.js'
 import {send} from './http.js'
 import {InterruptedError, networkErrorCode, requestSignal} from './errors.js'
 import {masterApi, type MasterApi} from './master-api.js'
+import {withMasterRetry} from './master-retry.js'
 import {measureNodes, type Probe} from './nearest.js'
 import {runPool} from './pool.js'
 import type {TransferView} from './view.js'
@@ -44,7 +45,8 @@ export async function downloadFile(opts: DownloadOptions, view: TransferView): P
   const api = masterApi(opts.master, opts.token, {signal: opts.signal})
   view.step(`fetching the manifest of ${opts.name}`)
   // One manifest for the whole download: every chunk is read at the version it names (never a mix).
-  const manifest = await api.manifest(opts.name).catch((err: unknown) => {
+  // A master that is restarting gets a few more tries, as an upload gives it (a read need not fail on a blip).
+  const manifest = await withMasterRetry(() => api.manifest(opts.name), {signal: opts.signal, view, what: 'fetching the manifest'}).catch((err: unknown) => {
     throw notFoundNamed(err, opts.name)
   })
 

@@ -22,6 +22,7 @@ let master: FakeServer
 let rotten: FakeServer
 let good: FakeServer
 const badReports: unknown[] = []
+let flakyAsks = 0
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'chunky-download-'))
@@ -49,6 +50,10 @@ beforeAll(async () => {
         committedAt: new Date().toISOString(),
         chunks: chunks.map(({bytes: _bytes, ...c}) => ({...c, replicas})),
       })
+    }
+    if (req.url === '/api/files/flaky.mp4') {
+      if (flakyAsks++ === 0) return void req.socket.destroy() // the master restarting: no answer at all
+      return json(res, 200, {name: 'flaky.mp4', size: CHUNK, chunkSize: CHUNK, committedAt: '', chunks: [{...chunks[0], bytes: undefined, replicas: [{id: 'good', url: good.url, zone: ''}]}]})
     }
     if (req.url === '/api/files/gone.mp4') {
       return json(res, 200, {name: 'gone.mp4', size: 5, chunkSize: CHUNK, committedAt: '', chunks: [{...chunks[0], size: 5, replicas: []}]})
@@ -83,6 +88,15 @@ describe('downloadFile', () => {
       /chunk 0 of gone\.mp4 has no fresh copy/,
     )
     expect(await readdir(dir)).toEqual(['video.mp4'])
+  })
+
+  it('tries the master again when it gives no answer (a restart), as an upload does', async () => {
+    const output = join(dir, 'flaky.mp4')
+    const result = await downloadFile({name: 'flaky.mp4', output, master: master.url, token: 't'}, silentView)
+    expect(result).toMatchObject({name: 'flaky.mp4', size: CHUNK})
+    expect(flakyAsks).toBe(2)
+    expect((await readFile(output)).equals(chunks[0]!.bytes)).toBe(true)
+    await rm(output)
   })
 
   it('says which name was not found', async () => {
