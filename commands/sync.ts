@@ -2,7 +2,7 @@ import {Args, Flags} from '@oclif/core'
 import {ChunkyCommand} from '../src/cli/base-command.js'
 import {invokedAs} from '../src/cli/bin-name.js'
 import {UsageError} from '../src/cli/failure.js'
-import {clientFlags, sizeFlag, zoneFlag} from '../src/cli/flags.js'
+import {clientFlags, flagGiven, sizeFlag, zoneFlag} from '../src/cli/flags.js'
 import {resumeHint} from '../src/cli/resume.js'
 import {transferView} from '../src/cli/transfer-view.js'
 import {InterruptedError, syncFolder} from '../src/client/index.js'
@@ -38,7 +38,7 @@ It asks the master once for every file under the prefix with its chunks' SHA-256
     prefix: Flags.string({description: "where the folder's files go in the cluster: PREFIX/<path in the folder> [default: no prefix]", helpValue: '<prefix>'}),
     delete: Flags.boolean({description: 'remove the names under PREFIX/ that the folder does not have (needs --prefix)'}),
     'dry-run': Flags.boolean({description: 'print what would be uploaded and removed, change nothing'}),
-    'chunk-size': sizeFlag({default: '10MiB', min: MIN_CHUNK_SIZE, max: MAX_CHUNK_SIZE, description: `chunk size of new and changed files (${formatBytes(MIN_CHUNK_SIZE)} to ${formatBytes(MAX_CHUNK_SIZE)}); a file stored with another chunk size counts as changed`}),
+    'chunk-size': sizeFlag({default: '10MiB', min: MIN_CHUNK_SIZE, max: MAX_CHUNK_SIZE, description: `chunk size (${formatBytes(MIN_CHUNK_SIZE)} to ${formatBytes(MAX_CHUNK_SIZE)}); without it a file already stored keeps its chunk size and a new one gets 10MiB; given, a file stored with another chunk size is sent again`}),
     concurrency: Flags.integer({description: 'chunks in flight at once, per file (1 to 32; up to 4 files at once)', default: 4, min: 1, max: 32}),
     node: Flags.string({description: 'entry node, by id or URL [default: the nearest alive node]', helpValue: '<id|url>'}),
     zone: zoneFlag,
@@ -56,7 +56,8 @@ It asks the master once for every file under the prefix with its chunks' SHA-256
     try {
       result = await syncFolder(
         {
-          dir: args.dir, prefix: flags.prefix, delete: flags.delete, dryRun: flags['dry-run'], chunkSize: flags['chunk-size'], concurrency: flags.concurrency,
+          dir: args.dir, prefix: flags.prefix, delete: flags.delete, dryRun: flags['dry-run'],
+          chunkSize: flagGiven(this.argv, 'chunk-size') ? flags['chunk-size'] : undefined, concurrency: flags.concurrency,
           node: flags.node, zone: settings.zone, master: settings.master, token: settings.token, signal: this.interrupt.signal,
         },
         view,
@@ -70,9 +71,8 @@ It asks the master once for every file under the prefix with its chunks' SHA-256
     }
     const {uploaded, unchanged, deleted, uploadedChunks, skippedChunks, dryRun} = result
     if (!this.jsonEnabled()) {
-      const would = dryRun ? 'would ' : ''
-      for (const name of uploaded) this.log(`${would}upload ${name}`)
-      for (const name of deleted) this.log(`${would}remove ${name}`)
+      for (const name of uploaded) this.log(`${dryRun ? 'would upload' : 'uploaded'} ${name}`)
+      for (const name of deleted) this.log(`${dryRun ? 'would remove' : 'removed'} ${name}`)
       this.log(
         `${dryRun ? 'dry run, nothing changed: ' : 'synced: '}${uploaded.length} ${dryRun ? 'to upload' : 'uploaded'}, ${unchanged} unchanged, ` +
           `${deleted.length} ${dryRun ? 'to remove' : 'removed'}; ${uploadedChunks} chunk${uploadedChunks === 1 ? '' : 's'} ${dryRun ? 'to send' : 'sent'}, ${skippedChunks} already stored`,

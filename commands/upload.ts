@@ -1,7 +1,7 @@
 import {Args, Flags} from '@oclif/core'
 import {ChunkyCommand} from '../src/cli/base-command.js'
 import {invokedAs} from '../src/cli/bin-name.js'
-import {clientFlags, fileName, sizeFlag, zoneFlag} from '../src/cli/flags.js'
+import {clientFlags, fileName, flagGiven, sizeFlag, zoneFlag} from '../src/cli/flags.js'
 import {resumeHint} from '../src/cli/resume.js'
 import {transferView} from '../src/cli/transfer-view.js'
 import {stat} from 'node:fs/promises'
@@ -48,7 +48,7 @@ FILE may be a folder: every regular file under it is uploaded as PREFIX/<path re
     if (isFolder) {
       try {
         const result = await syncFolder(
-          {dir: args.file, prefix: flags.prefix, chunkSize: flags['chunk-size'], concurrency: flags.concurrency, node: flags.node, zone: settings.zone,
+          {dir: args.file, prefix: flags.prefix, chunkSize: flagGiven(this.argv, 'chunk-size') ? flags['chunk-size'] : undefined, concurrency: flags.concurrency, node: flags.node, zone: settings.zone,
             master: settings.master, token: settings.token, signal: this.interrupt.signal},
           view,
         )

@@ -81,6 +81,11 @@ export const caFlag = Flags.string({
   helpValue: '<file>',
 })
 
+/** Whether the user typed `--NAME` (oclif fills in defaults, so the parsed value cannot tell). */
+export function flagGiven(argv: string[], name: string): boolean {
+  return argv.some((arg) => arg === `--${name}` || arg.startsWith(`--${name}=`))
+}
+
 /** The flags every client command takes. */
 export const clientFlags = {master: masterFlag, token: tokenFlag, ca: caFlag}
 

@@ -70,6 +70,7 @@ const listPrefix = (prefix: string | undefined): string => (prefix === undefined
 export interface FolderOptions {
   dir: string
   prefix?: string
+  /** Given: every new or changed file is cut into chunks of this size. Not given: a stored file keeps its own, a new one gets 10 MiB. */
   chunkSize?: number
   concurrency?: number
   node?: string
@@ -100,7 +101,6 @@ type Remote = PrefixFileList['files'][number]
 
 export async function syncFolder(opts: FolderOptions, view: TransferView): Promise<FolderResult> {
   const prefix = normalizePrefix(opts.prefix)
-  const chunkSize = opts.chunkSize ?? DEFAULT_CHUNK_SIZE
   view.step(`reading ${opts.dir}`)
   const local = await walkFolder(opts.dir, opts.signal)
   for (const file of local) {
@@ -118,6 +118,9 @@ export async function syncFolder(opts: FolderOptions, view: TransferView): Promi
   const hashed: HashedFile[] = []
   let hashedBefore = 0
   for (const file of local) {
+    // Without --chunk-size a file already stored keeps its chunk size: a folder uploaded with 1 MiB
+    // chunks is not sent again whole because a later run left the flag out.
+    const chunkSize = opts.chunkSize ?? remote.get(nameUnder(prefix, file.rel))?.chunkSize ?? DEFAULT_CHUNK_SIZE
     const ranges = planChunks(file.size, chunkSize)
     const digests = await hashChunks(file.path, ranges, (done) => view.overall(hashedBefore + done), opts.signal)
     hashedBefore += file.size

@@ -111,6 +111,12 @@ describe.sequential('folders', () => {
     expect(await readFile(join(out, 'sub', 'deeper', 'c.txt'), 'utf8')).toBe('a small text file\n')
   })
 
+  it('without --chunk-size a stored file keeps its chunk size: nothing to send (said in words)', async () => {
+    const result = await runCli(['sync', folder, '--prefix', 'talks/2026', '--dry-run'], env())
+    expect(result.code, result.stderr).toBe(0)
+    expect(result.stdout).toBe('dry run, nothing changed: 0 to upload, 4 unchanged, 0 to remove; 0 chunks to send, 6 already stored\n')
+  })
+
   it('download NAME -o DIR writes DIR/<last segment>', async () => {
     const dir = join(cluster.dir, 'into')
     await mkdir(dir)
