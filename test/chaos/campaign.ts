@@ -4,7 +4,7 @@ import {appendFile, mkdir, mkdtemp, open, readdir, readFile, rm, truncate, write
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
-import {fmt, type Attempt, type Content, Model, setEpoch, short} from './model.js'
+import {ABSENT, fmt, type Attempt, type Content, Model, setEpoch, short} from './model.js'
 import {BIN, campaignEnv, Daemon, StartTimeout, type DaemonExit, killEverything, liveProcesses, type ProcEnv, runClient, type ClientResult} from './procs.js'
 import {TcpProxy} from './proxy.js'
 import {bytesFor, Rng, sha256} from './rng.js'
@@ -73,6 +73,7 @@ export interface CampaignOptions {
 export interface CampaignStats {
   uploads: Record<'ok' | 'failed' | 'killed', number>
   downloads: Record<'ok' | 'failed' | 'killed', number>
+  removes: Record<'ok' | 'failed' | 'killed', number>
   faults: Record<string, number>
   statusPolls: number
   /** Why client commands failed: the first line of their standard error, ids and numbers blurred, with counts. */
@@ -117,6 +118,7 @@ class Campaign {
   private readonly stats: CampaignStats = {
     uploads: {ok: 0, failed: 0, killed: 0},
     downloads: {ok: 0, failed: 0, killed: 0},
+    removes: {ok: 0, failed: 0, killed: 0},
     faults: {},
     statusPolls: 0,
     clientErrors: {},
@@ -147,12 +149,16 @@ class Campaign {
   private lastStatus: StatusDoc | undefined
   /** Highest version seen per `name#index`, with its checksum. */
   private readonly maxVersions = new Map<string, {version: number; sha256: string; chunkId: string; at: number}>()
+  /** Every chunk id status ever showed in a committed file, with the highest version seen. */
+  private readonly everCommitted = new Map<string, {name: string; index: number; version: number}>()
   /** Version violations already reported (each once, not at every poll). */
   private readonly reported = new Set<string>()
   private readonly flippedAt = new Map<string, number>()
   /** The master's latest repair.started lines (newest first), for kills in the middle of a transfer. */
   private readonly recentRepairs: {source: string; target: string; at: number}[] = []
   private lastFlip = 0
+  /** Set when the rebalancer ends unbalanced with nothing it can move (a warning, see fetchBalance). */
+  private unbalanced: string | undefined
   private flipCounter = 0
   private leftoverCounter = 0
   private campaignLog = ''
@@ -322,9 +328,18 @@ class Campaign {
       const res = await fetch(`${this.master.url}/api/rebalance`, {headers: {authorization: `Bearer ${this.rwToken}`}, signal: AbortSignal.timeout(3000)})
       if (res.status === 404) return {settled: true, text: 'no rebalancer'}
       if (res.status !== 200) return undefined
-      const doc = (await res.json()) as {enabled?: boolean; balanced?: boolean; moving?: number; waiting?: string}
-      const settled = doc.moving === 0 && (doc.balanced === true || doc.enabled === false)
-      return {settled, text: JSON.stringify(doc).slice(0, 600)}
+      const doc = (await res.json()) as {enabled?: boolean; balanced?: boolean; moving?: number; waiting?: string; meanFill?: number; band?: number; nodes?: {id: string; fill: number}[]}
+      // The rebalancer only moves from a node above mean + band: with none, nothing more will move even
+      // when a node below the band keeps `balanced` false.
+      const mean = doc.meanFill ?? 0
+      const band = doc.band ?? 0
+      const source = (doc.nodes ?? []).some((n) => n.fill > mean + band)
+      const settled = doc.moving === 0 && (doc.balanced === true || doc.enabled === false || !source)
+      if (settled && doc.balanced === false && doc.enabled !== false) {
+        const low = (doc.nodes ?? []).filter((n) => n.fill < mean - band).map((n) => n.id)
+        this.unbalanced = `rebalance reports balanced: false with nothing moving and no node above mean + band (below it: ${low.join(', ')}); \`chunky rebalance --wait\` would not return`
+      }
+      return {settled, text: JSON.stringify({...doc, nodes: (doc.nodes ?? []).map((n) => `${n.id}:${n.fill.toExponential(3)}`)}).slice(0, 1500)}
     } catch {
       return undefined
     }
@@ -363,6 +378,8 @@ class Campaign {
             `${source}: chunk ${chunk.index} of ${file.name} is v${chunk.version} with sha256 ${short(chunk.sha256)} (id ${chunk.id}); at ${fmt(seen.at)} the same version had ${short(seen.sha256)} (id ${seen.chunkId})`,
           )
         }
+        const ever = this.everCommitted.get(chunk.id)
+        if (!ever || chunk.version > ever.version) this.everCommitted.set(chunk.id, {name: file.name, index: chunk.index, version: chunk.version})
         if (!seen || chunk.version > seen.version) this.maxVersions.set(key, {version: chunk.version, sha256: chunk.sha256, chunkId: chunk.id, at: Date.now()})
       }
     }
@@ -603,6 +620,7 @@ class Campaign {
         truncate: base ? 1 : 0,
         extend: base ? 1 : 0,
         reupload: base ? 0.5 : 0,
+        remove: base ? 0.4 : 0,
         download: 3,
         'download-pair': 1,
         'upload-pair': 1,
@@ -628,6 +646,10 @@ class Campaign {
           }
           case 'reupload':
             await this.upload(name, base!, `w${index}`)
+            break
+          case 'remove':
+            last.delete(name)
+            await this.remove(name, `w${index}`)
             break
           case 'download':
             await this.download(name, `w${index}`)
@@ -766,6 +788,17 @@ class Campaign {
     }
   }
 
+  private async remove(name: string, who: string): Promise<void> {
+    const attempt = this.model.begin(name, ABSENT, Date.now())
+    const result = await runClient(['rm', name, '--json', ...this.clientArgs()], this.procEnv, {deadlineMs: DOWNLOAD_DEADLINE_MS})
+    const outcome = result.code === 0 ? 'ok' : result.killed !== 'no' ? 'killed' : 'failed'
+    this.model.finish(attempt, outcome, result.end)
+    this.stats.removes[outcome]++
+    // versions start again for a name that was removed: forget what was seen of it
+    if (outcome === 'ok') for (const key of [...this.maxVersions.keys()]) if (key.startsWith(`${name}#`)) this.maxVersions.delete(key)
+    this.logClient(who, result, `#${attempt.id} rm ${name} -> ${outcome}`)
+  }
+
   private checkUploadJson(name: string, content: Content, result: ClientResult, attempt: Attempt): void {
     let doc: {name?: unknown; size?: unknown; chunks?: unknown; uploadedChunks?: unknown; skippedChunks?: unknown}
     try {
@@ -849,6 +882,7 @@ class Campaign {
       }
       await sleep(500)
     }
+    if (this.unbalanced) this.stats.warnings.push(this.unbalanced)
     if (!healthy) {
       const why = last && isHealthy(last) && balance && !balance.settled ? `healthy, but rebalancing has not settled: ${balance.text}` : last ? describeUnhealthy(last) : 'the master never answered status'
       this.violate('heals-in-bound', `not healed ${(bound / 1000).toFixed(1)} s after the faults stopped: ${why}`)
@@ -944,7 +978,10 @@ class Campaign {
           }
           const chunk = byId.get(match[1]!)
           const version = Number(match[2])
-          if (!chunk) unreferenced++
+          const ever = this.everCommitted.get(match[1]!)
+          if (!chunk && ever && version <= ever.version) {
+            leftovers.push(`${id}: ${entry} belongs to chunk ${ever.index} of ${ever.name} (seen committed at v${ever.version}), which no committed file references any more (removed or cut off): its replicas should be deleted`)
+          } else if (!chunk) unreferenced++
           else if (version < chunk.version) leftovers.push(`${id}: ${entry} is stale (committed v${chunk.version})`)
           else if (version > chunk.version) pending++
           else if (!chunk.replicas.some((r) => r.node === id && r.version === version)) untracked.push(`${id}: ${entry} is on disk, status lists no such replica`)
@@ -980,7 +1017,7 @@ class Campaign {
       this.logClient('final', result, `download ${name}`)
       const attempts = this.model.attemptsOf(name).map((a) => `#${a.id} ${short(a.sha256)} ${a.outcome} [${fmt(a.start)}..${fmt(a.end)}]`).join('; ')
       if (result.code !== 0) {
-        if (this.model.committed(name) || listed.has(name)) {
+        if (this.model.mustExist(name, t) || listed.has(name)) {
           this.violate('committed-names-download', `${name} is committed${listed.has(name) ? ' and listed by status' : ''} but download exited ${result.code}: ${result.stderr.trim().slice(-400)} (attempts: ${attempts})`)
         }
         continue
@@ -1045,7 +1082,9 @@ class Campaign {
   private printSummary(passed: boolean, kept: boolean): void {
     const s = this.stats
     const faults = Object.entries(s.faults).map(([k, n]) => `${k} ${n}`).join(', ')
-    this.print(`chaos: seed ${this.opts.seed}: uploads ${s.uploads.ok} ok / ${s.uploads.failed} failed / ${s.uploads.killed} killed; downloads ${s.downloads.ok} ok / ${s.downloads.failed} failed / ${s.downloads.killed} killed`)
+    this.print(
+      `chaos: seed ${this.opts.seed}: uploads ${s.uploads.ok} ok / ${s.uploads.failed} failed / ${s.uploads.killed} killed; downloads ${s.downloads.ok} ok / ${s.downloads.failed} failed / ${s.downloads.killed} killed; rm ${s.removes.ok} ok / ${s.removes.failed} failed`,
+    )
     this.print(`chaos: faults: ${faults || 'none'}`)
     this.print(`chaos: committed ${s.files} files, ${s.chunks} chunks, ${(s.committedBytes / MiB).toFixed(1)} MiB; heal ${s.healMs === undefined ? 'not reached' : `${(s.healMs / 1000).toFixed(1)} s`} (bound ${((s.healBoundMs ?? 0) / 1000).toFixed(1)} s)`)
     const errors = Object.entries(s.clientErrors).sort((a, b) => b[1] - a[1])

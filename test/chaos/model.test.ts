@@ -1,5 +1,5 @@
 import {expect, it} from 'vitest'
-import {LATE_COMMIT_SLACK_MS, Model} from './model.js'
+import {ABSENT, LATE_COMMIT_SLACK_MS, Model} from './model.js'
 
 // The campaign's judge of downloads, on timelines written by hand: what it must accept and what it must flag.
 
@@ -62,5 +62,19 @@ it('knows which contents may be current once everything has ended', () => {
   expect([...m.mayBeCurrent('f', 10_000)].sort()).toEqual([A, B].sort())
   m.finish(m.begin('f', C, 300 + LATE_COMMIT_SLACK_MS + 1), 'ok', 20_000)
   expect([...m.mayBeCurrent('f', 30_000)]).toEqual([C])
-  expect(m.committed('f')).toBe(true)
+  expect(m.mustExist('f', 30_000)).toBe(true)
+})
+
+it('treats a removal as a content: "absent"', () => {
+  const m = model()
+  m.begin('f', A, 0) // still running: f may or may not exist
+  expect(m.mustExist('f', 10)).toBe(false)
+  const removal = m.begin('g', ABSENT, 0)
+  m.finish(m.begin('h', A, 0), 'ok', 100)
+  m.finish(m.begin('h', ABSENT, 200), 'ok', 300)
+  expect(m.mustExist('h', 400)).toBe(false)
+  expect(m.judgeDownload('h', A, 400, 500, ['a0', 'a1'])).toMatch(/overwritten/)
+  m.finish(m.begin('h', B, 600), 'ok', 700)
+  expect(m.mustExist('h', 800)).toBe(true)
+  m.finish(removal, 'failed', 10)
 })

@@ -14,6 +14,12 @@
 
 export const LATE_COMMIT_SLACK_MS = 5000
 
+/**
+ * The "content" of a name that does not exist: what `chunky rm` uploads, in effect. Every name starts
+ * with a virtual attempt of it (before the run began, exited 0), so "may not exist" is one more content.
+ */
+export const ABSENT = 'absent'
+
 export interface Content {
   sha256: string
   size: number
@@ -44,7 +50,7 @@ export class Model {
 
   begin(name: string, sha256: string, start: number): Attempt {
     const attempt: Attempt = {id: this.nextId++, name, sha256, start, end: Infinity, outcome: 'running'}
-    const list = this.attempts.get(name) ?? []
+    const list = this.attempts.get(name) ?? [{id: 0, name, sha256: ABSENT, start: -Infinity, end: -Infinity, outcome: 'ok'}]
     list.push(attempt)
     this.attempts.set(name, list)
     return attempt
@@ -63,9 +69,9 @@ export class Model {
     return this.attempts.get(name) ?? []
   }
 
-  /** True when some attempt of `name` exited 0: the name must exist once the cluster is quiet. */
-  committed(name: string): boolean {
-    return this.attemptsOf(name).some((a) => a.outcome === 'ok')
+  /** True when the name must exist for a read starting at `t` (nothing that may be current removed it). */
+  mustExist(name: string, t: number): boolean {
+    return this.attemptsOf(name).length > 0 && !this.mayBeCurrent(name, t).has(ABSENT)
   }
 
   /** The latest moment `a` could have committed. */
