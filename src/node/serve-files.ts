@@ -299,7 +299,7 @@ async function* readChunk(ctx: NodeContext, chunk: ManifestChunk, from: number, 
 }
 
 /**
- * Read buffers of the common sizes (128 KiB to 1 MiB), taken back once the socket has them: a node
+ * Read buffers of the common sizes (128 KiB to 512 KiB), taken back once the socket has them: a node
  * serving at disk speed otherwise allocates a buffer per read, and garbage collection of those took
  * more CPU than the reads. Only buffers made here are taken back, up to POOL_BYTES.
  */
