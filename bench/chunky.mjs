@@ -22,13 +22,13 @@ const env = () => {
 }
 
 /** A master (R, W) and `nodeCount` nodes n1.. in zones z1.., short timeouts so repair starts quickly. */
-export async function startCluster(work, tag, {replicas, minReplicas, nodeCount}) {
+export async function startCluster(work, tag, {replicas, minReplicas, nodeCount, masterArgs = []}) {
   const dir = join(work, `cluster-${tag}`)
   await mkdir(dir, {recursive: true})
   const master = await startProcess(
     process.execPath,
     [...execArgs, BIN, 'master', '--port', '0', '--data-dir', join(dir, 'master'), '--token', TOKEN, '--replicas', String(replicas),
-      '--min-replicas', String(minReplicas), '--node-timeout', '3s', '--repair-interval', '300ms'],
+      '--min-replicas', String(minReplicas), '--node-timeout', '3s', '--repair-interval', '300ms', ...masterArgs],
     {ready: /^listening on /, env: env()},
   )
   const url = master.readyLine.split(' ').pop()

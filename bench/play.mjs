@@ -88,7 +88,7 @@ try {
   const file = join(work, 'file.bin')
   await makeFile(file, SIZE)
   // Two nodes at R=2 hold every chunk; a third, joined after the upload, holds none.
-  const cluster = await startCluster(work, 'play', {replicas: 2, minReplicas: 2, nodeCount: 2})
+  const cluster = await startCluster(work, 'play', {replicas: 2, minReplicas: 2, nodeCount: 2, masterArgs: ['--no-rebalance']}) // n3 must stay empty
   await cluster.cli(['upload', file, '--name', 'bench/play.bin'], {timeoutMs: 600_000})
   await cluster.addNode('n3')
   const status = await cluster.status()

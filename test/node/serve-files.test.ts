@@ -91,6 +91,7 @@ beforeAll(async () => {
   master = await startMaster({
     host: '127.0.0.1', port: 0, dataDir: join(dir, 'master'), replicas: 2, minReplicas: 2,
     nodeTimeoutMs: 3_000, repairIntervalMs: 300, token: TOKEN, log: silentLogger,
+    rebalance: false, // n4 joins empty and must stay so
   })
   for (const id of ['n1', 'n2', 'n3']) await startOne(id)
   await waitFor('three nodes alive', async () => (await getStatus({master: master.url, token: TOKEN})).summary.aliveNodes === 3)
