@@ -143,10 +143,11 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
       log.error({event: 'liveness.failed', error: (err as Error).message}, `liveness sweep failed: ${(err as Error).message}`)
     }
   }, Math.max(50, Math.min(1000, Math.round(opts.nodeTimeoutMs / 4))))
-  // ws-level pings keep idle links open through proxies and let nodes notice a dead master.
+  // ws-level pings keep links open through proxies that drop quiet connections. Nodes learn that the
+  // master is there from the pongs to their own pings, so this need not be frequent (thousands of links).
   const ping = setInterval(() => {
     for (const ws of wss.clients) ws.ping()
-  }, Math.min(heartbeatMs, 1000))
+  }, Math.max(heartbeatMs, 5000))
   const repairTimer = setInterval(() => repair.runSafely(), opts.repairIntervalMs)
 
   let closing: Promise<void> | undefined

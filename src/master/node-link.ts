@@ -75,8 +75,8 @@ export class NodeLinks {
 
     switch (msg.type) {
       case 'heartbeat': {
+        // No answer: the node pings with every heartbeat and hears the pong, its proof the master is there.
         if (ctx.nodes.heartbeat(nodeId, msg)) ctx.log.info({event: 'node.back', nodeId}, `node ${nodeId} is back`)
-        ws.ping() // feeds the node's silence detector at its own heartbeat rate
         return
       }
       case 'stored': {

@@ -2,7 +2,7 @@ import type {Hello, MasterToNode} from '../protocol/index.js'
 import type {MasterMetrics} from '../telemetry/metrics.js'
 import type {Clock} from '../util/clock.js'
 import type {Logger} from '../util/log.js'
-import type {Db} from './db.js'
+import {relaxedDurability, type Db} from './db.js'
 import {NodeLiveness} from './liveness.js'
 
 export interface NodeRecord {
@@ -39,12 +39,13 @@ export class NodeRegistry {
   private readonly nodes = new Map<string, NodeRecord>()
   private readonly sockets = new Map<string, NodeSocket>()
   private readonly listeners: ((nodeId: string, change: NodeChange) => void)[] = []
+  private sorted: NodeRecord[] | undefined
   private readonly liveness: NodeLiveness
   private readonly upsert
   private readonly saveSpace
 
   constructor(
-    db: Db,
+    private readonly db: Db,
     private readonly clock: Clock,
     timeoutMs: number,
   ) {
@@ -94,8 +95,12 @@ export class NodeRegistry {
       chunkCount: hello.chunkCount,
       lastHeartbeatMs: this.clock.now(),
     }
+    const previous = this.nodes.get(record.id)
     this.nodes.set(record.id, record)
-    this.upsert.run(record) // identity changes are rare and worth persisting at once
+    if (!previous) this.sorted = undefined
+    // Persisted at once only when its identity changed (a reconnect says the same hello again); relaxed:
+    // a node says hello again after any master restart, so a lost row costs nothing.
+    if (!previous || previous.url !== record.url || previous.zone !== record.zone) relaxedDurability(this.db, () => this.upsert.run(record))
     const cameBack = this.liveness.touch(record.id)
     if (cameBack) this.changed(record.id, 'up')
     if (!known) return 'joined'
@@ -148,8 +153,10 @@ export class NodeRegistry {
     return this.nodes.get(nodeId)
   }
 
-  all(): NodeRecord[] {
-    return [...this.nodes.values()].sort((a, b) => a.id.localeCompare(b.id))
+  /** Every node, by id. The same array until a node joins (callers must not change it). */
+  all(): readonly NodeRecord[] {
+    this.sorted ??= [...this.nodes.values()].sort((a, b) => a.id.localeCompare(b.id))
+    return this.sorted
   }
 
   isAlive(nodeId: string): boolean {
