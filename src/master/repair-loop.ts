@@ -245,14 +245,13 @@ export class RepairLoop {
     const bytes = okReplicas.reduce((sum, r) => sum + r.size, 0)
     this.bytesRepaired += bytes
     this.notePair(task, okReplicas.length > 0 || failed === 0)
-    const rate = (bytes / 1e6 / seconds).toFixed(1)
     this.ctx.metrics.repairTransfers.inc({event: 'finished'})
     this.ctx.metrics.repairedChunks.inc(okReplicas.length)
     this.ctx.metrics.repairedBytes.inc(bytes)
     this.ctx.log.info(
       {event: 'repair.finished', taskId, source: task.source, target: task.target, chunks: okReplicas.length, bytes, ms: Math.round(seconds * 1000), failed},
       `repair ${taskId} finished: ${okReplicas.length} chunk${okReplicas.length === 1 ? '' : 's'} from ${task.source} to ${task.target} ` +
-        `(${formatBytes(bytes)} in ${seconds.toFixed(2)}s, ${rate} MB/s)${failed > 0 ? `, ${failed} failed` : ''}`,
+        `(${formatBytes(bytes)} in ${seconds.toFixed(2)}s, ${formatBytes(bytes / seconds)}/s)${failed > 0 ? `, ${failed} failed` : ''}`, // MiB/s, as every other figure
     )
     this.kick() // there may be more to do now that slots are free
     return task
