@@ -65,8 +65,8 @@ export function planFaults(rng: Rng, seconds: number): PlannedFault[] {
       'cut-data': impaired < R - 1 && free.length > 0 ? 2 : 0,
       latency: NODES.some((n) => latencyUntil.get(n)! <= t) ? 1 : 0,
       'client-latency': clientsUntil <= t ? 0.5 : 0,
-      'kill-master': masterUntil <= t ? 0.8 : 0,
-      'pause-master': masterUntil <= t ? 0.6 : 0,
+      'kill-master': masterUntil <= t ? 0.5 : 0,
+      'pause-master': masterUntil <= t ? 0.4 : 0,
       flip: 2,
     }
     const choice = rng.weighted(weights)
