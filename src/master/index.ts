@@ -182,7 +182,7 @@ function checkOptions(opts: MasterOptions): void {
   }
   if (!(opts.nodeTimeoutMs > 0)) problems.push('--node-timeout must be positive')
   if (!(opts.repairIntervalMs > 0)) problems.push('--repair-interval must be positive')
-  if (!opts.token) problems.push('a cluster token is needed (--token or CHUNKY_TOKEN)')
+  if (!opts.token) problems.push('a cluster secret is needed (--secret, --secret-file or CHUNKY_SECRET)')
   if (problems.length > 0) throw new Error(problems.join('; '))
 }
 

@@ -8,7 +8,7 @@ export interface FakeServer {
   close(): Promise<void>
 }
 
-export type Handler = (req: IncomingMessage, res: ServerResponse, body: Buffer) => void | Promise<void>
+export type Handler = (req: IncomingMessage, res: ServerResponse, body: Buffer) => unknown
 
 export async function fakeServer(handler: Handler): Promise<FakeServer> {
   const server = createServer(async (req, res) => {

@@ -100,7 +100,7 @@ describe('a cluster of one master and three nodes in one process', () => {
   })
 
   it('answers a wrong or missing token with 401, on the master, a node and the WebSocket', async () => {
-    for (const headers of [{}, {authorization: 'Bearer wrong'}]) {
+    for (const headers of [{}, {authorization: 'Bearer wrong'}] as Record<string, string>[]) {
       const status = await fetch(`${master.url}/api/status`, {headers})
       expect(status.status).toBe(401)
       expect(((await status.json()) as {error: {message: string}}).error.message).toMatch(/credential/)

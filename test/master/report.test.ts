@@ -25,7 +25,7 @@ describe('judgeReplica', () => {
     expect(judgeReplica(replica(4), {chunk: committed, ...none})).toBe('unreferenced') // handed out, abandoned
     expect(judgeReplica(replica(9), {chunk: committed, ...none})).toBe('ahead') // above max_version
     const never = {committedVersion: 0, maxVersion: 1, size: 0, sha256: ''}
-    expect(judgeReplica(replica(1), {chunk: never, planned: {size: 10, sha256: sha('v1')}, knownCorrupt: false})).toBe('pending')
+    expect(judgeReplica(replica(1), {chunk: never, planned: {sha256: sha('v1')}, knownCorrupt: false})).toBe('pending')
     expect(judgeReplica(replica(1), {chunk: never, ...none})).toBe('unreferenced')
   })
 })

@@ -33,7 +33,7 @@ afterAll(async () => {
 })
 
 it('a puller that disconnects mid-transfer leaves the source up and serving', async () => {
-  const replicas = []
+  const replicas: {chunkId: string; version: number}[] = []
   for (let i = 0; i < 3; i++) {
     const bytes = randomBytes(8 * 1024 * 1024)
     const chunkId = chunkIdOf(`abort-${i}`)

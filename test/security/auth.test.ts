@@ -198,7 +198,7 @@ describe('a node checks client credentials itself (hashes from the master)', () 
     const url = `${chunk.targets[0]!.url}/chunks/${chunk.chunkId}/${chunk.version}`
     const headers = {...bearer(CREDS.rw), [HEADER_GRANT]: chunk.grant}
     const other = Buffer.from(bytes)
-    other[5] ^= 1
+    other[5]! ^= 1
     const wrongBytes = await send(url, 'PUT', {...headers, 'content-length': String(other.length)}, other)
     expect(wrongBytes.status).toBe(422)
     expect(wrongBytes.error!.code).toBe('CHECKSUM_MISMATCH')

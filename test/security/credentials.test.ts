@@ -29,6 +29,7 @@ describe('credential kinds', () => {
       write: ['admin', 'rw'],
       'chunk-write': ['admin', 'rw', 'node'],
       node: ['admin', 'node'],
+      'node-read': ['admin', 'rw', 'ro', 'node'],
     }
     for (const [access, kinds] of Object.entries(table) as Array<[Access, string[]]>) {
       for (const kind of ['admin', 'node', 'rw', 'ro'] as const) expect(allows(kind, access), `${kind} ${access}`).toBe(kinds.includes(kind))

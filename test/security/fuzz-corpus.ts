@@ -81,7 +81,7 @@ export function mutateBytes(r: Rng, text: string): Buffer {
       return bytes.subarray(0, r.int(bytes.length + 1)) // truncated
     case 1: {
       const copy = Buffer.from(bytes)
-      for (let i = 0; i < 1 + r.int(4); i++) if (copy.length) copy[r.int(copy.length)] ^= 1 << r.int(8)
+      for (let i = 0; i < 1 + r.int(4); i++) if (copy.length) copy[r.int(copy.length)]! ^= 1 << r.int(8)
       return copy
     }
     case 2:
