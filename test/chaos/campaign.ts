@@ -620,7 +620,7 @@ class Campaign {
         truncate: base ? 1 : 0,
         extend: base ? 1 : 0,
         reupload: base ? 0.5 : 0,
-        remove: base ? 0.4 : 0,
+        remove: base ? 1 : 0,
         download: 3,
         'download-pair': 1,
         'upload-pair': 1,
