@@ -56,17 +56,22 @@ async function route(ctx: NodeContext, req: IncomingMessage, res: ServerResponse
   }
   if (segments[0] === 'v1' && (method === 'GET' || method === 'HEAD')) {
     // Playing files (serve-files.ts): with a read credential, or behind a share link (no credential).
-    if (segments[1] === 'files' && segments.length >= 3) {
-      authorize('read')
-      return handleFileRead(ctx, req, res, servedName(segments.slice(2)), {kind: 'credential'})
-    }
-    if (segments[1] === 'share' && segments.length >= 4) {
-      const key = ctx.link.grantKey
-      if (!key) throw new ChunkyError('MASTER_UNREACHABLE', 'this node has not heard from the master yet, so it cannot check share links: try again shortly')
-      const share = verifyShare(segments[2]!, key)
-      const name = servedName(segments.slice(3))
-      if (!shareCovers(share, name)) throw new ChunkyError('FORBIDDEN', 'this share link is not for that name')
-      return handleFileRead(ctx, req, res, name, {kind: 'share', expiresAtS: share.exp})
+    try {
+      if (segments[1] === 'files' && segments.length >= 3) {
+        authorize('read')
+        return await handleFileRead(ctx, req, res, servedName(segments.slice(2)), {kind: 'credential'})
+      }
+      if (segments[1] === 'share' && segments.length >= 4) {
+        const key = ctx.link.grantKey
+        if (!key) throw new ChunkyError('MASTER_UNREACHABLE', 'this node has not heard from the master yet, so it cannot check share links: try again shortly')
+        const share = verifyShare(segments[2]!, key)
+        const name = servedName(segments.slice(3))
+        if (!shareCovers(share, name)) throw new ChunkyError('FORBIDDEN', 'this share link is not for that name')
+        return await handleFileRead(ctx, req, res, name, {kind: 'share', expiresAtS: share.exp})
+      }
+    } catch (err) {
+      if (!res.headersSent) ctx.metrics.fileRequests.inc({status: toChunkyError(err).status}) // refusals count by status too
+      throw err
     }
     if (segments[1] === 'chunks' && segments.length === 4 && method === 'GET') {
       authorize('node-read') // another node reading blocks for a file read, or a client

@@ -172,6 +172,8 @@ describe('GET /v1/files/{name} on every node', () => {
     expect(none.status).toBe(401)
     expect((await get(fileUrl(nodes[0]!), {authorization: 'Bearer ro-wrong'})).status).toBe(401)
     expect((await get(fileUrl(nodes[0]!, 'no/such.mp4'), auth)).status).toBe(404)
+    expect(await metric(nodes[0]!, 'chunky_file_requests_total{status="401"}')).toBeGreaterThanOrEqual(2) // requests by status, refusals too
+    expect(await metric(nodes[0]!, 'chunky_file_requests_total{status="404"}')).toBeGreaterThanOrEqual(1)
   })
 
   it('one strong ETag on every node; 304; a re-upload changes it, and If-Range with the old one gets the whole new file', async () => {
