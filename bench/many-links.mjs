@@ -19,13 +19,13 @@ const ROOT = resolve(import.meta.dirname, '..')
 const TICKS = 100 // clock ticks per second in /proc/PID/stat
 
 const dir = await mkdtemp(join(tmpdir(), 'chunky-links-'))
-const master = spawn(process.execPath, [join(ROOT, 'bin/run.js'), 'master', '--port', '0', '--data-dir', join(dir, 'm'), '--secret', SECRET, '--log-level', 'warn'], {
+const master = spawn(process.execPath, [...(process.env.CHUNKY_BENCH_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.CHUNKY_BENCH_PROF}`] : []), join(ROOT, 'bin/run.js'), 'master', '--port', '0', '--data-dir', join(dir, 'm'), '--secret', SECRET, '--log-level', 'warn'], {
   stdio: ['ignore', 'pipe', 'inherit'],
   env: {...process.env, XDG_CONFIG_HOME: join(dir, 'config')},
 })
 const stopAll = async () => {
   for (const ws of sockets) ws.terminate()
-  if (master.exitCode === null) master.kill('SIGKILL')
+  if (master.exitCode === null) master.kill(process.env.CHUNKY_BENCH_PROF ? 'SIGINT' : 'SIGKILL')
   await rm(dir, {recursive: true, force: true})
 }
 const sockets = []

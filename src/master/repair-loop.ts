@@ -33,6 +33,8 @@ const PLAN_PER_ROUND = 256
 /** Rebalancing: nodes count as balanced within this share of the mean fill, plus this many chunks' worth. */
 export const BALANCE_BAND = 0.1
 const BALANCE_SLACK_CHUNKS = 2
+/** Background work (rebalancing, forgetting expired uploads) is looked at this often, not on every round. */
+const HOUSEKEEPING_MS = 1000
 /** Moves run only while nothing needs repair, at most this many transfers at once (one per node). */
 const MOVE_TASKS = 2
 /** Chunk ids of the fullest node looked through per round for copies to move. */
@@ -112,6 +114,9 @@ export class RepairLoop {
   /** Where the look through the fullest node for copies to move got to. */
   private moveCursor = new Map<string, string>()
   private moved = 0
+  /** Rebalancing and upload expiry run at most once per HOUSEKEEPING_MS (and when a move ends). */
+  private lastHousekeepingMs = -Infinity
+  private moveDue = false
   /** When each node last took part in a move that ended. */
   private readonly lastMoveMs = new Map<string, number>()
 
@@ -217,16 +222,26 @@ export class RepairLoop {
       }
     }
 
-    const nodes = this.repairNodes()
+    // The node list is built only when something is looked at or planned: at thousands of nodes a round
+    // triggered by a join or a heartbeat coming back must not cost a pass over every node.
+    let nodes: RepairNode[] | undefined
+    const nodeList = () => (nodes ??= this.repairNodes())
     const deadline = performance.now() + SLICE_MS
     const newlyUnrepairable: string[] = []
     while (performance.now() < deadline && this.markMore()) {
       const batch = this.takeDirty(EVALUATE_BATCH)
-      if (batch.length > 0) this.evaluate(batch, nodes, newlyUnrepairable)
+      if (batch.length > 0) this.evaluate(batch, nodeList(), newlyUnrepairable)
     }
     this.noteUnrepairable(newlyUnrepairable)
-    this.plan(nodes)
+    if (this.needsCopies()) this.plan(nodeList())
+    else if (now - this.lastHousekeepingMs >= HOUSEKEEPING_MS || this.moveDue) this.planMoves(nodeList())
     this.resendDeletes(now)
+    if (now - this.lastHousekeepingMs < HOUSEKEEPING_MS) {
+      if (this.hasChangesToLookAt()) this.kick()
+      return
+    }
+    this.lastHousekeepingMs = now
+    this.moveDue = false
     const expired = this.expireUploads(UPLOAD_TTL_MS)
     if (expired > 0) ctx.log.info({event: 'upload.expired', count: expired}, `forgot ${expired} upload${expired === 1 ? '' : 's'} never committed within ${UPLOAD_TTL_MS / 3_600_000}h`)
     if (this.hasChangesToLookAt()) this.kick()
@@ -238,6 +253,7 @@ export class RepairLoop {
     if (!task) return undefined
     this.end(task)
     if (task.move) {
+      this.moveDue = true
       this.moved += okReplicas.length
       for (const id of [task.source, task.target]) this.lastMoveMs.set(id, this.ctx.clock.now())
     }
@@ -376,10 +392,7 @@ export class RepairLoop {
         if (picked.length >= capacity) break
       }
     }
-    if (picked.length === 0) {
-      this.planMoves(nodes)
-      return
-    }
+    if (picked.length === 0) return
     const records = this.q.chunks.all(JSON.stringify(picked)) as ChunkRecordRow[]
     const rowsOf = this.rowsWithState(picked, new Map(records.map((row) => [row.chunk_id, row])))
     const chunks = records.filter((r) => r.committed_version > 0).map((record) => toRepairChunk(record, rowsOf.get(record.chunk_id) ?? []))
@@ -476,6 +489,12 @@ export class RepairLoop {
     if (!balanced && !this.rebalance) waiting = 'rebalancing is off (chunky master --no-rebalance)'
     else if (!balanced && this.needsRepair()) waiting = 'repairs first: chunks are below R'
     return {enabled: this.rebalance, balanced, meanFill, band, nodes, moving, moved: this.moved, ...(waiting ? {waiting} : {})}
+  }
+
+  /** Chunks below R with something to copy from. */
+  private needsCopies(): boolean {
+    for (let fresh = 1; fresh < this.needy.length; fresh++) if (this.needy[fresh]!.size > 0) return true
+    return false
   }
 
   private needsRepair(): boolean {
