@@ -9,10 +9,11 @@ import {killEverything} from './procs.js'
 // CHUNKY_CHAOS_SEED=N replaces the random seed (to replay one in CI); CHUNKY_CHAOS_BIN=PATH/bin/run.js
 // tests another build.
 
-const SECONDS = 12
+const SECONDS = 10
 const RUN_TIMEOUT_MS = 100_000
 const WORKERS = 2
 const MAX_SIZE_MIB = 12
+const SCRUB_MS = 3000
 
 afterAll(async () => {
   await killEverything()
@@ -27,8 +28,8 @@ const randomSeed = Number(process.env.CHUNKY_CHAOS_SEED) || randomInt(1, 2 ** 31
 
 for (const [label, seed] of [['fixed', 11], ['fixed', 4242], ['random', randomSeed]] as const) {
   it(`survives a ${SECONDS} s fault campaign, ${label} seed ${seed}`, {timeout: RUN_TIMEOUT_MS}, async () => {
-    console.log(`chaos: ${label} seed ${seed} (replay: npm run chaos -- --seed ${seed} --seconds ${SECONDS} --workers ${WORKERS} --max-size-mib ${MAX_SIZE_MIB})`)
-    const result = await runCampaign({seed, seconds: SECONDS, workers: WORKERS, maxSizeMiB: MAX_SIZE_MIB, bin: process.env.CHUNKY_CHAOS_BIN || undefined, print: (line) => console.log(line)})
+    console.log(`chaos: ${label} seed ${seed} (replay: npm run chaos -- --seed ${seed} --seconds ${SECONDS} --workers ${WORKERS} --max-size-mib ${MAX_SIZE_MIB} --scrub-ms ${SCRUB_MS})`)
+    const result = await runCampaign({seed, seconds: SECONDS, workers: WORKERS, maxSizeMiB: MAX_SIZE_MIB, scrubIntervalMs: SCRUB_MS, bin: process.env.CHUNKY_CHAOS_BIN || undefined, print: (line) => console.log(line)})
     expect(result.violations, verdict(result)).toEqual([])
   })
 }

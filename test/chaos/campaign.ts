@@ -64,6 +64,8 @@ export interface CampaignOptions {
   maxSizeMiB?: number
   /** Keep the run's folder even when it passes. */
   keep?: boolean
+  /** --scrub-interval of the nodes (default SCRUB_INTERVAL_MS); the heal wait gives two passes after the last fault. */
+  scrubIntervalMs?: number
   /** bin/run.js of the build to test (default: this checkout's). */
   bin?: string
   /** Where progress lines go (default stdout). */
@@ -165,12 +167,14 @@ class Campaign {
   private opCounter = 0
   private readonly maxSize: number
   private readonly workers: number
+  private readonly scrubMs: number
 
   constructor(private readonly opts: CampaignOptions) {
     this.rng = new Rng(opts.seed)
     this.print = opts.print ?? ((line) => console.log(line))
     this.maxSize = Math.max(2, opts.maxSizeMiB ?? 24) * MiB
     this.workers = opts.workers ?? 3
+    this.scrubMs = opts.scrubIntervalMs ?? SCRUB_INTERVAL_MS
   }
 
   private get elapsed(): string {
@@ -192,6 +196,7 @@ class Campaign {
     const extra = [
       this.opts.workers !== undefined ? ` --workers ${this.opts.workers}` : '',
       this.opts.maxSizeMiB !== undefined ? ` --max-size-mib ${this.opts.maxSizeMiB}` : '',
+      this.opts.scrubIntervalMs !== undefined ? ` --scrub-ms ${this.opts.scrubIntervalMs}` : '',
       this.opts.bin !== undefined ? ` --bin ${this.opts.bin}` : '',
     ].join('')
     return `npm run chaos -- --seed ${this.opts.seed} --seconds ${this.opts.seconds}${extra}`
@@ -278,7 +283,7 @@ class Campaign {
       const args = [
         'node', '--master', this.linkProxies.get(id)!.url, '--host', '127.0.0.1', '--port', '0',
         '--public-url', this.dataProxies.get(id)!.url, '--id', id, '--zone', ZONES[id]!, '--data-dir', join(this.dir, id),
-        '--token', this.nodeToken, '--heartbeat-interval', `${HEARTBEAT_MS}ms`, '--scrub-interval', `${SCRUB_INTERVAL_MS}ms`,
+        '--token', this.nodeToken, '--heartbeat-interval', `${HEARTBEAT_MS}ms`, '--scrub-interval', `${this.scrubMs}ms`,
       ]
       this.nodes.set(id, new Daemon(id, () => args, join(this.dir, 'logs', `${id}.log`), this.procEnv, this.onExit))
     }
@@ -855,16 +860,16 @@ class Campaign {
   private async healAndAudit(): Promise<void> {
     const quiet = Date.now()
     const committed = this.lastStatus?.files.reduce((sum, f) => sum + f.size, 0) ?? 0
-    const bound = NODE_TIMEOUT_MS + REPAIR_INTERVAL_MS + 2 * SCRUB_INTERVAL_MS + Math.ceil(((committed * R) / REPAIR_RATE_BYTES_PER_S) * 1000) + HEAL_SLACK_MS
+    const bound = NODE_TIMEOUT_MS + REPAIR_INTERVAL_MS + 2 * this.scrubMs + Math.ceil(((committed * R) / REPAIR_RATE_BYTES_PER_S) * 1000) + HEAL_SLACK_MS
     this.stats.healBoundMs = bound
     this.print(
-      `chaos: healing; bound ${(bound / 1000).toFixed(1)} s from the last client's end = node timeout ${NODE_TIMEOUT_MS} ms + repair interval ${REPAIR_INTERVAL_MS} ms + 2 × scrub interval ${SCRUB_INTERVAL_MS} ms` +
+      `chaos: healing; bound ${(bound / 1000).toFixed(1)} s from the last client's end = node timeout ${NODE_TIMEOUT_MS} ms + repair interval ${REPAIR_INTERVAL_MS} ms + 2 × scrub interval ${this.scrubMs} ms` +
         ` + ${(committed / MiB).toFixed(1)} MiB × R / ${REPAIR_RATE_BYTES_PER_S / MiB} MiB/s + ${HEAL_SLACK_MS / 1000} s slack`,
     )
     const deadline = quiet + bound
     // A flipped byte is only seen by a scrub pass (or a reader), and reported only while the node's
     // link is up: give every node two passes once everything is back (and after the last flip).
-    const scrubbedAfter = this.lastFlip > 0 ? Math.max(this.lastFlip, this.restoredAt) + 2 * SCRUB_INTERVAL_MS + 1000 : 0
+    const scrubbedAfter = this.lastFlip > 0 ? Math.max(this.lastFlip, this.restoredAt) + 2 * this.scrubMs + 1000 : 0
     let healthy: StatusDoc | undefined
     let last: StatusDoc | undefined
     let balance: Balance | undefined

@@ -4,17 +4,17 @@ import {dirname, join, resolve} from 'node:path'
 import {runCampaign} from './campaign.js'
 import {killEverything, ROOT} from './procs.js'
 
-// `npm run chaos -- --seed N --seconds S [--workers N] [--max-size-mib M] [--keep] [--bin PATH/bin/run.js]`: one campaign
+// `npm run chaos -- --seed N --seconds S [--workers N] [--max-size-mib M] [--scrub-ms MS] [--keep] [--bin PATH/bin/run.js]`: one campaign
 // against the built binary (run `npm run build` first). Exit 0 when it passed, 1 when an invariant
 // failed (the folder is kept and the replay command printed), 2 on bad usage.
 
 function usage(message: string): never {
-  console.error(`chaos: ${message}\nusage: npm run chaos -- [--seed N] [--seconds S] [--workers N] [--max-size-mib M] [--keep] [--bin PATH/bin/run.js]`)
+  console.error(`chaos: ${message}\nusage: npm run chaos -- [--seed N] [--seconds S] [--workers N] [--max-size-mib M] [--scrub-ms MS] [--keep] [--bin PATH/bin/run.js]`)
   process.exit(2)
 }
 
 const args = process.argv.slice(2)
-const options: {seed?: number; seconds: number; workers?: number; maxSizeMiB?: number; keep: boolean; bin?: string} = {seconds: 60, keep: false}
+const options: {seed?: number; seconds: number; workers?: number; maxSizeMiB?: number; keep: boolean; bin?: string; scrubIntervalMs?: number} = {seconds: 60, keep: false}
 for (let i = 0; i < args.length; i++) {
   const flag = args[i]!
   if (flag === '--keep') {
@@ -34,6 +34,7 @@ for (let i = 0; i < args.length; i++) {
   else if (flag === '--seconds') options.seconds = n
   else if (flag === '--workers') options.workers = n
   else if (flag === '--max-size-mib') options.maxSizeMiB = n
+  else if (flag === '--scrub-ms') options.scrubIntervalMs = n
   else usage(`unknown option ${flag}`)
 }
 if (!existsSync(join(options.bin ? dirname(dirname(options.bin)) : ROOT, 'dist', 'commands'))) usage('the binary is not built: run `npm run build` first')
@@ -46,5 +47,5 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 }
 const seed = options.seed ?? randomInt(1, 2 ** 31)
 console.log(`chaos: seed ${seed}`)
-const result = await runCampaign({seed, seconds: options.seconds, workers: options.workers, maxSizeMiB: options.maxSizeMiB, keep: options.keep, bin: options.bin})
+const result = await runCampaign({seed, seconds: options.seconds, workers: options.workers, maxSizeMiB: options.maxSizeMiB, keep: options.keep, bin: options.bin, scrubIntervalMs: options.scrubIntervalMs})
 process.exit(result.passed ? 0 : 1)
