@@ -7,11 +7,6 @@ import {deriveCredentials} from '../../src/protocol/index.js'
 import {killAll, MEDIA, ROOT, runCli, startCluster, TOKEN, type Cluster} from '../e2e/harness.js'
 import {waitFor} from '../poll.js'
 
-// page.evaluate() callbacks run in Chromium; these are the few browser names they use (no DOM lib here).
-type HTMLElement = {dataset: Record<string, string | undefined>}
-declare const window: unknown
-declare const sessionStorage: {getItem(key: string): string | null}
-
 // The dashboard in real headless Chromium (Debian's package, driven by playwright-core) against a
 // real cluster of processes: log in, watch a node die and its chunks get copied to the spare node,
 // all without reloading the page.
