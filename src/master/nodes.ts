@@ -96,11 +96,16 @@ export class NodeRegistry {
       lastHeartbeatMs: this.clock.now(),
     }
     const previous = this.nodes.get(record.id)
-    this.nodes.set(record.id, record)
-    if (!previous) this.sorted = undefined
+    const changed = !previous || previous.url !== record.url || previous.zone !== record.zone
+    // One record object per node for good: all() hands out the same objects until a node joins.
+    if (previous) Object.assign(previous, record)
+    else {
+      this.nodes.set(record.id, record)
+      this.sorted = undefined
+    }
     // Persisted at once only when its identity changed (a reconnect says the same hello again); relaxed:
     // a node says hello again after any master restart, so a lost row costs nothing.
-    if (!previous || previous.url !== record.url || previous.zone !== record.zone) relaxedDurability(this.db, () => this.upsert.run(record))
+    if (changed) relaxedDurability(this.db, () => this.upsert.run(record))
     const cameBack = this.liveness.touch(record.id)
     if (cameBack) this.changed(record.id, 'up')
     if (!known) return 'joined'

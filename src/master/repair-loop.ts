@@ -342,7 +342,8 @@ export class RepairLoop {
         if (fresh === 0 && !this.loggedUnrepairable.has(chunkId)) newlyUnrepairable.push(chunkId)
       }
       if (fresh > 0) this.loggedUnrepairable.delete(chunkId)
-      if (fresh <= R) this.moveSources.delete(chunkId) // the move's copy never landed, or the source's is gone already
+      // A move that ended without its copy landing, or whose source copy is gone already: drop the hint.
+      if (fresh <= R && !this.busy.has(transferKey(chunkId, record.committed_version))) this.moveSources.delete(chunkId)
       if (fresh > R) excessCandidates.push(toRepairChunk(record, rows))
     }
     const excesses = planExcess(excessCandidates, nodes, R, this.moveSources)
@@ -427,6 +428,8 @@ export class RepairLoop {
     const sent = this.ctx.nodes.send(target, {type: 'replicate', taskId: id, source: {id: source, url: sourceNode.url}, replicas, grant})
     if (!sent) return false
     this.running.set(id, {id, source, target, replicas, startedMs: this.ctx.clock.now(), move})
+    // A moved copy is trimmed from the source as soon as the target's copy is recorded (mid-transfer too).
+    if (move) for (const r of replicas) this.moveSources.set(r.chunkId, source)
     for (const r of replicas) this.busy.add(transferKey(r.chunkId, r.version))
     const bytes = replicas.reduce((sum, r) => sum + r.size, 0)
     this.ctx.metrics.repairTransfers.inc({event: 'started'})
@@ -444,8 +447,8 @@ export class RepairLoop {
       this.busy.delete(transferKey(r.chunkId, r.version))
       this.dirty.add(r.chunkId)
       // Copy, verify, record (the target's `stored`), then delete: the extra copy makes the chunk R+1,
-      // and the next look trims the source's. A move cut short leaves R copies as they were.
-      if (task.move && this.ctx.replicaTable.has(task.target, r.chunkId, r.version)) this.moveSources.set(r.chunkId, task.source)
+      // and its look trims the source's (moveSources, set when the move started). A move cut short
+      // leaves R copies as they were, and the look finds R and drops the hint.
     }
   }
 
@@ -517,10 +520,13 @@ export class RepairLoop {
     if (report.balanced) return
     const now = this.ctx.clock.now()
     const free = (id: string) => this.loadOf(id) === 0 && now - (this.lastMoveMs.get(id) ?? -Infinity) >= this.moveCooldownMs
+    // Out of band above: to the emptiest node below the mean; out of band below: from the fullest above it.
     const byFill = [...report.nodes].sort((a, b) => b.fill - a.fill)
-    const source = byFill.find((n) => n.fill > report.meanFill + report.band && free(n.id))
-    const target = [...byFill].reverse().find((n) => n.fill < report.meanFill && free(n.id) && n.id !== source?.id)
-    if (!source || !target) return
+    const high = byFill.find((n) => n.fill > report.meanFill + report.band && free(n.id))
+    const low = [...byFill].reverse().find((n) => n.fill < report.meanFill - report.band && free(n.id))
+    const source = high ?? (low && byFill.find((n) => n.fill > report.meanFill && free(n.id)))
+    const target = low ?? (high && [...byFill].reverse().find((n) => n.fill < report.meanFill && free(n.id)))
+    if (!source || !target || source.id === target.id) return
     // No more than brings either to the mean: a bigger move would leave the target as far above it.
     const capacity = (n: {usedBytes: number; freeBytes: number}) => n.usedBytes + n.freeBytes
     let budget = Math.min((source.fill - report.meanFill) * capacity(source), (report.meanFill - target.fill) * capacity(target))

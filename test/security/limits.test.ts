@@ -106,7 +106,7 @@ describe('connections and messages', () => {
     expect(cut).toBeGreaterThanOrEqual(10)
     for (const s of sockets) s.socket.destroy()
     await until('healthz again', async () => (await send(`${url}/healthz`, 'GET')).status === 200)
-    expect(cluster.log.some((l) => l.includes('(the per-peer limit)'))).toBe(true)
+    expect(cluster.log.some((l) => l.includes('(the per-address limit)'))).toBe(true)
   })
 
   it('a WebSocket message over the limit closes the link with 1009; the master carries on', async () => {
