@@ -4,9 +4,10 @@ import {connect, createServer, type AddressInfo, type Server, type Socket} from 
 // for the node's link, and one for clients) and in front of each node's data port (its --public-url).
 //
 // - `pass`: bytes go through, each held `delayMs` (latency), in order;
-// - `refuse`: every open connection is reset and the port stops listening, so a new connection is
-//   refused (ECONNREFUSED, as from a host whose process is gone). The same happens while there is no
-//   target (the server behind it is down): the proxy listens again on the same port once there is;
+// - `refuse`: every open connection is reset, and so is every new one as soon as it is accepted (as
+//   from a host whose process is gone). The same happens while there is no target (the server behind
+//   it is down). The port stays ours throughout: closed, another process on the machine (a test running
+//   beside the campaign) could take it before the proxy listens again;
 // - `blackhole`: nothing moves in either direction and new connections hang unanswered, like a cable
 //   pulled out; when it goes back to `pass` the held bytes flow again, as TCP would retransmit them.
 
@@ -106,8 +107,7 @@ export class TcpProxy {
   static async start(label: string): Promise<TcpProxy> {
     const proxy = new TcpProxy(label)
     const server = await proxy.listen(0)
-    proxy.port = (server.address() as AddressInfo).port
-    await proxy.closeServer()
+    proxy.port = (server.address() as AddressInfo).port // kept: connections are refused one by one until a target
     return proxy
   }
 
@@ -129,10 +129,10 @@ export class TcpProxy {
     if (server) await new Promise<void>((done) => server.close(() => done()))
   }
 
-  /** Listens while there is a target and the mode is not `refuse`; closes the port otherwise. */
+  /** Listens once there is a target, and keeps the port from then on (refusing is done per connection). */
   private sync(): Promise<void> {
     this.listening = this.listening.then(async () => {
-      const want = this.target !== undefined && this.mode !== 'refuse'
+      const want = this.target !== undefined || this.server !== undefined
       if (want && !this.server) {
         for (let attempt = 1; ; attempt++) {
           try {
@@ -213,6 +213,7 @@ export class TcpProxy {
   async close(): Promise<void> {
     this.target = undefined
     for (const link of [...this.links]) this.drop(link)
-    await this.sync().catch(() => {})
+    this.listening = this.listening.catch(() => {}).then(() => this.closeServer())
+    await this.listening
   }
 }
