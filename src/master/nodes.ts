@@ -267,10 +267,6 @@ export class PendingDeletes {
     }
     return due
   }
-
-  get size(): number {
-    return this.sent.size
-  }
 }
 
 const deleteKey = (nodeId: string, chunkId: string, version: number) => `${nodeId} ${chunkId} ${version}`

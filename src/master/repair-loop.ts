@@ -3,6 +3,7 @@ import {type ReplicaInfo, signTransferGrant} from '../protocol/index.js'
 import {formatBytes} from '../util/parse.js'
 import type {MasterContext} from './context.js'
 import {DeleteSender, type DeleteReason, type NodeChange} from './nodes.js'
+import {fill} from './placement.js'
 import {planExcess, planReplication, transferKey, type RepairChunk, type RepairNode} from './repair.js'
 import {replicaState} from './replica-state.js'
 import type {ReplicaRow} from './replica-table.js'
@@ -479,7 +480,7 @@ export class RepairLoop {
   balance(): BalanceReport {
     const usable = this.repairNodes().filter((node) => node.usable)
     const records = usable.flatMap((node) => this.ctx.nodes.get(node.id) ?? [])
-    const fills = records.map((node) => ({id: node.id, fill: fillOf(node), usedBytes: node.usedBytes, freeBytes: node.freeBytes}))
+    const fills = records.map((node) => ({id: node.id, fill: fill(node), usedBytes: node.usedBytes, freeBytes: node.freeBytes}))
     const meanFill = fills.length === 0 ? 0 : fills.reduce((sum, n) => sum + n.fill, 0) / fills.length
     const chunkBytes = records.reduce((sum, node) => sum + node.usedBytes, 0) / Math.max(1, records.reduce((sum, node) => sum + node.chunkCount, 0))
     const capacity = records.reduce((sum, node) => sum + node.usedBytes + node.freeBytes, 0) / Math.max(1, records.length)
@@ -501,7 +502,7 @@ export class RepairLoop {
   }
 
   private needsRepair(): boolean {
-    for (let fresh = 1; fresh < this.needy.length; fresh++) if (this.needy[fresh]!.size > 0) return true
+    if (this.needsCopies()) return true
     for (const task of this.running.values()) if (!task.move) return true
     return false
   }
@@ -594,11 +595,6 @@ function toRepairChunk(record: ChunkRecordRow, rows: readonly ReplicaRow[]): Rep
     sha256: record.sha256,
     replicas: rows.map((row) => ({nodeId: row.nodeId, version: row.version, state: row.state})),
   }
-}
-
-function fillOf(node: {usedBytes: number; freeBytes: number}): number {
-  const total = node.usedBytes + node.freeBytes
-  return total > 0 ? node.usedBytes / total : 1
 }
 
 function pairKey(source: string, target: string): string {

@@ -13,7 +13,7 @@ export interface ReplicaRow {
 
 export type RawReplicaRow = Omit<ReplicaRow, 'state'>
 
-type StateRow = {chunk_id: string; node_id: string; version: number; sha256: string; corrupt: number; state: ReplicaState}
+type RawRow = {chunk_id: string; node_id: string; version: number; sha256: string; corrupt: number}
 
 /** Chunk ids per statement when many are looked up at once (json_each). */
 const LOOKUP_SLICE = 1000
@@ -46,8 +46,6 @@ export class ReplicaTable {
       countOfNode: db.prepare('SELECT count(*) FROM replicas WHERE node_id = ?').pluck(),
       rowsOfNode: db.prepare('SELECT chunk_id AS chunkId, version, seen FROM replicas WHERE node_id = ?'),
       chunkIdsOfNode: db.prepare('SELECT DISTINCT chunk_id FROM replicas WHERE node_id = ? AND chunk_id > ? ORDER BY chunk_id LIMIT ?').pluck(),
-      ofChunk: db.prepare('SELECT * FROM replica_states WHERE chunk_id = ? ORDER BY node_id, version'),
-      ofChunks: db.prepare('SELECT * FROM replica_states WHERE chunk_id IN (SELECT value FROM json_each(?))'),
       rawOfChunks: db.prepare('SELECT chunk_id, node_id, version, sha256, corrupt FROM replicas WHERE chunk_id IN (SELECT value FROM json_each(?))'),
     }
   }
@@ -115,33 +113,15 @@ export class ReplicaTable {
     return this.q.chunkIdsOfNode.all(nodeId, after, limit) as string[]
   }
 
-  /** Every replica row of a chunk, with its state. */
-  ofChunk(chunkId: string): ReplicaRow[] {
-    return (this.q.ofChunk.all(chunkId) as StateRow[]).map(toRow)
-  }
-
-  /** ofChunk for many chunks at once; chunks without rows are absent from the map. */
-  ofChunks(chunkIds: readonly string[]): Map<string, ReplicaRow[]> {
-    const byChunk = new Map<string, ReplicaRow[]>()
-    for (let i = 0; i < chunkIds.length; i += LOOKUP_SLICE) {
-      const rows = this.q.ofChunks.all(JSON.stringify(chunkIds.slice(i, i + LOOKUP_SLICE))) as StateRow[]
-      for (const row of rows) {
-        const list = byChunk.get(row.chunk_id)
-        if (list) list.push(toRow(row))
-        else byChunk.set(row.chunk_id, [toRow(row)])
-      }
-    }
-    return byChunk
-  }
-
   /**
    * The rows of many chunks without their state, for callers that have the chunks' records at hand and
-   * apply the rule themselves (replicaState; the repair loop's looks, where the view's joins cost double).
+   * apply the rule themselves (replicaState: the repair loop's looks, where the view's joins cost double).
+   * Chunks without rows are absent from the map.
    */
   rawOfChunks(chunkIds: readonly string[]): Map<string, RawReplicaRow[]> {
     const byChunk = new Map<string, RawReplicaRow[]>()
     for (let i = 0; i < chunkIds.length; i += LOOKUP_SLICE) {
-      for (const row of this.q.rawOfChunks.all(JSON.stringify(chunkIds.slice(i, i + LOOKUP_SLICE))) as Omit<StateRow, 'state'>[]) {
+      for (const row of this.q.rawOfChunks.all(JSON.stringify(chunkIds.slice(i, i + LOOKUP_SLICE))) as RawRow[]) {
         const raw = {chunkId: row.chunk_id, nodeId: row.node_id, version: row.version, sha256: row.sha256, corrupt: row.corrupt === 1}
         const list = byChunk.get(row.chunk_id)
         if (list) list.push(raw)
@@ -154,8 +134,4 @@ export class ReplicaTable {
   private changed(chunkId: string): void {
     for (const listener of this.listeners) listener(chunkId)
   }
-}
-
-function toRow(row: StateRow): ReplicaRow {
-  return {chunkId: row.chunk_id, nodeId: row.node_id, version: row.version, sha256: row.sha256, corrupt: row.corrupt === 1, state: row.state}
 }
