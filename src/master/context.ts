@@ -2,6 +2,7 @@ import type {MasterMetrics} from '../telemetry/metrics.js'
 import type {Clock} from '../util/clock.js'
 import type {Logger} from '../util/log.js'
 import {grantKey, type Db} from './db.js'
+import type {Leadership} from './meta-store.js'
 import {DeleteSender, NodeRegistry, PendingDeletes} from './nodes.js'
 import {ReplicaTable} from './replica-table.js'
 
@@ -24,10 +25,12 @@ export interface MasterContext {
   minReplicas: number
   /** Hex HMAC key for write grants (grant.ts). */
   grantKey: string
+  /** This master's epoch (meta-store.ts): in grants and welcomes, so nodes refuse an older leader's. */
+  leadership: Leadership
 }
 
 /** Wires a master context on an open database (the master, tests and the benchmark share this). */
-export function createMasterContext(opts: {db: Db; clock: Clock; log: Logger; metrics: MasterMetrics; nodeTimeoutMs: number; replicas: number; minReplicas: number}): MasterContext {
+export function createMasterContext(opts: {db: Db; clock: Clock; log: Logger; metrics: MasterMetrics; nodeTimeoutMs: number; replicas: number; minReplicas: number; leadership?: Leadership}): MasterContext {
   const {db, clock, log, metrics} = opts
   const nodes = new NodeRegistry(db, clock, opts.nodeTimeoutMs)
   const pendingDeletes = new PendingDeletes(clock)
@@ -43,5 +46,6 @@ export function createMasterContext(opts: {db: Db; clock: Clock; log: Logger; me
     replicas: opts.replicas,
     minReplicas: opts.minReplicas,
     grantKey: grantKey(db),
+    leadership: opts.leadership ?? {epoch: 1, storeId: 'local'},
   }
 }

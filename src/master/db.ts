@@ -13,6 +13,9 @@ export type Db = Database.Database
 // version < committed -> stale, corrupt = 1 -> corrupt, version > committed -> pending.
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS leader (
+  id INTEGER PRIMARY KEY CHECK (id = 1), store_id TEXT NOT NULL, epoch INTEGER NOT NULL, url TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS nodes (
   id TEXT PRIMARY KEY, url TEXT NOT NULL, zone TEXT NOT NULL,
   free_bytes INTEGER NOT NULL DEFAULT 0, used_bytes INTEGER NOT NULL DEFAULT 0,

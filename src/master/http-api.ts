@@ -51,7 +51,7 @@ async function route(deps: HttpApiDeps, req: IncomingMessage, res: ServerRespons
   const [first, second, third, fourth, ...more] = segments
 
   if (method === 'GET' && first === 'healthz' && segments.length === 1) {
-    return sendJson(res, 200, {ok: true, role: 'master'})
+    return sendJson(res, 200, {ok: true, role: 'leader', epoch: ctx.leadership.epoch})
   }
   // The dashboard page holds no data (it asks /api/live with the credential the user types in): no credential.
   if ((method === 'GET' || method === 'HEAD') && isDashboardPath(segments)) return deps.dashboard.servePage(req, res, segments)

@@ -17,6 +17,7 @@ import {createHttpApi} from './http-api.js'
 import {NodeLinks} from './node-link.js'
 import {RepairLoop} from './repair-loop.js'
 import {ReplicaRecords} from './replicas.js'
+import {SqliteMetaStore} from './sqlite-meta-store.js'
 import {Uploads} from './uploads.js'
 import {Views} from './views.js'
 
@@ -71,8 +72,10 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
     lock.release()
     throw err
   }
+  const store = new SqliteMetaStore(db)
+  const leadership = await store.lead(`${opts.host}:${opts.port}`, new AbortController().signal)
   const metrics = new MasterMetrics()
-  const ctx = createMasterContext({db, clock, log, metrics, nodeTimeoutMs: opts.nodeTimeoutMs, replicas: opts.replicas, minReplicas: opts.minReplicas})
+  const ctx = createMasterContext({db, clock, log, metrics, nodeTimeoutMs: opts.nodeTimeoutMs, replicas: opts.replicas, minReplicas: opts.minReplicas, leadership})
   const {nodes} = ctx
   const uploads = new Uploads(ctx)
   const heartbeatMs = Math.max(100, Math.round(opts.nodeTimeoutMs / 5))

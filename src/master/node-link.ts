@@ -161,7 +161,7 @@ export class NodeLinks {
     if (how === 'joined') ctx.log.info({event: 'node.joined', ...fields}, `node ${msg.nodeId} joined (${msg.url}, zone ${msg.zone || '(none)'})`)
     else if (how === 'back') ctx.log.info({event: 'node.back', ...fields}, `node ${msg.nodeId} is back (${msg.url})`)
     ws.send(
-      JSON.stringify({type: 'welcome', v: PROTOCOL_VERSION, grantKey: ctx.grantKey, heartbeatMs: this.heartbeatMs, credentials: this.credentials}),
+      JSON.stringify({type: 'welcome', v: PROTOCOL_VERSION, grantKey: ctx.grantKey, heartbeatMs: this.heartbeatMs, credentials: this.credentials, fence: ctx.leadership}),
     )
   }
 

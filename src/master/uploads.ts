@@ -309,6 +309,7 @@ export class Uploads {
             sha256: chunk.sha256,
             nodes: targets.map((t) => t.id),
             exp: this.ctx.clock.now() + GRANT_TTL_MS,
+            fence: this.ctx.leadership,
           },
           this.ctx.grantKey,
         )

@@ -34,6 +34,18 @@ export type ErrorBody = z.infer<typeof ErrorBody>
 
 export const Health = z.object({ok: z.literal(true), role: z.enum(['master', 'node']), id: z.string().optional()})
 
+/**
+ * A master's GET /healthz. `epoch` is the leader epoch it knows (raised at each takeover); `leader` is
+ * where the leader is, as the store says (a standby answers it so clients and nodes can move there).
+ */
+export const MasterHealth = z.object({
+  ok: z.literal(true),
+  role: z.enum(['leader', 'standby']),
+  epoch: z.number().int().nonnegative(),
+  leader: z.string().nullable().optional(),
+})
+export type MasterHealth = z.infer<typeof MasterHealth>
+
 export const NodeSummary = z.object({id: NodeId, url: z.string(), zone: Zone, state: z.enum(['alive', 'dead'])})
 export const NodeList = z.object({nodes: z.array(NodeSummary)})
 export type NodeSummary = z.infer<typeof NodeSummary>

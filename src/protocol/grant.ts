@@ -16,6 +16,8 @@ export const GrantPayload = z.object({
   nodes: z.array(NodeId).min(1).max(16),
   /** Expiry, epoch milliseconds. */
   exp: z.number().int().positive(),
+  /** The signing master's leader epoch and store (messages.ts `fence`): a node refuses a grant of an older leader. */
+  fence: z.object({storeId: z.string().min(1).max(64), epoch: z.number().int().nonnegative()}).optional(),
 })
 export type GrantPayload = z.infer<typeof GrantPayload>
 

@@ -67,6 +67,8 @@ const Welcome = z.object({
   heartbeatMs: z.number().int().positive(),
   /** Hashes of the accepted credentials by kind, so nodes can check clients without asking (credentials.ts). */
   credentials: CredentialHashes.optional(),
+  /** The leader epoch of this master and the store it leads (meta-store.ts): a node refuses a lower epoch of the same store. */
+  fence: z.object({storeId: z.string().min(1).max(64), epoch: z.number().int().nonnegative()}).optional(),
 })
 const Ack = z.object({type: z.literal('ack'), reqId: z.number().int().nonnegative(), ok: z.boolean(), error: z.string().optional()})
 /** Delete one replica: it is stale, corrupt, beyond R, or its chunk is no longer referenced. */

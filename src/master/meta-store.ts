@@ -1,0 +1,78 @@
+// What the master must never lose, behind one narrow interface with two implementations: SQLite (the
+// default, one master, no setup) and PostgreSQL (several masters, one leads). Everything else the
+// master keeps (replica locations, node liveness) is rebuilt from the nodes' reports, as after a restart.
+
+/** The durable tables, their columns and primary keys. Both stores hold exactly these. */
+export const META_TABLES = {
+  meta: {key: ['key'], columns: ['key', 'value']},
+  chunk_ids: {key: ['name', 'idx'], columns: ['name', 'idx', 'chunk_id']},
+  chunks: {key: ['chunk_id'], columns: ['chunk_id', 'committed_version', 'max_version', 'size', 'sha256']},
+  planned: {key: ['chunk_id', 'version'], columns: ['chunk_id', 'version', 'size', 'sha256', 'upload_id']},
+  uploads: {key: ['upload_id'], columns: ['upload_id', 'name', 'size', 'chunk_size', 'chunk_count', 'created_ms']},
+  upload_chunks: {key: ['upload_id', 'idx'], columns: ['upload_id', 'idx', 'chunk_id', 'version', 'size', 'sha256', 'skip']},
+  files: {key: ['name'], columns: ['name', 'size', 'chunk_size', 'chunk_count', 'committed_at']},
+} as const satisfies Record<string, {key: readonly string[]; columns: readonly string[]}>
+
+export type MetaTable = keyof typeof META_TABLES
+export const META_TABLE_NAMES = Object.keys(META_TABLES) as MetaTable[]
+
+export type MetaRow = Record<string, string | number>
+
+/** One row written (whole) or deleted (by its key columns). */
+export type MetaChange = {table: MetaTable; op: 'put'; row: MetaRow} | {table: MetaTable; op: 'delete'; row: MetaRow}
+
+/** This master leads: every write it makes carries `epoch`, and a write with an older epoch changes nothing. */
+export interface Leadership {
+  epoch: number
+  /** Made once per store: nodes compare epochs only between masters of one store. */
+  storeId: string
+}
+
+export interface LeaderInfo {
+  epoch: number
+  /** The leader's advertised URL, as it gave it when it took over. */
+  url: string
+}
+
+export interface MetaStore {
+  readonly kind: 'sqlite' | 'postgres'
+  /** Waits until this master leads (or `signal` aborts: rejects), then raises the epoch. */
+  lead(url: string, signal: AbortSignal): Promise<Leadership>
+  /** Who leads now, as the store says; undefined before anyone ever led. */
+  leader(): Promise<LeaderInfo | undefined>
+  /** Every durable row, table by table (the new leader's working copy is built from this). */
+  load(onRows: (table: MetaTable, rows: MetaRow[]) => void): Promise<void>
+  /** Writes the changes in one transaction, only if `epoch` is still the current one (else StaleEpochError, nothing written). */
+  apply(epoch: number, changes: readonly MetaChange[]): Promise<void>
+  /** Called once if leadership is lost (the lock session ended, or a write met a higher epoch). */
+  onLost(listener: (reason: string) => void): void
+  close(): Promise<void>
+}
+
+export class StaleEpochError extends Error {
+  override name = 'StaleEpochError'
+  constructor(
+    readonly mine: number,
+    readonly current: number,
+  ) {
+    super(`this master's epoch ${mine} is no longer the current one (${current}): another master leads`)
+  }
+}
+
+/** The changes keyed by table and row key, the last change of each row winning (what a batch must leave). */
+export function coalesce(changes: readonly MetaChange[]): Map<MetaTable, {puts: MetaRow[]; deletes: MetaRow[]}> {
+  const last = new Map<MetaTable, Map<string, MetaChange>>()
+  for (const change of changes) {
+    let rows = last.get(change.table)
+    if (!rows) last.set(change.table, (rows = new Map()))
+    rows.set(JSON.stringify(META_TABLES[change.table].key.map((column) => change.row[column])), change)
+  }
+  const byTable = new Map<MetaTable, {puts: MetaRow[]; deletes: MetaRow[]}>()
+  for (const [table, rows] of last) {
+    const puts: MetaRow[] = []
+    const deletes: MetaRow[] = []
+    for (const change of rows.values()) (change.op === 'put' ? puts : deletes).push(change.row)
+    byTable.set(table, {puts, deletes})
+  }
+  return byTable
+}

@@ -1,0 +1,131 @@
+import {mkdtemp, rm} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {openDatabase, type Db} from '../../src/master/db.js'
+import {StaleEpochError, type MetaRow, type MetaStore, type MetaTable} from '../../src/master/meta-store.js'
+import {SqliteMetaStore} from '../../src/master/sqlite-meta-store.js'
+
+/** One kind of store: `open()` gives another handle (another master) on the same store. */
+interface StoreKind {
+  name: string
+  setup(): Promise<void>
+  open(): Promise<MetaStore>
+  teardown(): Promise<void>
+}
+
+function sqliteKind(): StoreKind {
+  let dir = ''
+  let db: Db | undefined
+  return {
+    name: 'sqlite',
+    async setup() {
+      dir = await mkdtemp(join(tmpdir(), 'chunky-meta-'))
+      db = openDatabase(dir)
+    },
+    async open() {
+      return new SqliteMetaStore(db!)
+    },
+    async teardown() {
+      db?.close()
+      await rm(dir, {recursive: true, force: true})
+    },
+  }
+}
+
+export const STORE_KINDS: StoreKind[] = [sqliteKind()]
+
+async function loaded(store: MetaStore): Promise<Map<MetaTable, MetaRow[]>> {
+  const tables = new Map<MetaTable, MetaRow[]>()
+  await store.load((table, rows) => tables.set(table, [...(tables.get(table) ?? []), ...rows]))
+  return tables
+}
+
+const sortBy = (key: string) => (a: MetaRow, b: MetaRow) => String(a[key]).localeCompare(String(b[key]))
+
+describe.each(STORE_KINDS)('the $name metadata store', (kind) => {
+  const opened: MetaStore[] = []
+  const open = async () => {
+    const store = await kind.open()
+    opened.push(store)
+    return store
+  }
+  beforeAll(() => kind.setup(), 60_000)
+  afterAll(async () => {
+    for (const store of opened) await store.close()
+    await kind.teardown()
+  }, 60_000)
+
+  it('raises the epoch at every takeover, keeps one store id, and says who leads', async () => {
+    const a = await open()
+    const first = await a.lead('http://a', AbortSignal.timeout(20_000))
+    expect(await a.leader()).toEqual({epoch: first.epoch, url: 'http://a'})
+    await a.close()
+    const b = await open()
+    const second = await b.lead('http://b', AbortSignal.timeout(20_000))
+    expect(second.epoch).toBeGreaterThan(first.epoch)
+    expect(second.storeId).toBe(first.storeId)
+    expect(await b.leader()).toEqual({epoch: second.epoch, url: 'http://b'})
+  })
+
+  it('keeps what the leader writes, the last change of a row winning, with whole numbers as numbers', async () => {
+    const store = await open()
+    const {epoch} = await store.lead('http://c', AbortSignal.timeout(20_000))
+    const big = 2 ** 40 + 7 // sizes and times go past 32 bits
+    await store.apply(epoch, [
+      {table: 'files', op: 'put', row: {name: 'a.mp4', size: big, chunk_size: 10, chunk_count: 1, committed_at: '2026-01-01T00:00:00.000Z'}},
+      {table: 'files', op: 'put', row: {name: 'b.mp4', size: 1, chunk_size: 10, chunk_count: 1, committed_at: 'x'}},
+      {table: 'chunks', op: 'put', row: {chunk_id: 'c1', committed_version: 0, max_version: 1, size: 0, sha256: ''}},
+      {table: 'chunks', op: 'put', row: {chunk_id: 'c1', committed_version: 1, max_version: 2, size: 5, sha256: 'ab'}},
+      {table: 'chunk_ids', op: 'put', row: {name: 'a.mp4', idx: 0, chunk_id: 'c1'}},
+      {table: 'planned', op: 'put', row: {chunk_id: 'c1', version: 2, size: 5, sha256: 'ab', upload_id: 'u1'}},
+      {table: 'meta', op: 'put', row: {key: 'grant_key', value: 'k'}},
+    ])
+    await store.apply(epoch, [
+      {table: 'files', op: 'delete', row: {name: 'b.mp4'}},
+      {table: 'planned', op: 'delete', row: {chunk_id: 'c1', version: 2}},
+      {table: 'planned', op: 'put', row: {chunk_id: 'c1', version: 3, size: 5, sha256: 'cd', upload_id: 'u2'}},
+      {table: 'uploads', op: 'put', row: {upload_id: 'u2', name: 'a.mp4', size: 5, chunk_size: 10, chunk_count: 1, created_ms: big}},
+      {table: 'upload_chunks', op: 'put', row: {upload_id: 'u2', idx: 0, chunk_id: 'c1', version: 3, size: 5, sha256: 'cd', skip: 0}},
+      {table: 'upload_chunks', op: 'delete', row: {upload_id: 'u2', idx: 0}},
+      {table: 'upload_chunks', op: 'put', row: {upload_id: 'u2', idx: 0, chunk_id: 'c1', version: 3, size: 5, sha256: 'cd', skip: 1}},
+    ])
+    const other = await open() // what another master loads
+    const tables = await loaded(other)
+    expect(tables.get('files')).toEqual([{name: 'a.mp4', size: big, chunk_size: 10, chunk_count: 1, committed_at: '2026-01-01T00:00:00.000Z'}])
+    expect(tables.get('chunks')).toEqual([{chunk_id: 'c1', committed_version: 1, max_version: 2, size: 5, sha256: 'ab'}])
+    expect(tables.get('chunk_ids')).toEqual([{name: 'a.mp4', idx: 0, chunk_id: 'c1'}])
+    expect(tables.get('planned')).toEqual([{chunk_id: 'c1', version: 3, size: 5, sha256: 'cd', upload_id: 'u2'}])
+    expect(tables.get('uploads')).toEqual([{upload_id: 'u2', name: 'a.mp4', size: 5, chunk_size: 10, chunk_count: 1, created_ms: big}])
+    expect(tables.get('upload_chunks')).toEqual([{upload_id: 'u2', idx: 0, chunk_id: 'c1', version: 3, size: 5, sha256: 'cd', skip: 1}])
+    expect(tables.get('meta')?.sort(sortBy('key'))).toEqual([{key: 'grant_key', value: 'k'}])
+  })
+
+  it('refuses a write with an old epoch and changes nothing, once another master took over', async () => {
+    const old = await open()
+    const {epoch: oldEpoch} = await old.lead('http://old', AbortSignal.timeout(20_000))
+    await old.close()
+    const next = await open()
+    const {epoch} = await next.lead('http://new', AbortSignal.timeout(20_000))
+    const before = await loaded(next)
+    const late = await open() // the paused leader's late write, on a handle of its own
+    const write = late.apply(oldEpoch, [{table: 'files', op: 'put', row: {name: 'late.mp4', size: 1, chunk_size: 1, chunk_count: 1, committed_at: 'x'}}])
+    await expect(write).rejects.toBeInstanceOf(StaleEpochError)
+    await expect(write).rejects.toThrow(`epoch ${oldEpoch} is no longer the current one (${epoch})`)
+    expect(await loaded(next)).toEqual(before)
+    await next.apply(epoch, [{table: 'files', op: 'put', row: {name: 'ok.mp4', size: 1, chunk_size: 1, chunk_count: 1, committed_at: 'x'}}])
+    expect((await loaded(next)).get('files')?.map((f) => f.name).sort()).toEqual(['a.mp4', 'ok.mp4'])
+  })
+
+  it('writes a batch all or nothing', async () => {
+    const store = await open()
+    const {epoch} = await store.lead('http://d', AbortSignal.timeout(20_000))
+    const before = await loaded(store)
+    const bad = store.apply(epoch, [
+      {table: 'files', op: 'put', row: {name: 'half.mp4', size: 1, chunk_size: 1, chunk_count: 1, committed_at: 'x'}},
+      {table: 'chunk_ids', op: 'put', row: {name: 'z', idx: 0}}, // lacks chunk_id
+    ])
+    await expect(bad).rejects.toThrow(/chunk_id/)
+    expect(await loaded(store)).toEqual(before)
+  })
+})
