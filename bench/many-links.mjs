@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // The master with thousands of nodes: a real `chunky master` process, and this one process holding N
-// node links (it speaks the node protocol: hello, an empty report, a heartbeat every 2 s; it stores no
+// node links (it speaks the node protocol: hello, an empty report, a heartbeat every 2 s, a ping when the
+// master has been quiet for 5 s; it stores no
 // data). Measures how long N links take to join, then the master's CPU while idle and its event-loop
 // lag. Prints one JSON line. All on 127.0.0.1; every process it starts is stopped.
 // Usage: node bench/many-links.mjs [LINKS=5000] [IDLE_SECONDS=20]
@@ -40,9 +41,13 @@ try {
   }
   master.stdout.resume()
   if (!url || !nodeToken) throw new Error('the master did not start')
-  const cpuSeconds = async () => {
+  const cpuTimes = async () => {
     const fields = (await readFile(`/proc/${master.pid}/stat`, 'utf8')).split(') ')[1].split(' ')
-    return (Number(fields[11]) + Number(fields[12])) / TICKS
+    return {user: Number(fields[11]) / TICKS, system: Number(fields[12]) / TICKS}
+  }
+  const cpuSeconds = async () => {
+    const {user, system} = await cpuTimes()
+    return user + system
   }
   const alive = async () => {
     const res = await fetch(`${url}/api/nodes`, {headers: {authorization: `Bearer ${SECRET}`}})
@@ -64,7 +69,15 @@ try {
         const msg = JSON.parse(data.toString())
         if (msg.type !== 'welcome') return
         ws.send(JSON.stringify({type: 'report', reportId: `r${i}`, done: true, replicas: []}))
-        setInterval(() => ws.readyState === WebSocket.OPEN && (ws.send(JSON.stringify({type: 'heartbeat', freeBytes: 1e12, usedBytes: 0, chunkCount: 0})), ws.ping()), HEARTBEAT_MS).unref()
+        // as a node does: a heartbeat every 2 s, and a ping only when the master has been quiet for 5 s
+        let lastHeard = Date.now()
+        ws.on('pong', () => (lastHeard = Date.now()))
+        ws.on('ping', () => (lastHeard = Date.now()))
+        setInterval(() => {
+          if (ws.readyState !== WebSocket.OPEN) return
+          ws.send(JSON.stringify({type: 'heartbeat', freeBytes: 1e12, usedBytes: 0, chunkCount: 0}))
+          if (Date.now() - lastHeard >= 5000) ws.ping()
+        }, HEARTBEAT_MS).unref()
         resolveLink(true)
       })
       ws.once('close', () => resolveLink(false))
@@ -80,10 +93,14 @@ try {
   const joinCpuSeconds = (await cpuSeconds()) - cpuBefore
 
   // 2. idle: heartbeats only
-  const idleFrom = await cpuSeconds()
+  const idleFrom = await cpuTimes()
   const idleStart = performance.now()
   await new Promise((r) => setTimeout(r, IDLE_SECONDS * 1000))
-  const idleCpu = ((await cpuSeconds()) - idleFrom) / ((performance.now() - idleStart) / 1000)
+  const idleTo = await cpuTimes()
+  const idleWall = (performance.now() - idleStart) / 1000
+  const idleUser = (idleTo.user - idleFrom.user) / idleWall
+  const idleSystem = (idleTo.system - idleFrom.system) / idleWall
+  const idleCpu = idleUser + idleSystem
   const metrics = await (await fetch(`${url}/metrics`, {headers: {authorization: `Bearer ${SECRET}`}})).text()
   const lag = (name) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(metrics)?.[1])
   const stillAlive = await alive()
@@ -94,6 +111,8 @@ try {
     joinSeconds: Math.round(joinSeconds * 10) / 10,
     joinCpuSeconds: Math.round(joinCpuSeconds * 10) / 10,
     idleCpuShareOfCore: Math.round(idleCpu * 1000) / 1000,
+    idleCpuUser: Math.round(idleUser * 1000) / 1000,
+    idleCpuSystem: Math.round(idleSystem * 1000) / 1000,
     idleSeconds: IDLE_SECONDS,
     aliveAfterIdle: stillAlive,
     eventLoopLagP99Ms: Math.round(lag('nodejs_eventloop_lag_p99_seconds') * 1000 * 10) / 10,

@@ -146,18 +146,12 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
       log.error({event: 'liveness.failed', error: (err as Error).message}, `liveness sweep failed: ${(err as Error).message}`)
     }
   }, Math.max(50, Math.min(1000, Math.round(opts.nodeTimeoutMs / 4))))
-  // ws-level pings keep links open through proxies that drop quiet connections. Nodes learn that the
-  // master is there from the pongs to their own pings, so this need not be frequent (thousands of links).
-  const ping = setInterval(() => {
-    for (const ws of wss.clients) ws.ping()
-  }, Math.max(heartbeatMs, 5000))
   const repairTimer = setInterval(() => repair.runSafely(), opts.repairIntervalMs)
 
   let closing: Promise<void> | undefined
   const close = () =>
     (closing ??= (async () => {
       clearInterval(sweep)
-      clearInterval(ping)
       clearInterval(repairTimer)
       repair.stop()
       dashboard.close()
@@ -165,7 +159,7 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
       await closeWebSockets(wss)
       await closeHttp(server)
       try {
-        nodes.persist()
+        nodes.persist(true)
       } catch {
         // best effort: last heartbeats are a convenience for status after a restart
       }

@@ -32,7 +32,8 @@ export class NodeLiveness {
   /** Forgets and returns every node silent for longer than timeoutMs (each reported once). */
   sweep(): string[] {
     const deadline = this.clock.now() - this.timeoutMs
-    const dead = [...this.lastSeen].filter(([, seen]) => seen < deadline).map(([id]) => id)
+    const dead: string[] = []
+    for (const [id, seen] of this.lastSeen) if (seen < deadline) dead.push(id)
     for (const id of dead) this.lastSeen.delete(id)
     return dead
   }

@@ -38,10 +38,17 @@ export class NodeLinks {
     const link: Link = {id: `${this.run}:${this.nextLinkId++}`, nodeId: undefined, remote, lastHeardMs: this.ctx.clock.now(), leaving: false}
     this.ctx.metrics.nodeLinks.inc()
     let queue: Promise<void> = Promise.resolve()
+    let queued = 0
     ws.on('message', (data: Buffer) => {
+      const msg = this.decode(data)
+      // Heartbeats are most of what thousands of links send: with nothing queued before one, it is
+      // handled at once rather than through the queue (it touches only the node's own record).
+      if ((msg instanceof Error || msg.type === 'heartbeat') && queued === 0) return this.handleAtOnce(ws, link, msg)
+      queued++
       queue = queue
-        .then(() => (ws.readyState === ws.OPEN ? this.handle(ws, link, data, remote) : undefined))
+        .then(() => (ws.readyState === ws.OPEN ? this.handle(ws, link, msg) : undefined))
         .catch((err: Error) => this.ctx.log.error({event: 'link.error', nodeId: link.nodeId, remote, error: err.message}, `error on the link with ${link.nodeId ?? remote}: ${err.message}`))
+        .finally(() => queued--)
     })
     ws.on('error', (err) => this.ctx.log.warn({event: 'link.failed', nodeId: link.nodeId, remote, error: err.message}, `link with ${link.nodeId ?? remote} failed: ${err.message}`))
     ws.on('close', () => {
@@ -52,33 +59,44 @@ export class NodeLinks {
     })
   }
 
-  private async handle(ws: WebSocket, link: Link, data: Buffer, remote: string): Promise<void> {
+  private decode(data: Buffer): NodeToMaster | Error {
+    try {
+      return decode(NodeToMaster, data)
+    } catch (err) {
+      return err as Error
+    }
+  }
+
+  /** A heartbeat, or a malformed message (which closes the link). */
+  private handleAtOnce(ws: WebSocket, link: Link, msg: Extract<NodeToMaster, {type: 'heartbeat'}> | Error): void {
+    if (link.leaving || ws.readyState !== ws.OPEN) return
+    if (msg instanceof Error) {
+      const error = msg.message.split('\n').join(' ')
+      this.ctx.log.warn({event: 'link.malformed', nodeId: link.nodeId, remote: link.remote, error}, `malformed message from ${link.nodeId ?? link.remote}: ${error}`)
+      ws.close(WS_CLOSE.PROTOCOL_ERROR, reason(`malformed message: ${msg.message}`))
+      return
+    }
+    link.lastHeardMs = this.ctx.clock.now()
+    if (!link.nodeId) return this.noHello(ws, link, msg.type)
+    // No answer: a node that has heard nothing for a while pings, and the pong is its proof the master is there.
+    if (this.ctx.nodes.heartbeat(link.nodeId, msg)) this.ctx.log.info({event: 'node.back', nodeId: link.nodeId}, `node ${link.nodeId} is back`)
+  }
+
+  private noHello(ws: WebSocket, link: Link, type: string): void {
+    this.ctx.log.warn({event: 'link.no_hello', remote: link.remote, type}, `link from ${link.remote} sent ${type} before hello: closing it`)
+    ws.close(WS_CLOSE.BAD_HELLO, 'say hello first')
+  }
+
+  private async handle(ws: WebSocket, link: Link, msg: NodeToMaster | Error): Promise<void> {
     const {ctx} = this
+    if (msg instanceof Error || msg.type === 'heartbeat') return this.handleAtOnce(ws, link, msg)
     if (link.leaving) return // a node that said goodbye is dead until it connects again
     link.lastHeardMs = ctx.clock.now()
-    let msg: NodeToMaster
-    try {
-      msg = decode(NodeToMaster, data)
-    } catch (err) {
-      const error = (err as Error).message.split('\n').join(' ')
-      ctx.log.warn({event: 'link.malformed', nodeId: link.nodeId, remote, error}, `malformed message from ${link.nodeId ?? remote}: ${error}`)
-      ws.close(WS_CLOSE.PROTOCOL_ERROR, reason(`malformed message: ${(err as Error).message}`))
-      return
-    }
     if (msg.type === 'hello') return this.hello(ws, link, msg)
     const nodeId = link.nodeId
-    if (!nodeId) {
-      ctx.log.warn({event: 'link.no_hello', remote, type: msg.type}, `link from ${remote} sent ${msg.type} before hello: closing it`)
-      ws.close(WS_CLOSE.BAD_HELLO, 'say hello first')
-      return
-    }
+    if (!nodeId) return this.noHello(ws, link, msg.type)
 
     switch (msg.type) {
-      case 'heartbeat': {
-        // No answer: the node pings with every heartbeat and hears the pong, its proof the master is there.
-        if (ctx.nodes.heartbeat(nodeId, msg)) ctx.log.info({event: 'node.back', nodeId}, `node ${nodeId} is back`)
-        return
-      }
       case 'stored': {
         this.touch(nodeId)
         let answer: {ok: boolean; error?: string}

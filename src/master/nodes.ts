@@ -30,6 +30,8 @@ export interface Space {
 
 export type NodeChange = 'up' | 'down'
 
+const REWRITE_HEARTBEAT_MS = 60_000
+
 type NodeRow = {id: string; url: string; zone: string; free_bytes: number; used_bytes: number; chunk_count: number; last_heartbeat_ms: number | null}
 
 // Every node the master knows: identity and space (persisted, so status shows them after a restart,
@@ -40,6 +42,8 @@ export class NodeRegistry {
   private readonly sockets = new Map<string, NodeSocket>()
   private readonly listeners: ((nodeId: string, change: NodeChange) => void)[] = []
   private sorted: NodeRecord[] | undefined
+  /** What persist() last wrote of each node's space, and when. */
+  private readonly written = new Map<string, {space: string; atMs: number}>()
   private readonly liveness: NodeLiveness
   private readonly upsert
   private readonly saveSpace
@@ -141,10 +145,24 @@ export class NodeRegistry {
     return wasAlive
   }
 
-  /** Writes space and last-heartbeat of alive nodes (heartbeats are kept in memory between these). */
-  persist(): void {
-    const alive = this.liveness.alive().flatMap((id) => this.nodes.get(id) ?? [])
-    if (alive.length > 0) this.saveSpace(alive)
+  /**
+   * Writes space and last-heartbeat of alive nodes (heartbeats are kept in memory between these): a node
+   * whose space is unchanged is written again only once its stored heartbeat is a minute old, so thousands
+   * of idle nodes cost no writes. `all` writes every alive node (at shutdown).
+   */
+  persist(all = false): void {
+    const now = this.clock.now()
+    const due: NodeRecord[] = []
+    for (const id of this.liveness.alive()) {
+      const record = this.nodes.get(id)
+      if (!record) continue
+      const space = `${record.freeBytes}/${record.usedBytes}/${record.chunkCount}`
+      const written = this.written.get(id)
+      if (!all && written && written.space === space && now - written.atMs < REWRITE_HEARTBEAT_MS) continue
+      due.push(record)
+      this.written.set(id, {space, atMs: now})
+    }
+    if (due.length > 0) this.saveSpace(due)
   }
 
   /** Nodes newly declared dead. */

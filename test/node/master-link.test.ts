@@ -168,3 +168,41 @@ describe('startNode', () => {
     await again.close()
   })
 })
+
+describe('MasterLink and a quiet master', () => {
+  // Heartbeats get no answer: the node asks for a pong only when the master has been quiet for half its
+  // silence window (a pong per heartbeat cost an idle master a third of its CPU at thousands of nodes),
+  // and drops the link when even that goes unanswered, as a paused or half-open master would.
+  it('pings only once the master has been quiet, and drops a link whose master never answers', async () => {
+    const {WebSocketServer} = await import('ws')
+    const server = new WebSocketServer({host: '127.0.0.1', port: 0, autoPong: false})
+    await new Promise<void>((resolve) => server.once('listening', () => resolve()))
+    const seen = {heartbeats: 0, pings: 0, connections: 0, firstClosedAtHeartbeat: -1}
+    server.on('connection', (ws) => {
+      seen.connections++
+      ws.on('ping', () => seen.pings++)
+      ws.on('close', () => {
+        if (seen.firstClosedAtHeartbeat < 0) seen.firstClosedAtHeartbeat = seen.heartbeats
+      })
+      ws.on('message', (data) => {
+        const msg = JSON.parse(String(data)) as {type: string}
+        if (msg.type === 'hello') ws.send(JSON.stringify({type: 'welcome', v: 1, grantKey: 'a'.repeat(64), heartbeatMs: 100}))
+        if (msg.type === 'heartbeat') seen.heartbeats++
+      })
+    })
+    const address = server.address() as {port: number}
+    const link = linkTo(`http://127.0.0.1:${address.port}`, 'quiet-master-node', [])
+    link.start()
+    try {
+      await waitUntil(() => seen.firstClosedAtHeartbeat >= 0, 'the node to drop the silent link', 20_000)
+      // 100 ms heartbeats for the 10 s minimum silence: about 100 heartbeats, and one ping after 5 s of quiet
+      expect(seen.firstClosedAtHeartbeat).toBeGreaterThan(60)
+      expect(seen.pings).toBe(1)
+      await waitUntil(() => seen.connections >= 2, 'the node to reconnect', 10_000)
+    } finally {
+      await link.close()
+      for (const ws of server.clients) ws.terminate()
+      await new Promise<void>((resolve) => server.close(() => resolve()))
+    }
+  }, 40_000)
+})
