@@ -1,16 +1,24 @@
 import {mkdtemp, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
-import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {afterAll, afterEach, beforeAll, describe, expect, it} from 'vitest'
 import {openDatabase, type Db} from '../../src/master/db.js'
 import {StaleEpochError, type MetaRow, type MetaStore, type MetaTable} from '../../src/master/meta-store.js'
+import {PostgresMetaStore} from '../../src/master/postgres-meta-store.js'
 import {SqliteMetaStore} from '../../src/master/sqlite-meta-store.js'
+import {silentLogger} from '../../src/util/log.js'
+import {startPostgres, type PostgresServer} from '../../scripts/postgres-server.mjs'
+import pg from 'pg'
 
 /** One kind of store: `open()` gives another handle (another master) on the same store. */
 interface StoreKind {
   name: string
   setup(): Promise<void>
   open(): Promise<MetaStore>
+  /** Ends a leader's hold as a pause past its lease would (its handle stays, as a paused process's does). */
+  endLease(store: MetaStore): Promise<void>
+  /** Only one handle leads at a time (PostgreSQL); SQLite's one master per data dir is the data dir lock's job. */
+  exclusive: boolean
   teardown(): Promise<void>
 }
 
@@ -26,6 +34,8 @@ function sqliteKind(): StoreKind {
     async open() {
       return new SqliteMetaStore(db!)
     },
+    async endLease() {},
+    exclusive: false,
     async teardown() {
       db?.close()
       await rm(dir, {recursive: true, force: true})
@@ -33,7 +43,32 @@ function sqliteKind(): StoreKind {
   }
 }
 
-export const STORE_KINDS: StoreKind[] = [sqliteKind()]
+function postgresKind(): StoreKind {
+  let server: PostgresServer | undefined
+  return {
+    name: 'postgres',
+    async setup() {
+      server = await startPostgres()
+    },
+    async open() {
+      const store = new PostgresMetaStore(server!.url, {leaseMs: 3000, retryMs: 100, log: silentLogger})
+      await store.init()
+      return store
+    },
+    async endLease() {
+      const admin = new pg.Client({connectionString: server!.url})
+      await admin.connect()
+      await admin.query("SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid()")
+      await admin.end()
+    },
+    exclusive: true,
+    async teardown() {
+      await server?.destroy()
+    },
+  }
+}
+
+export const STORE_KINDS: StoreKind[] = [sqliteKind(), postgresKind()]
 
 async function loaded(store: MetaStore): Promise<Map<MetaTable, MetaRow[]>> {
   const tables = new Map<MetaTable, MetaRow[]>()
@@ -51,10 +86,10 @@ describe.each(STORE_KINDS)('the $name metadata store', (kind) => {
     return store
   }
   beforeAll(() => kind.setup(), 60_000)
-  afterAll(async () => {
-    for (const store of opened) await store.close()
-    await kind.teardown()
-  }, 60_000)
+  afterEach(async () => {
+    for (const store of opened.splice(0)) await store.close() // each test's leaders let go
+  })
+  afterAll(() => kind.teardown(), 60_000)
 
   it('raises the epoch at every takeover, keeps one store id, and says who leads', async () => {
     const a = await open()
@@ -101,20 +136,33 @@ describe.each(STORE_KINDS)('the $name metadata store', (kind) => {
     expect(tables.get('meta')?.sort(sortBy('key'))).toEqual([{key: 'grant_key', value: 'k'}])
   })
 
+  it('lets one master lead at a time; the next one leads once the first lets go', async (t) => {
+    if (!kind.exclusive) t.skip()
+    const first = await open()
+    await first.lead('http://first', AbortSignal.timeout(20_000))
+    const second = await open()
+    await expect(second.lead('http://second', AbortSignal.timeout(800))).rejects.toThrow()
+    await first.close()
+    await second.lead('http://second', AbortSignal.timeout(20_000))
+    expect((await second.leader())?.url).toBe('http://second')
+  })
+
   it('refuses a write with an old epoch and changes nothing, once another master took over', async () => {
     const old = await open()
     const {epoch: oldEpoch} = await old.lead('http://old', AbortSignal.timeout(20_000))
-    await old.close()
+    const lost: string[] = []
+    old.onLost((reason) => lost.push(reason))
+    await kind.endLease(old) // it is paused, say: it still thinks it leads
     const next = await open()
     const {epoch} = await next.lead('http://new', AbortSignal.timeout(20_000))
     const before = await loaded(next)
-    const late = await open() // the paused leader's late write, on a handle of its own
-    const write = late.apply(oldEpoch, [{table: 'files', op: 'put', row: {name: 'late.mp4', size: 1, chunk_size: 1, chunk_count: 1, committed_at: 'x'}}])
+    const write = old.apply(oldEpoch, [{table: 'files', op: 'put', row: {name: 'late.mp4', size: 1, chunk_size: 1, chunk_count: 1, committed_at: 'x'}}])
     await expect(write).rejects.toBeInstanceOf(StaleEpochError)
     await expect(write).rejects.toThrow(`epoch ${oldEpoch} is no longer the current one (${epoch})`)
     expect(await loaded(next)).toEqual(before)
     await next.apply(epoch, [{table: 'files', op: 'put', row: {name: 'ok.mp4', size: 1, chunk_size: 1, chunk_count: 1, committed_at: 'x'}}])
     expect((await loaded(next)).get('files')?.map((f) => f.name).sort()).toEqual(['a.mp4', 'ok.mp4'])
+    if (kind.exclusive) expect(lost.length).toBe(1) // and it knows it no longer leads
   })
 
   it('writes a batch all or nothing', async () => {

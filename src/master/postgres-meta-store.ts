@@ -1,0 +1,310 @@
+import {randomBytes} from 'node:crypto'
+import {setTimeout as sleep} from 'node:timers/promises'
+import pg from 'pg'
+import type {Logger} from '../util/log.js'
+import {coalesce, META_TABLE_NAMES, META_TABLES, StaleEpochError, type LeaderInfo, type Leadership, type MetaChange, type MetaRow, type MetaStore, type MetaTable} from './meta-store.js'
+
+// The metadata in PostgreSQL, for several masters on one database. Leadership is a session advisory
+// lock held on a dedicated connection that pings every lease/5; the server ends that session after
+// one lease of silence (idle_session_timeout), so a hung or paused leader loses the lock, and TCP
+// keep-alives end it when the leader's host vanishes. The epoch row is raised by each new leader, and
+// every write checks it in its own transaction, so a leader that lost the lock writes nothing.
+
+const TYPES = ['TEXT', 'BIGINT'] as const
+/** Column types: every column that is not a name, an id, a checksum or a time string is a whole number. */
+const TEXT_COLUMNS = new Set(['key', 'value', 'name', 'chunk_id', 'sha256', 'upload_id', 'committed_at'])
+const typeOf = (column: string): (typeof TYPES)[number] => (TEXT_COLUMNS.has(column) ? 'TEXT' : 'BIGINT')
+const tableName = (table: MetaTable) => `chunky_${table}`
+
+/** Any key of this lock space is ours: "chunky" in ASCII. */
+const LEADER_LOCK = 0x6368756e6b79
+/** Another one serializes schema creation between masters starting at once. */
+const SCHEMA_LOCK = LEADER_LOCK + 1
+/** Rows per page when a new leader loads the store. */
+const LOAD_PAGE = 20_000
+
+// BIGINT (int8) arrives as a string by default; ours stay far below 2^53.
+const numberTypes = {
+  getTypeParser: ((oid: number, format?: string) => (oid === 20 ? Number : pg.types.getTypeParser(oid, format as 'text'))) as typeof pg.types.getTypeParser,
+}
+
+export interface PostgresStoreOptions {
+  /** A leader silent this long (paused, hung, cut off) loses the lock; also how long a stuck write may hold the epoch row. */
+  leaseMs: number
+  /** How often a standby tries to take the lock. */
+  retryMs?: number
+  log: Logger
+}
+
+/**
+ * One URL per host of a PostgreSQL URL, which may name several (`postgres://h1:5432,h2:5433/db`, as
+ * libpq takes them): node-postgres connects to one host, so this tries each for a writable one.
+ */
+export function hostUrls(url: string): string[] {
+  const match = /^(postgres(?:ql)?:\/\/)([^@/?]*@)?([^/?]*)(.*)$/.exec(url)
+  if (!match) throw new Error(`--meta ${redact(url)} is not a postgres:// URL`)
+  const [, scheme, auth = '', hosts = '', rest = ''] = match
+  // target_session_attrs=read-write is what this does anyway; node-postgres does not know the key.
+  const query = rest.replace(/([?&])target_session_attrs=[^&]*&?/, '$1').replace(/[?&]$/, '')
+  return hosts.split(',').filter((host) => host !== '').map((host) => `${scheme}${auth}${host}${query}`)
+}
+
+/** The URL without its password, for messages. */
+export function redact(url: string): string {
+  return url.replace(/^(postgres(?:ql)?:\/\/[^:@/]*):[^@/]*@/, '$1:***@')
+}
+
+export class PostgresMetaStore implements MetaStore {
+  readonly kind = 'postgres'
+  private readonly urls: string[]
+  private readonly retryMs: number
+  private lockClient: pg.Client | undefined
+  private pool: pg.Pool | undefined
+  private pinger: NodeJS.Timeout | undefined
+  private lastPingOkMs = 0
+  private lostListeners: ((reason: string) => void)[] = []
+  private lostReason: string | undefined
+  private closed = false
+
+  constructor(
+    url: string,
+    private readonly opts: PostgresStoreOptions,
+  ) {
+    this.urls = hostUrls(url)
+    if (this.urls.length === 0) throw new Error(`--meta ${redact(url)} names no host`)
+    this.retryMs = opts.retryMs ?? 1000
+  }
+
+  /** Creates the tables when missing; throws with the reason when no host is reachable and writable. */
+  async init(): Promise<void> {
+    const client = await this.connectWritable('')
+    try {
+      await client.query('BEGIN')
+      await client.query('SELECT pg_advisory_xact_lock($1)', [SCHEMA_LOCK])
+      for (const table of META_TABLE_NAMES) {
+        const {key, columns} = META_TABLES[table]
+        const defs = columns.map((column) => `${column} ${typeOf(column)} NOT NULL`)
+        await client.query(`CREATE TABLE IF NOT EXISTS ${tableName(table)} (${defs.join(', ')}, PRIMARY KEY (${key.join(', ')}))`)
+      }
+      await client.query(`CREATE TABLE IF NOT EXISTS chunky_leader (
+        id INT PRIMARY KEY CHECK (id = 1), store_id TEXT NOT NULL, epoch BIGINT NOT NULL, url TEXT NOT NULL)`)
+      await client.query("INSERT INTO chunky_leader (id, store_id, epoch, url) VALUES (1, $1, 0, '') ON CONFLICT (id) DO NOTHING", [randomBytes(12).toString('hex')])
+      await client.query('COMMIT')
+    } finally {
+      await client.end().catch(() => {})
+    }
+  }
+
+  async lead(url: string, signal: AbortSignal): Promise<Leadership> {
+    let lastProblem = ''
+    while (true) {
+      signal.throwIfAborted()
+      let client: pg.Client | undefined
+      try {
+        // The server ends this session after one lease without a query: a paused leader loses the lock.
+        client = await this.connectWritable(`-c idle_session_timeout=${this.opts.leaseMs} -c tcp_keepalives_idle=1 -c tcp_keepalives_interval=1 -c tcp_keepalives_count=${Math.max(2, Math.ceil(this.opts.leaseMs / 1000))}`)
+        client.on('error', () => {}) // an ended session is noticed by the next query
+        while (true) {
+          signal.throwIfAborted()
+          const {rows} = await client.query<{ok: boolean}>('SELECT pg_try_advisory_lock($1) AS ok', [LEADER_LOCK])
+          if (rows[0]?.ok) break
+          await sleep(this.retryMs, undefined, {signal})
+        }
+        const {rows} = await client.query<{epoch: number; store_id: string}>(
+          'UPDATE chunky_leader SET epoch = epoch + 1, url = $1 WHERE id = 1 RETURNING epoch, store_id',
+          [url],
+        )
+        const row = rows[0]
+        if (!row) throw new Error('the chunky_leader row is missing')
+        this.hold(client)
+        this.pool = this.newPool(client)
+        return {epoch: row.epoch, storeId: row.store_id}
+      } catch (err) {
+        await client?.end().catch(() => {})
+        if (signal.aborted) throw err
+        const problem = (err as Error).message
+        if (problem !== lastProblem) this.opts.log.warn({event: 'meta.unreachable', error: problem}, `PostgreSQL: ${problem}; trying again every ${this.retryMs} ms`)
+        lastProblem = problem
+        await sleep(this.retryMs, undefined, {signal})
+      }
+    }
+  }
+
+  /** True while the lock session answered within one lease: a leader that was paused for longer stops at once. */
+  holdsLease(now = Date.now()): boolean {
+    return this.lostReason === undefined && this.lockClient !== undefined && now - this.lastPingOkMs < this.opts.leaseMs
+  }
+
+  async leader(): Promise<LeaderInfo | undefined> {
+    return this.withClient(async (client) => {
+      const {rows} = await client.query<LeaderInfo>('SELECT epoch, url FROM chunky_leader WHERE id = 1 AND epoch > 0')
+      return rows[0]
+    })
+  }
+
+  async load(onRows: (table: MetaTable, rows: MetaRow[]) => void): Promise<void> {
+    return this.withClient(async (client) => {
+      await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY') // one consistent picture
+      for (const table of META_TABLE_NAMES) {
+        const {key, columns} = META_TABLES[table]
+        const order = key.join(', ')
+        let after: MetaRow | undefined
+        while (true) {
+          const params = after ? key.map((column) => after![column]) : []
+          const where = after ? `WHERE (${order}) > (${key.map((_, i) => `$${i + 1}`).join(', ')})` : ''
+          const {rows} = await client.query<MetaRow>(`SELECT ${columns.join(', ')} FROM ${tableName(table)} ${where} ORDER BY ${order} LIMIT ${LOAD_PAGE}`, params)
+          if (rows.length > 0) onRows(table, rows)
+          if (rows.length < LOAD_PAGE) break
+          after = rows[rows.length - 1]
+        }
+      }
+      await client.query('COMMIT')
+    })
+  }
+
+  async apply(epoch: number, changes: readonly MetaChange[]): Promise<void> {
+    const client = await this.writer().connect()
+    try {
+      await client.query('BEGIN')
+      // FOR SHARE: a takeover's UPDATE of this row waits for this write, or this write sees its epoch.
+      const {rows} = await client.query<{epoch: number}>('SELECT epoch FROM chunky_leader WHERE id = 1 FOR SHARE')
+      const current = rows[0]?.epoch ?? 0
+      if (current !== epoch) throw new StaleEpochError(epoch, current)
+      for (const [table, {puts, deletes}] of coalesce(changes)) {
+        const {key, columns} = META_TABLES[table]
+        const name = tableName(table)
+        if (deletes.length > 0) {
+          await client.query(`DELETE FROM ${name} WHERE (${key.join(', ')}) IN (SELECT ${key.join(', ')} FROM json_populate_recordset(null::${name}, $1))`, [JSON.stringify(deletes)])
+        }
+        if (puts.length > 0) {
+          const updates = columns.filter((column) => !(key as readonly string[]).includes(column)).map((column) => `${column} = excluded.${column}`)
+          await client.query(
+            `INSERT INTO ${name} (${columns.join(', ')}) SELECT ${columns.join(', ')} FROM json_populate_recordset(null::${name}, $1)
+             ON CONFLICT (${key.join(', ')}) DO UPDATE SET ${updates.join(', ')}`,
+            [JSON.stringify(puts)],
+          )
+        }
+      }
+      await client.query('COMMIT')
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => {})
+      if (err instanceof StaleEpochError) this.lose(err.message)
+      throw err
+    } finally {
+      client.release()
+    }
+  }
+
+  onLost(listener: (reason: string) => void): void {
+    if (this.lostReason !== undefined) listener(this.lostReason)
+    else this.lostListeners.push(listener)
+  }
+
+  async close(): Promise<void> {
+    this.closed = true
+    await this.release()
+  }
+
+  /** Lets go of the lock and the connections (stepping down); a later lead() may take it again. */
+  async release(): Promise<void> {
+    clearInterval(this.pinger)
+    this.pinger = undefined
+    const client = this.lockClient
+    const pool = this.pool
+    this.lockClient = undefined
+    this.pool = undefined
+    await client?.end().catch(() => {})
+    await pool?.end().catch(() => {})
+    this.lostListeners = []
+    this.lostReason = undefined
+  }
+
+  private hold(client: pg.Client): void {
+    this.lockClient = client
+    this.lastPingOkMs = Date.now()
+    const lost = (why: string) => this.lose(`lost the PostgreSQL leader lock (${why})`)
+    client.on('end', () => lost('its session ended'))
+    client.on('error', (err) => lost(err.message))
+    let inFlight = false
+    this.pinger = setInterval(() => {
+      if (!this.holdsLease()) return lost(`no answer for ${Date.now() - this.lastPingOkMs} ms`)
+      if (inFlight) return
+      inFlight = true
+      client.query('SELECT 1').then(
+        () => {
+          inFlight = false
+          this.lastPingOkMs = Date.now()
+        },
+        (err: Error) => lost(err.message),
+      )
+    }, Math.max(50, Math.round(this.opts.leaseMs / 5)))
+  }
+
+  private lose(reason: string): void {
+    if (this.lostReason !== undefined || this.closed) return
+    this.lostReason = reason
+    clearInterval(this.pinger)
+    for (const listener of this.lostListeners.splice(0)) listener(reason)
+  }
+
+  /** A connection of the leader's pool, or a connection of its own (a standby asking). */
+  private async withClient<T>(work: (client: pg.ClientBase) => Promise<T>): Promise<T> {
+    if (this.pool) {
+      const client = await this.pool.connect()
+      try {
+        return await work(client)
+      } finally {
+        client.release()
+      }
+    }
+    const client = await this.connectWritable('')
+    try {
+      return await work(client)
+    } finally {
+      await client.end().catch(() => {})
+    }
+  }
+
+  private writer(): pg.Pool {
+    if (!this.pool) throw new Error('this master does not lead')
+    return this.pool
+  }
+
+  /** The pool for writes, on the host the lock is held on; a write stuck longer than a lease is ended by the server. */
+  private newPool(lockClient: pg.Client): pg.Pool {
+    const pool = new pg.Pool({
+      host: lockClient.host,
+      port: lockClient.port,
+      user: lockClient.user,
+      database: lockClient.database,
+      password: (lockClient as unknown as {password?: string}).password,
+      ssl: (lockClient as unknown as {ssl?: pg.ClientConfig['ssl']}).ssl,
+      max: 2,
+      keepAlive: true,
+      idle_in_transaction_session_timeout: this.opts.leaseMs,
+      connectionTimeoutMillis: this.opts.leaseMs,
+      types: numberTypes,
+    })
+    pool.on('error', () => {}) // an idle connection that dies is replaced on next use
+    return pool
+  }
+
+  /** The first host that takes a connection and is not in recovery (a read-only standby). */
+  private async connectWritable(options: string): Promise<pg.Client> {
+    const problems: string[] = []
+    for (const url of this.urls) {
+      const client = new pg.Client({connectionString: url, keepAlive: true, keepAliveInitialDelayMillis: 1000, connectionTimeoutMillis: Math.max(1000, this.opts.leaseMs), types: numberTypes, ...(options ? {options} : {})})
+      client.on('error', () => {})
+      try {
+        await client.connect()
+        const {rows} = await client.query<{recovery: boolean}>('SELECT pg_is_in_recovery() AS recovery')
+        if (!rows[0]?.recovery) return client
+        problems.push(`${redact(url)} is a read-only standby`)
+      } catch (err) {
+        problems.push(`${redact(url)}: ${(err as Error).message}`)
+      }
+      await client.end().catch(() => {})
+    }
+    throw new Error(`no writable PostgreSQL (${problems.join('; ')})`)
+  }
+}
