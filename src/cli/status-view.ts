@@ -21,7 +21,7 @@ export function renderNodes(doc: StatusDoc): string {
   if (doc.nodes.length === 0) return 'nodes: none yet (start one with `chunky node --master URL --token T`)'
   const rows = [['NODE', 'ZONE', 'STATE', 'LAST HEARD', 'CHUNKS', 'BYTES', 'URL']]
   for (const node of doc.nodes) {
-    rows.push([node.id, node.zone || '-', node.state, `${formatDuration(node.lastHeartbeatMsAgo)} ago`, String(node.chunks), formatBytes(node.bytes), node.url])
+    rows.push([node.id, node.zone || '-', node.drain ? `${node.state} (${node.drain})` : node.state, `${formatDuration(node.lastHeartbeatMsAgo)} ago`, String(node.chunks), formatBytes(node.bytes), node.url])
   }
   return `nodes: ${doc.nodes.length}, ${alive} alive\n${table(rows)}`
 }

@@ -5,6 +5,9 @@ import {
   CommitResult,
   FileList,
   FileManifest,
+  ForgetResult,
+  NodeInfo,
+  NodeInfoList,
   NodeList,
   PlannedChunk,
   PrefixFileList,
@@ -25,6 +28,11 @@ import {credentialRefused, errorFromResponse, InterruptedError, masterUnreachabl
 export interface MasterApi {
   readonly url: string
   nodes(): Promise<z.infer<typeof NodeList>>
+  /** Every node with its state, space and drain progress (`chunky nodes`). */
+  nodeInfos(): Promise<NodeInfoList>
+  drainNode(id: string): Promise<NodeInfo>
+  undrainNode(id: string): Promise<NodeInfo>
+  forgetNode(id: string): Promise<ForgetResult>
   planUpload(request: UploadPlanRequest): Promise<UploadPlan>
   replan(uploadId: string, request: ReplanRequest): Promise<PlannedChunk>
   commit(uploadId: string): Promise<CommitResult>
@@ -109,6 +117,10 @@ export function masterApi(masterUrl: string, token: string | undefined, opts: Ma
   return {
     url: base.origin,
     nodes: () => call(NodeList, 'GET', '/api/nodes'),
+    nodeInfos: () => call(NodeInfoList, 'GET', '/api/nodes'),
+    drainNode: (id) => call(NodeInfo, 'POST', `/api/nodes/${encodeURIComponent(id)}/drain`, {}),
+    undrainNode: (id) => call(NodeInfo, 'POST', `/api/nodes/${encodeURIComponent(id)}/undrain`, {}),
+    forgetNode: (id) => call(ForgetResult, 'DELETE', `/api/nodes/${encodeURIComponent(id)}`),
     planUpload: (request) => call(UploadPlan, 'POST', '/api/uploads', request),
     replan: (uploadId, request) => call(PlannedChunk, 'POST', upload(uploadId, 'replan'), request),
     commit: (uploadId) => call(CommitResult, 'POST', upload(uploadId, 'commit'), {}),

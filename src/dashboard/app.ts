@@ -125,7 +125,7 @@ async function play(name: string): Promise<void> {
   byId('player-title').textContent = `Playing ${name}`
   note.textContent = 'asking the master for a link…'
   try {
-    const node = state.nodes.find((n) => n.state === 'alive')
+    const node = state.nodes.find((n) => n.alive)
     if (!node) throw new Error('no node is alive')
     const res = await fetch('api/share', {
       method: 'POST',

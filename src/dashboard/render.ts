@@ -27,8 +27,12 @@ export function ageOf(epochMs: number | null, serverOffset: number): string {
 }
 
 export function renderSummary(cluster: Cluster | undefined, nodes: NodeInfo[], files: Files | undefined): void {
-  const alive = nodes.filter((n) => n.state === 'alive').length
+  const alive = nodes.filter((n) => n.alive).length
   const parts = [`${alive} of ${nodes.length} node${nodes.length === 1 ? '' : 's'} alive`]
+  for (const taken of ['draining', 'drained'] as const) {
+    const n = nodes.filter((node) => node.state === taken).length
+    if (n > 0) parts.push(`${n} ${taken}`)
+  }
   if (files) parts.push(`${files.total} file${files.total === 1 ? '' : 's'}`)
   if (cluster) {
     parts.push(`R=${cluster.replicas}, W=${cluster.minReplicas}`)

@@ -11,7 +11,9 @@ export interface NodeInfo {
   id: string
   url: string
   zone: string
-  state: 'alive' | 'dead'
+  /** draining: taking no new chunks while its chunks are copied away; drained: done, it can be stopped. */
+  state: 'alive' | 'dead' | 'draining' | 'drained'
+  alive: boolean
   /** Epoch ms on the master's clock; null if never heard from. */
   lastHeartbeatMs: number | null
   usedBytes: number

@@ -52,6 +52,8 @@ CREATE TABLE IF NOT EXISTS replicas (
   seen TEXT, -- who last wrote this row: the id of a chunk report, or link:N for a stored message on link N (replicas.ts)
   PRIMARY KEY (chunk_id, node_id, version)
 );
+-- Nodes being drained (nodes.ts owns it): no new chunks go there; started_ms tells which uploads may still write there.
+CREATE TABLE IF NOT EXISTS node_drains (node_id TEXT PRIMARY KEY, started_ms INTEGER NOT NULL);
 DROP INDEX IF EXISTS replicas_node;
 CREATE INDEX IF NOT EXISTS replicas_node_chunk ON replicas (node_id, chunk_id);
 `

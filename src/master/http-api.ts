@@ -15,6 +15,7 @@ import {
 import {sendMetrics} from '../telemetry/metrics.js'
 import type {MasterContext} from './context.js'
 import {type Dashboard, isDashboardPath} from './dashboard/index.js'
+import {drainNode, forgetNode, undrainNode} from './node-admin.js'
 import {createShare} from './share.js'
 import type {Uploads} from './uploads.js'
 import type {Views} from './views.js'
@@ -67,6 +68,13 @@ async function route(deps: HttpApiDeps, req: IncomingMessage, res: ServerRespons
   authorize(req, deps.credentials, method === 'GET' && second === 'files' && segments.length >= 3 ? 'node-read' : accessFor(method, second))
 
   if (second === 'nodes' && segments.length === 2 && method === 'GET') return sendJson(res, 200, views.nodeList())
+  if (second === 'nodes' && third && segments.length === 4 && method === 'POST' && (fourth === 'drain' || fourth === 'undrain')) {
+    await discardBody(req)
+    if (fourth === 'drain') drainNode(ctx, third)
+    else undrainNode(ctx, third)
+    return sendJson(res, 200, views.nodeInfo(third))
+  }
+  if (second === 'nodes' && third && segments.length === 3 && method === 'DELETE') return sendJson(res, 200, forgetNode(ctx, third))
   if (second === 'rebalance' && segments.length === 2 && method === 'GET') return sendJson(res, 200, deps.balance())
   if (second === 'live' && segments.length === 2 && method === 'GET') {
     const file = queryParam(req, 'file')
@@ -88,7 +96,7 @@ async function route(deps: HttpApiDeps, req: IncomingMessage, res: ServerRespons
       return sendJson(res, 200, uploads.replan(third, request))
     }
     if (third && segments.length === 4 && method === 'POST' && fourth === 'commit') {
-      await drain(req)
+      await discardBody(req)
       return sendJson(res, 200, uploads.commit(third))
     }
   }
@@ -127,6 +135,7 @@ async function route(deps: HttpApiDeps, req: IncomingMessage, res: ServerRespons
 function accessFor(method: string, resource: string | undefined): Access {
   if (resource === 'uploads') return 'write'
   if (resource === 'files' && method === 'DELETE') return 'write'
+  if (resource === 'nodes' && method !== 'GET') return 'write' // drain, undrain, forget
   return 'read'
 }
 
@@ -141,7 +150,7 @@ function notFound(req: IncomingMessage): ChunkyError {
 }
 
 /** Reads and ignores a small body (commit takes `{}`), refusing a large one. */
-async function drain(req: IncomingMessage): Promise<void> {
+async function discardBody(req: IncomingMessage): Promise<void> {
   let seen = 0
   for await (const part of req as AsyncIterable<Buffer>) {
     seen += part.length

@@ -13,6 +13,7 @@ import {formatDuration} from '../util/parse.js'
 import {createMasterContext} from './context.js'
 import {createDashboard, type LiveOptions} from './dashboard/index.js'
 import {lockDataDir, openDatabase} from './db.js'
+import {Drains} from './drain.js'
 import {createHttpApi} from './http-api.js'
 import {NodeLinks} from './node-link.js'
 import {RepairLoop} from './repair-loop.js'
@@ -81,7 +82,8 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
   const heartbeatMs = Math.max(100, Math.round(opts.nodeTimeoutMs / 5))
   const repair = new RepairLoop(ctx, (maxAgeMs) => uploads.expire(maxAgeMs), opts.rebalance ?? true, 3 * heartbeatMs)
   const records = new ReplicaRecords(ctx)
-  const views = new Views(ctx, (nodeId) => repair.loadOf(nodeId), (nodeId) => repair.unreachable(nodeId))
+  const drains = new Drains(ctx)
+  const views = new Views(ctx, (nodeId) => repair.loadOf(nodeId), (nodeId) => repair.unreachable(nodeId), drains)
   const credentials = credentialHashes(opts.token)
   const links = new NodeLinks(ctx, records, repair, heartbeatMs, credentials)
   metrics.attach({
@@ -94,7 +96,7 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
     repair: () => repair.queue(),
   })
 
-  const dashboard = createDashboard(ctx, {repairProgress: () => repair.progress(), health: () => views.summaryForMetrics()}, opts.live)
+  const dashboard = createDashboard(ctx, {repairProgress: () => repair.progress(), health: () => views.summaryForMetrics(), nodeState: (nodeId) => drains.state(nodeId)}, opts.live)
   const server = createEdgeServer(createHttpApi({ctx, uploads, views, credentials, dashboard, balance: () => repair.balance()}), {tls: opts.tls, limits: opts.limits, log: (line) => log.warn({event: 'http.peer_limit'}, line)})
   const wss = new WebSocketServer({noServer: true, maxPayload: MAX_WS_PAYLOAD})
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {

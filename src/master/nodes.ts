@@ -1,4 +1,4 @@
-import type {Hello, MasterToNode} from '../protocol/index.js'
+import {ChunkyError, type Hello, type MasterToNode} from '../protocol/index.js'
 import type {MasterMetrics} from '../telemetry/metrics.js'
 import type {Clock} from '../util/clock.js'
 import type {Logger} from '../util/log.js'
@@ -14,6 +14,8 @@ export interface NodeRecord {
   chunkCount: number
   /** Epoch ms of the last hello/heartbeat; null if never heard from. */
   lastHeartbeatMs: number | null
+  /** Epoch ms when a drain of it began (`chunky nodes drain`); null when it is in service. */
+  drainStartedMs: number | null
 }
 
 /** The part of a WebSocket the registry needs (so it can be faked in unit tests). */
@@ -28,15 +30,17 @@ export interface Space {
   chunkCount: number
 }
 
-export type NodeChange = 'up' | 'down'
+/** 'drain' and 'undrain': whether the node's copies count toward R changed. */
+export type NodeChange = 'up' | 'down' | 'drain' | 'undrain'
 
 const REWRITE_HEARTBEAT_MS = 60_000
 
 type NodeRow = {id: string; url: string; zone: string; free_bytes: number; used_bytes: number; chunk_count: number; last_heartbeat_ms: number | null}
 
 // Every node the master knows: identity and space (persisted, so status shows them after a restart,
-// as dead until they say hello), liveness (in memory), and the open link to each (in memory).
-// A node can take writes and repairs only when it is alive AND its link is open.
+// as dead until they say hello), whether it is being drained (persisted), liveness (in memory), and the
+// open link to each (in memory). A node can take writes and repairs only when it is alive AND its link
+// is open, and new chunks only when it is not being drained.
 export class NodeRegistry {
   private readonly nodes = new Map<string, NodeRecord>()
   private readonly sockets = new Map<string, NodeSocket>()
@@ -47,6 +51,7 @@ export class NodeRegistry {
   private readonly liveness: NodeLiveness
   private readonly upsert
   private readonly saveSpace
+  private readonly q
 
   constructor(
     private readonly db: Db,
@@ -63,7 +68,17 @@ export class NodeRegistry {
         usedBytes: row.used_bytes,
         chunkCount: row.chunk_count,
         lastHeartbeatMs: row.last_heartbeat_ms,
+        drainStartedMs: null,
       })
+    }
+    for (const row of db.prepare('SELECT node_id, started_ms FROM node_drains').all() as {node_id: string; started_ms: number}[]) {
+      const record = this.nodes.get(row.node_id)
+      if (record) record.drainStartedMs = row.started_ms
+    }
+    this.q = {
+      drain: db.prepare('INSERT OR IGNORE INTO node_drains (node_id, started_ms) VALUES (?, ?)'),
+      undrain: db.prepare('DELETE FROM node_drains WHERE node_id = ?'),
+      forget: db.prepare('DELETE FROM nodes WHERE id = ?'),
     }
     this.upsert = db.prepare(`INSERT INTO nodes (id, url, zone, free_bytes, used_bytes, chunk_count, last_heartbeat_ms)
       VALUES (@id, @url, @zone, @freeBytes, @usedBytes, @chunkCount, @lastHeartbeatMs)
@@ -98,6 +113,7 @@ export class NodeRegistry {
       usedBytes: hello.usedBytes,
       chunkCount: hello.chunkCount,
       lastHeartbeatMs: this.clock.now(),
+      drainStartedMs: this.nodes.get(hello.nodeId)?.drainStartedMs ?? null,
     }
     const previous = this.nodes.get(record.id)
     const changed = !previous || previous.url !== record.url || previous.zone !== record.zone
@@ -193,6 +209,57 @@ export class NodeRegistry {
   /** Alive nodes with an open link: the ones that can take writes and repairs. */
   usable(): NodeRecord[] {
     return this.all().filter((node) => this.isAlive(node.id) && this.isConnected(node.id))
+  }
+
+  /** Usable nodes that are not being drained: the only ones new chunks are placed on. */
+  placeable(): NodeRecord[] {
+    return this.usable().filter((node) => !this.isDraining(node.id))
+  }
+
+  isDraining(nodeId: string): boolean {
+    return (this.nodes.get(nodeId)?.drainStartedMs ?? null) !== null
+  }
+
+  /** Starts draining a node (kept across restarts); a node already draining keeps its start. */
+  drain(nodeId: string): NodeRecord {
+    const record = this.known(nodeId)
+    if (record.drainStartedMs === null) {
+      record.drainStartedMs = this.clock.now()
+      this.q.drain.run(nodeId, record.drainStartedMs)
+      this.changed(nodeId, 'drain')
+    }
+    return record
+  }
+
+  /** Takes a drained or draining node back into service. */
+  undrain(nodeId: string): NodeRecord {
+    const record = this.known(nodeId)
+    if (record.drainStartedMs !== null) {
+      record.drainStartedMs = null
+      this.q.undrain.run(nodeId)
+      this.changed(nodeId, 'undrain')
+    }
+    return record
+  }
+
+  /** Removes a dead node for good (its replica rows are the replica table's to drop). */
+  forget(nodeId: string): void {
+    this.known(nodeId)
+    if (this.isAlive(nodeId) || this.isConnected(nodeId)) {
+      throw new ChunkyError('NODE_ALIVE', `node ${nodeId} is alive: stop it first (or drain it with \`chunky nodes drain ${nodeId}\`); only a dead node can be forgotten`)
+    }
+    this.db.transaction(() => {
+      this.q.forget.run(nodeId)
+      this.q.undrain.run(nodeId)
+    })()
+    this.nodes.delete(nodeId)
+    this.sorted = undefined
+  }
+
+  private known(nodeId: string): NodeRecord {
+    const record = this.nodes.get(nodeId)
+    if (!record) throw new ChunkyError('NODE_NOT_FOUND', `no node with id "${nodeId}": see \`chunky nodes\``)
+    return record
   }
 
   aliveIds(): string[] {

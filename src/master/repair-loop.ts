@@ -4,7 +4,7 @@ import {formatBytes} from '../util/parse.js'
 import type {MasterContext} from './context.js'
 import {DeleteSender, type DeleteReason, type NodeChange} from './nodes.js'
 import {fill} from './placement.js'
-import {planExcess, planReplication, transferKey, type RepairChunk, type RepairNode} from './repair.js'
+import {countsTowardR, planExcess, planReplication, transferKey, type RepairChunk, type RepairNode} from './repair.js'
 import {replicaState} from './replica-state.js'
 import type {ReplicaRow} from './replica-table.js'
 
@@ -99,7 +99,10 @@ export class RepairLoop {
   private readonly nodeScans = new Map<string, string>()
   /** Every chunk is looked at once after the master starts: the last chunk id marked so far. */
   private startScan: string | undefined = ''
-  /** Committed chunks below R fresh copies on alive nodes, by that count (index 0: nothing to copy from). */
+  /**
+   * Committed chunks below R fresh copies that count (countsTowardR), by that count; index 0: nothing to
+   * copy from. A chunk whose only fresh copies are on draining nodes is filed at 1: it has a source.
+   */
   private readonly needy: Set<string>[]
   private readonly pairFailures = new Map<string, {failures: number; untilMs: number}>()
   /** Per source: targets whose pulls from it copied nothing since its last good transfer. */
@@ -337,12 +340,13 @@ export class RepairLoop {
       const rows = rowsOf.get(chunkId) ?? []
       for (const row of rows) this.ensureDeleted(row, byId)
       if (!record || record.committed_version === 0) continue
-      const fresh = rows.filter((row) => row.state === 'fresh' && byId.get(row.nodeId)?.alive).length
+      const fresh = rows.filter((row) => row.state === 'fresh' && countsTowardR(byId.get(row.nodeId))).length
+      const onAlive = rows.filter((row) => row.state === 'fresh' && byId.get(row.nodeId)?.alive).length
       if (fresh < R) {
-        this.needy[fresh]!.add(chunkId)
-        if (fresh === 0 && !this.loggedUnrepairable.has(chunkId)) newlyUnrepairable.push(chunkId)
+        this.needy[fresh === 0 && onAlive > 0 ? 1 : fresh]!.add(chunkId)
+        if (onAlive === 0 && !this.loggedUnrepairable.has(chunkId)) newlyUnrepairable.push(chunkId)
       }
-      if (fresh > 0) this.loggedUnrepairable.delete(chunkId)
+      if (onAlive > 0) this.loggedUnrepairable.delete(chunkId)
       // A move that ended without its copy landing, or whose source copy is gone already: drop the hint.
       if (fresh <= R && !this.busy.has(transferKey(chunkId, record.committed_version))) this.moveSources.delete(chunkId)
       if (fresh > R) excessCandidates.push(toRepairChunk(record, rows))
@@ -478,7 +482,7 @@ export class RepairLoop {
 
   /** Fill of every alive node with a link, the mean, and who is out of the band around it. */
   balance(): BalanceReport {
-    const usable = this.repairNodes().filter((node) => node.usable)
+    const usable = this.repairNodes().filter((node) => node.usable && !node.draining) // a draining node neither gives nor takes moves
     const records = usable.flatMap((node) => this.ctx.nodes.get(node.id) ?? [])
     const fills = records.map((node) => ({id: node.id, fill: fill(node), usedBytes: node.usedBytes, freeBytes: node.freeBytes}))
     const meanFill = fills.length === 0 ? 0 : fills.reduce((sum, n) => sum + n.fill, 0) / fills.length
@@ -536,7 +540,7 @@ export class RepairLoop {
     this.moveCursor.set(source.id, ids.length < MOVE_SCAN ? '' : ids[ids.length - 1]!)
     const records = new Map((this.q.chunks.all(JSON.stringify(ids)) as ChunkRecordRow[]).map((row) => [row.chunk_id, row]))
     const rowsOf = this.rowsWithState(ids, records)
-    const alive = new Map(nodes.map((node) => [node.id, node.alive]))
+    const counts = new Map(nodes.map((node) => [node.id, countsTowardR(node)]))
     const replicas: ReplicaInfo[] = []
     for (const id of ids) {
       const record = records.get(id)
@@ -544,7 +548,7 @@ export class RepairLoop {
       const rows = rowsOf.get(id) ?? []
       if (rows.some((row) => row.nodeId === target.id)) continue // the target holds some version of it already
       if (!rows.some((row) => row.nodeId === source.id && row.state === 'fresh')) continue
-      if (rows.filter((row) => row.state === 'fresh' && alive.get(row.nodeId)).length !== this.ctx.replicas) continue
+      if (rows.filter((row) => row.state === 'fresh' && counts.get(row.nodeId)).length !== this.ctx.replicas) continue
       if (replicas.length > 0 && record.size > budget) break
       replicas.push({chunkId: id, version: record.committed_version, size: record.size, sha256: record.sha256})
       budget -= record.size
@@ -582,7 +586,7 @@ export class RepairLoop {
     const {nodes} = this.ctx
     return nodes.all().map((node) => {
       const alive = nodes.isAlive(node.id)
-      return {id: node.id, zone: node.zone, freeBytes: node.freeBytes, alive, usable: alive && nodes.isConnected(node.id)}
+      return {id: node.id, zone: node.zone, freeBytes: node.freeBytes, alive, usable: alive && nodes.isConnected(node.id), draining: node.drainStartedMs !== null}
     })
   }
 }

@@ -27,6 +27,21 @@ export interface RepairNode {
   alive: boolean
   /** Alive with an open link: can send and receive transfers, and take commands. */
   usable: boolean
+  /** Being drained (`chunky nodes drain`): a source for copies, never a target, and its copies do not count toward R. */
+  draining?: boolean
+}
+
+/**
+ * Whether a node's fresh copies count toward R: alive and not being drained. The one rule repair,
+ * trimming, rebalancing and a drain's progress share (what makes a copy fresh is replica-state.ts's).
+ */
+export function countsTowardR(node: RepairNode | undefined): boolean {
+  return node !== undefined && node.alive && !node.draining
+}
+
+/** Whether a node may receive new copies: usable and not being drained. */
+export function takesCopies(node: RepairNode): boolean {
+  return node.usable && !node.draining
 }
 
 export interface ReplicationInput {
@@ -63,8 +78,9 @@ export function transferKey(chunkId: string, version: number): string {
 }
 
 /**
- * Plans copies for chunks with fewer than R fresh replicas on alive nodes, fewest first. Source: a
- * usable node holding a fresh replica, least busy first. Target: a usable node with no replica of the
+ * Plans copies for chunks with fewer than R fresh replicas that count (countsTowardR), fewest first.
+ * Source: a usable node holding a fresh replica (a draining one too), least busy first. Target: a node
+ * that takes copies (takesCopies) with no replica of the
  * chunk at that version and room for it, on a zone the chunk lacks where possible, most free bytes
  * first. Copies between the same two nodes share one transfer (up to maxReplicasPerTask); a node
  * takes part in at most maxTasksPerNode transfers at once, so repair does not starve uploads.
@@ -84,21 +100,22 @@ export function planReplication(input: ReplicationInput): {tasks: PlannedTransfe
 
   const work = input.chunks
     .filter((chunk) => !input.busyChunks.has(transferKey(chunk.chunkId, chunk.version)))
-    .map((chunk) => ({chunk, fresh: chunk.replicas.filter((r) => isFresh(r) && nodes.get(r.nodeId)?.alive)}))
+    .map((chunk) => ({chunk, fresh: chunk.replicas.filter((r) => isFresh(r) && countsTowardR(nodes.get(r.nodeId)))}))
     .filter(({fresh}) => fresh.length < R)
     .sort((a, b) => a.fresh.length - b.fresh.length || a.chunk.chunkId.localeCompare(b.chunk.chunkId))
 
   for (const {chunk, fresh} of work) {
-    if (fresh.length === 0) {
+    const onAlive = chunk.replicas.filter((r) => isFresh(r) && nodes.get(r.nodeId)?.alive)
+    if (onAlive.length === 0) {
       unrepairable.push(chunk.chunkId)
       continue
     }
-    const sources = fresh.map((r) => r.nodeId).filter((id) => nodes.get(id)?.usable)
+    const sources = onAlive.map((r) => r.nodeId).filter((id) => nodes.get(id)?.usable)
     const holders = new Set(chunk.replicas.filter((r) => r.version === chunk.version).map((r) => r.nodeId))
     const zones = new Set(fresh.map((r) => nodes.get(r.nodeId)!.zone))
     for (let copies = fresh.length; copies < R && sources.length > 0; copies++) {
       const targets = input.nodes
-        .filter((node) => node.usable && !holders.has(node.id) && free.get(node.id)! >= chunk.size)
+        .filter((node) => takesCopies(node) && !holders.has(node.id) && free.get(node.id)! >= chunk.size)
         .sort(
           (a, b) =>
             Number(zones.has(a.zone)) - Number(zones.has(b.zone)) || free.get(b.id)! - free.get(a.id)! || a.id.localeCompare(b.id),
@@ -148,16 +165,17 @@ export interface ExcessDelete {
 }
 
 /**
- * Chunks with more than R fresh replicas on alive nodes (a dead node came back after its chunks were
- * repaired elsewhere, or a rebalancing copy landed): delete from the fullest usable holders until R
- * remain; for a moved chunk, from the node it moved away from (`moveSources`) first.
+ * Chunks with more than R fresh replicas that count (a dead node came back after its chunks were
+ * repaired elsewhere, a rebalancing copy landed, a drained node was taken back): delete from the fullest
+ * usable holders until R remain; for a moved chunk, from the node it moved away from (`moveSources`)
+ * first. A draining node's copies are kept: they do not count, and serve reads until it is stopped.
  */
 export function planExcess(chunks: readonly RepairChunk[], nodes: readonly RepairNode[], R: number, moveSources: ReadonlyMap<string, string> = new Map()): ExcessDelete[] {
   const byId = new Map(nodes.map((node) => [node.id, node]))
   const deletes: ExcessDelete[] = []
   for (const chunk of chunks) {
     const holders = chunk.replicas
-      .filter((r) => isFresh(r) && byId.get(r.nodeId)?.alive)
+      .filter((r) => isFresh(r) && countsTowardR(byId.get(r.nodeId)))
       .map((r) => byId.get(r.nodeId)!)
     let surplus = holders.length - R
     if (surplus <= 0) continue

@@ -43,6 +43,7 @@ export class ReplicaTable {
       markCorrupt: db.prepare('UPDATE replicas SET corrupt = 1 WHERE chunk_id = ? AND node_id = ? AND version = ? AND corrupt = 0'),
       exists: db.prepare('SELECT 1 FROM replicas WHERE chunk_id = ? AND node_id = ? AND version = ?').pluck(),
       remove: db.prepare('DELETE FROM replicas WHERE chunk_id = ? AND node_id = ? AND version = ?'),
+      removeNode: db.prepare('DELETE FROM replicas WHERE node_id = ? RETURNING chunk_id').pluck(),
       countOfNode: db.prepare('SELECT count(*) FROM replicas WHERE node_id = ?').pluck(),
       rowsOfNode: db.prepare('SELECT chunk_id AS chunkId, version, seen FROM replicas WHERE node_id = ?'),
       chunkIdsOfNode: db.prepare('SELECT DISTINCT chunk_id FROM replicas WHERE node_id = ? AND chunk_id > ? ORDER BY chunk_id LIMIT ?').pluck(),
@@ -84,6 +85,14 @@ export class ReplicaTable {
       this.changed(chunkId)
     }
     return gone
+  }
+
+  /** Drops every row of a node (a node forgotten for good); returns how many there were. */
+  removeNode(nodeId: string): number {
+    const chunkIds = this.q.removeNode.all(nodeId) as string[]
+    this.removed += chunkIds.length
+    for (const chunkId of new Set(chunkIds)) this.changed(chunkId)
+    return chunkIds.length
   }
 
   /** Returns true when the row exists (it may have been marked before). */

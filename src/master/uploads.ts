@@ -288,7 +288,7 @@ export class Uploads {
   }
 
   private candidates(): PlacementCandidate[] {
-    return this.ctx.nodes.usable().map((node) => ({id: node.id, zone: node.zone, freeBytes: node.freeBytes, usedBytes: node.usedBytes}))
+    return this.ctx.nodes.placeable().map((node) => ({id: node.id, zone: node.zone, freeBytes: node.freeBytes, usedBytes: node.usedBytes}))
   }
 
   private planned(

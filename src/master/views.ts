@@ -1,11 +1,14 @@
 import {
   ChunkyError,
   type FileManifest,
+  type NodeInfo,
+  type NodeInfoList,
   type PrefixFileList,
   type StatusDoc,
   type Target,
 } from '../protocol/index.js'
 import type {MasterContext} from './context.js'
+import {Drains} from './drain.js'
 import {REPLICA_STATE_SQL, type ReplicaState} from './replica-state.js'
 
 type FileRow = {name: string; size: number; chunk_size: number; chunk_count: number; committed_at: string}
@@ -31,6 +34,7 @@ export class Views {
     private readonly load: (nodeId: string) => number = () => 0,
     /** Nodes other nodes could not copy from lately (repair-loop.ts). */
     private readonly unreachable: (nodeId: string) => boolean = () => false,
+    private readonly drains = new Drains(ctx),
   ) {
     const db = ctx.db
     this.q = {
@@ -78,17 +82,21 @@ export class Views {
         files.push({name: file.name, size: file.size, chunkSize: file.chunk_size, chunks})
       }
       const now = this.ctx.clock.now()
-      const nodeDocs = nodes.all().map((node) => ({
-        id: node.id,
-        url: node.url,
-        zone: node.zone,
-        state: nodes.isAlive(node.id) ? ('alive' as const) : ('dead' as const),
-        lastHeartbeatMsAgo: node.lastHeartbeatMs === null ? NEVER_HEARD_MS : Math.max(0, now - node.lastHeartbeatMs),
-        chunks: node.chunkCount,
-        bytes: node.usedBytes,
-        freeBytes: node.freeBytes,
-        reachable: !this.unreachable(node.id),
-      }))
+      const nodeDocs = nodes.all().map((node) => {
+        const drain = this.drains.progress(node.id)
+        return {
+          id: node.id,
+          url: node.url,
+          zone: node.zone,
+          state: nodes.isAlive(node.id) ? ('alive' as const) : ('dead' as const),
+          lastHeartbeatMsAgo: node.lastHeartbeatMs === null ? NEVER_HEARD_MS : Math.max(0, now - node.lastHeartbeatMs),
+          chunks: node.chunkCount,
+          bytes: node.usedBytes,
+          freeBytes: node.freeBytes,
+          reachable: !this.unreachable(node.id),
+          ...(drain ? {drain: this.drains.isDrained(drain) ? ('drained' as const) : ('draining' as const)} : {}),
+        }
+      })
       const alive = nodeDocs.filter((n) => n.state === 'alive').map((n) => n.id)
       // The summary is the whole cluster's, also when one file is shown.
       const summary = {nodes: nodeDocs.length, aliveNodes: alive.length, ...this.clusterCounts(alive, R)}
@@ -188,15 +196,32 @@ export class Views {
     })()
   }
 
-  nodeList() {
+  /** GET /api/nodes and `chunky nodes`: every node with its state (drain.ts decides it), space and drain progress. */
+  nodeList(): NodeInfoList {
+    return {nodes: this.ctx.nodes.all().map((node) => this.nodeInfo(node.id))}
+  }
+
+  nodeInfo(nodeId: string): NodeInfo {
     const {nodes} = this.ctx
+    const node = nodes.get(nodeId)
+    if (!node) throw new ChunkyError('NODE_NOT_FOUND', `no node with id "${nodeId}": see \`chunky nodes\``)
+    const progress = this.drains.progress(node.id)
+    const now = this.ctx.clock.now()
     return {
-      nodes: nodes.all().map((node) => ({
-        id: node.id,
-        url: node.url,
-        zone: node.zone,
-        state: nodes.isAlive(node.id) ? ('alive' as const) : ('dead' as const),
-      })),
+      id: node.id,
+      url: node.url,
+      zone: node.zone,
+      state: this.drains.state(node.id, progress),
+      alive: nodes.isAlive(node.id),
+      lastHeartbeatMsAgo: node.lastHeartbeatMs === null ? NEVER_HEARD_MS : Math.max(0, now - node.lastHeartbeatMs),
+      chunks: node.chunkCount,
+      bytes: node.usedBytes,
+      freeBytes: node.freeBytes,
+      reachable: !this.unreachable(node.id),
+      ...(progress
+        ? {drain: {startedAt: new Date(progress.startedMs).toISOString(), chunksLeft: progress.chunksLeft, pendingCopies: progress.pendingCopies,
+            uploadsInFlight: progress.uploadsInFlight, ...(progress.waiting ? {waiting: progress.waiting} : {})}}
+        : {}),
     }
   }
 

@@ -7,7 +7,10 @@ import {ByteCount, ChunkId, FileName, NodeId, Sha256Hex, Version, Zone} from './
 //
 // master:
 //   GET    /healthz                      -> Health (no credential)
-//   GET    /api/nodes                    -> NodeList
+//   GET    /api/nodes                    -> NodeInfoList (read as NodeList by clients that need only the summary)
+//   POST   /api/nodes/:id/drain          (empty JSON {}) -> NodeInfo   (write: no new chunks there, its chunks copied away)
+//   POST   /api/nodes/:id/undrain        (empty JSON {}) -> NodeInfo
+//   DELETE /api/nodes/:id                -> ForgetResult (write; a dead node only, else 409 NODE_ALIVE)
 //   POST   /api/uploads                  UploadPlanRequest -> UploadPlan
 //   POST   /api/uploads/:uploadId/replan ReplanRequest -> PlannedChunk
 //   POST   /api/uploads/:uploadId/commit (empty JSON {}) -> CommitResult
@@ -46,9 +49,42 @@ export const MasterHealth = z.object({
 })
 export type MasterHealth = z.infer<typeof MasterHealth>
 
-export const NodeSummary = z.object({id: NodeId, url: z.string(), zone: Zone, state: z.enum(['alive', 'dead'])})
+/** alive and dead by heartbeats; draining and drained while `chunky nodes drain` takes a node out (SPEC.md). */
+export const NodeState = z.enum(['alive', 'dead', 'draining', 'drained'])
+export type NodeState = z.infer<typeof NodeState>
+export const NodeSummary = z.object({id: NodeId, url: z.string(), zone: Zone, state: NodeState})
 export const NodeList = z.object({nodes: z.array(NodeSummary)})
 export type NodeSummary = z.infer<typeof NodeSummary>
+
+/** How far a drain got (master/drain.ts). */
+export const DrainInfo = z.object({
+  startedAt: z.string(),
+  /** Chunks on the node still short of R fresh copies on other alive nodes. */
+  chunksLeft: z.number().int().nonnegative(),
+  /** Copies of uploads in flight on it: they need copies elsewhere once committed. */
+  pendingCopies: z.number().int().nonnegative(),
+  /** Uploads begun before the drain that may still write to it. */
+  uploadsInFlight: z.number().int().nonnegative(),
+  waiting: z.string().optional(),
+})
+export type DrainInfo = z.infer<typeof DrainInfo>
+/** `chunky nodes --json` (SPEC.md "Operating a cluster"): every field required, more welcome. */
+export const NodeInfo = NodeSummary.extend({
+  /** Heard from within --node-timeout (a drained node may be alive or stopped). */
+  alive: z.boolean(),
+  lastHeartbeatMsAgo: z.number().int().nonnegative(),
+  chunks: z.number().int().nonnegative(),
+  bytes: ByteCount,
+  freeBytes: ByteCount,
+  /** false while other nodes fail to copy from this one. */
+  reachable: z.boolean(),
+  drain: DrainInfo.optional(),
+})
+export type NodeInfo = z.infer<typeof NodeInfo>
+export const NodeInfoList = z.object({nodes: z.array(NodeInfo)})
+export type NodeInfoList = z.infer<typeof NodeInfoList>
+export const ForgetResult = z.object({id: NodeId, forgotten: z.literal(true), replicasDropped: z.number().int().nonnegative()})
+export type ForgetResult = z.infer<typeof ForgetResult>
 
 export const ChunkPlanInput = z.object({index: z.number().int().nonnegative(), size: ByteCount, sha256: Sha256Hex})
 export const UploadPlanRequest = z.object({
@@ -199,6 +235,8 @@ export const StatusNode = z.object({
   freeBytes: ByteCount.optional(),
   /** false while other nodes fail to copy from this one (alive on its master link, its data port unreachable). */
   reachable: z.boolean().optional(),
+  /** Set while `chunky nodes drain` takes the node out of service (`state` stays alive or dead). */
+  drain: z.enum(['draining', 'drained']).optional(),
 })
 export const StatusDoc = z.object({
   nodes: z.array(StatusNode),

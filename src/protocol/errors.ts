@@ -12,6 +12,9 @@ export const HTTP_STATUS = {
   FILE_NOT_FOUND: 404,
   CHUNK_NOT_FOUND: 404,
   UPLOAD_NOT_FOUND: 404,
+  NODE_NOT_FOUND: 404,
+  /** `nodes forget` of a node that is alive: only dead nodes can be forgotten. */
+  NODE_ALIVE: 409,
   VERSION_CONFLICT: 409,
   NOT_DURABLE: 409,
   BODY_TOO_LARGE: 413,

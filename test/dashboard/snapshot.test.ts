@@ -1,6 +1,7 @@
 import {afterEach, describe, expect, it} from 'vitest'
 import type {RepairProgress} from '../../src/master/repair-loop.js'
 import {type Cached, DashboardData, FILES_SHOWN, rebuilt} from '../../src/master/dashboard/snapshot.js'
+import {Drains} from '../../src/master/drain.js'
 import {until} from '../master/fake-node.js'
 import {testContext} from '../master/helpers.js'
 
@@ -29,7 +30,7 @@ describe('DashboardData', () => {
   it('lists the most recent files first, each with its lowest count of fresh replicas on alive nodes', async () => {
     const s = (setup = await testContext({replicas: 3}))
     for (const id of ['n1', 'n2', 'n3']) s.addNode(id)
-    const data = new DashboardData(s.ctx, {repairProgress: () => ({running: [], bytesRepaired: 0}), health: noTrouble}, 0)
+    const data = new DashboardData(s.ctx, {repairProgress: () => ({running: [], bytesRepaired: 0}), health: noTrouble, nodeState: (id: string) => new Drains(s.ctx).state(id)}, 0)
     addFile(s, 'old.mp4', '2026-01-01T00:00:00.000Z', [[['n1', 1, 'good'], ['n2', 1, 'good'], ['n3', 1, 'good']]])
     addFile(s, 'new.mp4', '2026-02-01T00:00:00.000Z', [
       [['n1', 1, 'good'], ['n2', 1, 'good'], ['n3', 1, 'good']],
@@ -47,11 +48,15 @@ describe('DashboardData', () => {
     s.nodes.sweep()
     expect(data.files().files.map((f) => f.minReplicas)).toEqual([1, 2])
     expect(data.nodes().map((n) => [n.id, n.state, n.usedBytes])).toEqual([['n1', 'alive', 2], ['n2', 'alive', 2], ['n3', 'dead', 0]])
+
+    // n1 drains: its copies stop counting, so its chunks are short of R elsewhere (n3 is dead): draining
+    s.nodes.drain('n1')
+    expect(data.nodes().map((n) => [n.id, n.state, n.alive])).toEqual([['n1', 'draining', true], ['n2', 'alive', true], ['n3', 'dead', false]])
   })
 
   it(`shows at most ${FILES_SHOWN} files and says how many there are`, async () => {
     const s = (setup = await testContext())
-    const data = new DashboardData(s.ctx, {repairProgress: () => ({running: [], bytesRepaired: 0}), health: noTrouble}, 0)
+    const data = new DashboardData(s.ctx, {repairProgress: () => ({running: [], bytesRepaired: 0}), health: noTrouble, nodeState: (id: string) => new Drains(s.ctx).state(id)}, 0)
     const insert = s.db.prepare("INSERT INTO files VALUES (?, 0, 10, 0, ?)")
     s.db.transaction(() => {
       for (let i = 0; i < FILES_SHOWN + 20; i++) insert.run(`f${String(i).padStart(4, '0')}`, new Date(1e12 + i * 1000).toISOString())
@@ -66,7 +71,7 @@ describe('DashboardData', () => {
   it('gives a file grid from the version report, and found: false for a file that is not there', async () => {
     const s = (setup = await testContext())
     for (const id of ['n1', 'n2']) s.addNode(id)
-    const data = new DashboardData(s.ctx, {repairProgress: () => ({running: [], bytesRepaired: 0}), health: noTrouble}, 0)
+    const data = new DashboardData(s.ctx, {repairProgress: () => ({running: [], bytesRepaired: 0}), health: noTrouble, nodeState: (id: string) => new Drains(s.ctx).state(id)}, 0)
     // n2 holds v0 (stale) and v2 of an upload in flight (pending: not in the version report)
     addFile(s, 'a.mp4', '2026-01-01T00:00:00.000Z', [[['n1', 1, 'good'], ['n2', 0, 'good'], ['n2', 2, 'next']]])
     const grid = data.grid('a.mp4')
@@ -97,7 +102,7 @@ describe('DashboardData', () => {
   it('reports repairs in flight and the bytes repaired per second over the last 10 s', async () => {
     const s = (setup = await testContext())
     let progress: RepairProgress = {running: [], bytesRepaired: 0}
-    const data = new DashboardData(s.ctx, {repairProgress: () => progress, health: noTrouble}, 0)
+    const data = new DashboardData(s.ctx, {repairProgress: () => progress, health: noTrouble, nodeState: (id: string) => new Drains(s.ctx).state(id)}, 0)
     expect(data.repairs().bytesPerSecond).toBe(0)
     s.clock.t += 2_000
     progress = {running: [{id: 't1', source: 'n1', target: 'n4', chunks: 2, bytes: 20, startedMs: s.clock.t}], bytesRepaired: 50_000}

@@ -1,4 +1,4 @@
-import type {StatusDoc} from '../../protocol/index.js'
+import type {NodeState, StatusDoc} from '../../protocol/index.js'
 import type {MasterContext} from '../context.js'
 import type {RepairProgress} from '../repair-loop.js'
 import type {ReplicaState} from '../replica-state.js'
@@ -24,13 +24,17 @@ export interface ClusterHealth {
 export interface DashboardSources {
   repairProgress(): RepairProgress
   health(): ClusterHealth
+  /** alive, dead, draining or drained (drain.ts). */
+  nodeState(nodeId: string): NodeState
 }
 
 export interface DashboardNode {
   id: string
   url: string
   zone: string
-  state: 'alive' | 'dead'
+  state: NodeState
+  /** Heard from within --node-timeout (a drained node may be either). */
+  alive: boolean
   /** Epoch ms of the last sign of life; null if never heard from. The page ages it with the server's clock. */
   lastHeartbeatMs: number | null
   usedBytes: number
@@ -154,7 +158,8 @@ export class DashboardData {
       id: node.id,
       url: node.url,
       zone: node.zone,
-      state: nodes.isAlive(node.id) ? 'alive' : 'dead',
+      state: this.sources.nodeState(node.id),
+      alive: nodes.isAlive(node.id),
       lastHeartbeatMs: node.lastHeartbeatMs,
       usedBytes: node.usedBytes,
       freeBytes: node.freeBytes,
