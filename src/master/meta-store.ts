@@ -11,6 +11,8 @@ export const META_TABLES = {
   uploads: {key: ['upload_id'], columns: ['upload_id', 'name', 'size', 'chunk_size', 'chunk_count', 'created_ms']},
   upload_chunks: {key: ['upload_id', 'idx'], columns: ['upload_id', 'idx', 'chunk_id', 'version', 'size', 'sha256', 'skip']},
   files: {key: ['name'], columns: ['name', 'size', 'chunk_size', 'chunk_count', 'committed_at']},
+  /** Nodes being drained (an operator's decision: a new leader must keep it); NodeRegistry writes it. */
+  node_drains: {key: ['node_id'], columns: ['node_id', 'started_ms']},
 } as const satisfies Record<string, {key: readonly string[]; columns: readonly string[]}>
 
 export type MetaTable = keyof typeof META_TABLES

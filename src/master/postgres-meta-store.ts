@@ -12,7 +12,7 @@ import {coalesce, META_TABLE_NAMES, META_TABLES, StaleEpochError, type LeaderInf
 
 const TYPES = ['TEXT', 'BIGINT'] as const
 /** Column types: every column that is not a name, an id, a checksum or a time string is a whole number. */
-const TEXT_COLUMNS = new Set(['key', 'value', 'name', 'chunk_id', 'sha256', 'upload_id', 'committed_at'])
+const TEXT_COLUMNS = new Set(['key', 'value', 'name', 'chunk_id', 'sha256', 'upload_id', 'committed_at', 'node_id'])
 const typeOf = (column: string): (typeof TYPES)[number] => (TEXT_COLUMNS.has(column) ? 'TEXT' : 'BIGINT')
 const tableName = (table: MetaTable) => `chunky_${table}`
 
