@@ -1,13 +1,14 @@
 import type {IncomingMessage, ServerResponse} from 'node:http'
+import {TUS_REQUEST_HEADERS, TUS_RESPONSE_HEADERS} from '../protocol/index.js'
 
 // Cross-origin access for pages of other origins (`chunky node --cors-origin ORIGIN`): players built
 // on Media Source Extensions fetch ranges with fetch()/XHR and must be allowed to send Range and
 // Authorization and to read Content-Range and friends. Only the origins given get anything; the
 // lists below are the one place to add headers (tus adds its own request and response headers).
 
-export const CORS_ALLOWED_METHODS = ['GET', 'HEAD', 'OPTIONS']
-export const CORS_ALLOWED_HEADERS = ['Authorization', 'Range', 'If-Range', 'If-None-Match', 'If-Modified-Since', 'Content-Type']
-export const CORS_EXPOSED_HEADERS = ['Content-Range', 'Content-Length', 'Accept-Ranges', 'ETag', 'Last-Modified', 'Content-Type']
+export const CORS_ALLOWED_METHODS = ['GET', 'HEAD', 'OPTIONS', 'POST', 'PATCH', 'DELETE']
+export const CORS_ALLOWED_HEADERS = ['Authorization', 'Range', 'If-Range', 'If-None-Match', 'If-Modified-Since', 'Content-Type', ...TUS_REQUEST_HEADERS]
+export const CORS_EXPOSED_HEADERS = ['Content-Range', 'Content-Length', 'Accept-Ranges', 'ETag', 'Last-Modified', 'Content-Type', ...TUS_RESPONSE_HEADERS]
 const PREFLIGHT_MAX_AGE_S = 600
 
 export interface CorsPolicy {

@@ -11,18 +11,26 @@ import {
   ReplanRequest,
   UploadPlanRequest,
   ShareRequest,
+  UploadShareRequest,
+  TusAdvanceRequest,
+  TusChunkRequest,
+  TusClaimRequest,
+  TusCreateRequest,
+  TusId,
 } from '../protocol/index.js'
 import {sendMetrics} from '../telemetry/metrics.js'
 import type {MasterContext} from './context.js'
 import {type Dashboard, isDashboardPath} from './dashboard/index.js'
 import {drainNode, forgetNode, undrainNode} from './node-admin.js'
-import {createShare} from './share.js'
+import {createShare, createUploadShare} from './share.js'
+import type {TusSessions} from './tus-sessions.js'
 import type {Uploads} from './uploads.js'
 import type {Views} from './views.js'
 
 export interface HttpApiDeps {
   ctx: MasterContext
   uploads: Uploads
+  tus: TusSessions
   views: Views
   /** Accepted credentials by kind (credentials.ts). */
   credentials: CredentialHashes
@@ -65,7 +73,7 @@ async function route(deps: HttpApiDeps, req: IncomingMessage, res: ServerRespons
     throw notFound(req)
   }
   // A node serving a file read (issue 12) asks for the manifest with its own credential.
-  authorize(req, deps.credentials, method === 'GET' && second === 'files' && segments.length >= 3 ? 'node-read' : accessFor(method, second))
+  authorize(req, deps.credentials, method === 'GET' && second === 'files' && segments.length >= 3 ? 'node-read' : accessFor(method, second, third))
 
   if (second === 'nodes' && segments.length === 2 && method === 'GET') return sendJson(res, 200, views.nodeList())
   if (second === 'nodes' && third && segments.length === 4 && method === 'POST' && (fourth === 'drain' || fourth === 'undrain')) {
@@ -100,6 +108,7 @@ async function route(deps: HttpApiDeps, req: IncomingMessage, res: ServerRespons
       return sendJson(res, 200, uploads.commit(third))
     }
   }
+  if (second === 'tus') return routeTus(deps.tus, req, res, method, segments.slice(2))
   if (second === 'files') {
     if (segments.length === 2 && method === 'GET') {
       // ?prefix=P&chunks=1: every file under P with its chunk checksums, in one answer (chunky sync)
@@ -112,6 +121,9 @@ async function route(deps: HttpApiDeps, req: IncomingMessage, res: ServerRespons
     const name = [third, fourth, ...more].filter((s) => s !== undefined).join('/')
     if (segments.length >= 3 && method === 'GET') return sendJson(res, 200, views.manifest(checkName(name)))
     if (segments.length >= 3 && method === 'DELETE') return sendJson(res, 200, uploads.remove(checkName(name)))
+  }
+  if (second === 'share' && segments.length === 3 && third === 'upload' && method === 'POST') {
+    return sendJson(res, 200, createUploadShare(ctx, await readJson(req, UploadShareRequest)))
   }
   if (second === 'share' && segments.length === 2 && method === 'POST') {
     // A share link is a read: anyone who may read the file may hand out a link to it.
@@ -131,9 +143,27 @@ async function route(deps: HttpApiDeps, req: IncomingMessage, res: ServerRespons
   throw notFound(req)
 }
 
+/** The session routes nodes call for tus uploads (protocol/tus.ts). */
+async function routeTus(tus: TusSessions, req: IncomingMessage, res: ServerResponse, method: string, rest: string[]): Promise<void> {
+  if (rest.length === 0 && method === 'POST') return sendJson(res, 200, tus.create(await readJson(req, TusCreateRequest)))
+  const id = TusId.safeParse(rest[0])
+  if (!id.success) throw new ChunkyError('BAD_REQUEST', 'expected /api/tus/<32 hex id>')
+  if (rest.length === 1 && method === 'GET') return sendJson(res, 200, tus.get(id.data))
+  if (rest.length === 1 && method === 'DELETE') {
+    tus.terminate(id.data)
+    return sendJson(res, 200, {ok: true})
+  }
+  if (rest.length === 2 && method === 'POST' && rest[1] === 'claim') return sendJson(res, 200, tus.claim(id.data, await readJson(req, TusClaimRequest)))
+  if (rest.length === 2 && method === 'POST' && rest[1] === 'chunk') return sendJson(res, 200, tus.planChunk(id.data, await readJson(req, TusChunkRequest)))
+  if (rest.length === 2 && method === 'POST' && rest[1] === 'advance') return sendJson(res, 200, tus.advance(id.data, await readJson(req, TusAdvanceRequest)))
+  throw new ChunkyError('NOT_FOUND', `no such route: ${method} ${(req.url ?? '/').split('?')[0]}`)
+}
+
 /** Reading (and reporting a bad replica, which a download does) needs `read`; anything that changes files needs `write`. */
-function accessFor(method: string, resource: string | undefined): Access {
+function accessFor(method: string, resource: string | undefined, sub?: string): Access {
+  if (resource === 'share' && sub === 'upload') return 'write' // an upload link lets its holder write
   if (resource === 'uploads') return 'write'
+  if (resource === 'tus') return 'node' // only nodes keep tus sessions; clients speak tus to a node
   if (resource === 'files' && method === 'DELETE') return 'write'
   if (resource === 'nodes' && method !== 'GET') return 'write' // drain, undrain, forget
   return 'read'

@@ -16,9 +16,10 @@ import {lockDataDir, openDatabase} from './db.js'
 import {Drains} from './drain.js'
 import {createHttpApi} from './http-api.js'
 import {NodeLinks} from './node-link.js'
-import {RepairLoop} from './repair-loop.js'
+import {RepairLoop, UPLOAD_TTL_MS} from './repair-loop.js'
 import {ReplicaRecords} from './replicas.js'
 import {SqliteMetaStore} from './sqlite-meta-store.js'
+import {TusSessions} from './tus-sessions.js'
 import {Uploads} from './uploads.js'
 import {Views} from './views.js'
 
@@ -37,6 +38,10 @@ export interface MasterOptions {
   nodeTimeoutMs: number
   /** Default 5_000. */
   repairIntervalMs: number
+  /** Unfinished uploads (CLI and tus) are forgotten this long after they began; default 24h. */
+  uploadExpiryMs?: number
+  /** Unfinished tus uploads one node may have created; default 1000. */
+  maxTusSessionsPerNode?: number
   /** Move copies from the fullest nodes to the emptiest while nothing needs repair (default true). */
   rebalance?: boolean
   /** The cluster secret, never empty: valid for everything; node, rw and ro credentials are derived from it. */
@@ -79,8 +84,10 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
   const ctx = createMasterContext({db, clock, log, metrics, nodeTimeoutMs: opts.nodeTimeoutMs, replicas: opts.replicas, minReplicas: opts.minReplicas, leadership})
   const {nodes} = ctx
   const uploads = new Uploads(ctx)
+  const uploadExpiryMs = opts.uploadExpiryMs ?? UPLOAD_TTL_MS
+  const tus = new TusSessions(ctx, uploads, {expiryMs: uploadExpiryMs, maxOpenPerNode: opts.maxTusSessionsPerNode ?? 1000})
   const heartbeatMs = Math.max(100, Math.round(opts.nodeTimeoutMs / 5))
-  const repair = new RepairLoop(ctx, (maxAgeMs) => uploads.expire(maxAgeMs), opts.rebalance ?? true, 3 * heartbeatMs)
+  const repair = new RepairLoop(ctx, () => tus.expire() + uploads.expire(uploadExpiryMs), opts.rebalance ?? true, 3 * heartbeatMs, uploadExpiryMs)
   const records = new ReplicaRecords(ctx)
   const drains = new Drains(ctx)
   const views = new Views(ctx, (nodeId) => repair.loadOf(nodeId), (nodeId) => repair.unreachable(nodeId), drains)
@@ -97,7 +104,7 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
   })
 
   const dashboard = createDashboard(ctx, {repairProgress: () => repair.progress(), health: () => views.summaryForMetrics(), nodeState: (nodeId) => drains.state(nodeId)}, opts.live)
-  const server = createEdgeServer(createHttpApi({ctx, uploads, views, credentials, dashboard, balance: () => repair.balance()}), {tls: opts.tls, limits: opts.limits, log: (line) => log.warn({event: 'http.peer_limit'}, line)})
+  const server = createEdgeServer(createHttpApi({ctx, uploads, tus, views, credentials, dashboard, balance: () => repair.balance()}), {tls: opts.tls, limits: opts.limits, log: (line) => log.warn({event: 'http.peer_limit'}, line)})
   const wss = new WebSocketServer({noServer: true, maxPayload: MAX_WS_PAYLOAD})
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', () => {}) // a peer that resets mid-upgrade must not crash the master

@@ -1,6 +1,6 @@
 import {randomBytes} from 'node:crypto'
 import {type ReplicaInfo, signTransferGrant} from '../protocol/index.js'
-import {formatBytes} from '../util/parse.js'
+import {formatBytes, formatDuration} from '../util/parse.js'
 import type {MasterContext} from './context.js'
 import {DeleteSender, type DeleteReason, type NodeChange} from './nodes.js'
 import {fill} from './placement.js'
@@ -134,6 +134,8 @@ export class RepairLoop {
      * with its heartbeats, and planning on stale numbers would overshoot and move copies back and forth.
      */
     private readonly moveCooldownMs = 2000,
+    /** Only for the log line: how old an unfinished upload is when expireUploads forgets it. */
+    private readonly uploadTtlMs = UPLOAD_TTL_MS,
   ) {
     this.deletes = new DeleteSender(ctx.nodes, ctx.log, ctx.metrics, ctx.pendingDeletes)
     this.needy = Array.from({length: ctx.replicas}, () => new Set<string>())
@@ -246,8 +248,8 @@ export class RepairLoop {
     }
     this.lastHousekeepingMs = now
     this.moveDue = false
-    const expired = this.expireUploads(UPLOAD_TTL_MS)
-    if (expired > 0) ctx.log.info({event: 'upload.expired', count: expired}, `forgot ${expired} upload${expired === 1 ? '' : 's'} never committed within ${UPLOAD_TTL_MS / 3_600_000}h`)
+    const expired = this.expireUploads(this.uploadTtlMs)
+    if (expired > 0) ctx.log.info({event: 'upload.expired', count: expired}, `forgot ${expired} upload${expired === 1 ? '' : 's'} never committed within ${this.uploadTtlMs >= 3_600_000 ? `${+(this.uploadTtlMs / 3_600_000).toFixed(2)}h` : formatDuration(this.uploadTtlMs)}`)
     if (this.hasChangesToLookAt()) this.kick()
   }
 

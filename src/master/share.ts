@@ -1,4 +1,4 @@
-import {ChunkyError, normalizePrefix, type ShareAnswer, type SharePayload, sharePath, type ShareRequest, signShare} from '../protocol/index.js'
+import {ChunkyError, normalizePrefix, type ShareAnswer, type SharePayload, sharePath, type ShareRequest, signShare, signUploadLink, uploadLinkPath, type UploadShareRequest} from '../protocol/index.js'
 import type {MasterContext} from './context.js'
 import type {Views} from './views.js'
 
@@ -23,4 +23,17 @@ export function createShare(ctx: MasterContext, views: Views, request: ShareRequ
   const path = sharePath(signShare(payload, ctx.grantKey), payload)
   ctx.log.info({event: 'share.signed', name, expiresAt: new Date(exp * 1000).toISOString()}, `signed a share link for ${name} until ${new Date(exp * 1000).toISOString()}`)
   return {name, path, expiresAt: new Date(exp * 1000).toISOString()}
+}
+
+/**
+ * POST /api/share/upload: signs an upload link for one name (it need not exist yet), at most
+ * maxSize bytes, until now + expiresInMs. Its path is the tus endpoint a web page gives its client.
+ */
+export function createUploadShare(ctx: MasterContext, request: UploadShareRequest): ShareAnswer {
+  const exp = Math.ceil((ctx.clock.now() + request.expiresInMs) / 1000)
+  if (!/^[0-9a-f]{64}$/.test(ctx.grantKey)) throw new ChunkyError('INTERNAL', 'the grant key is not set')
+  const token = signUploadLink({u: request.name, ...(request.maxSize !== undefined ? {max: request.maxSize} : {}), exp}, ctx.grantKey)
+  const expiresAt = new Date(exp * 1000).toISOString()
+  ctx.log.info({event: 'share.upload_signed', name: request.name, maxSize: request.maxSize, expiresAt}, `signed an upload link for ${request.name} until ${expiresAt}`)
+  return {name: request.name, path: uploadLinkPath(token), expiresAt}
 }

@@ -49,6 +49,8 @@ export class Uploads {
       upload: db.prepare('SELECT * FROM uploads WHERE upload_id = ?'),
       uploadChunks: db.prepare('SELECT * FROM upload_chunks WHERE upload_id = ? ORDER BY idx'),
       uploadChunk: db.prepare('SELECT * FROM upload_chunks WHERE upload_id = ? AND idx = ?'),
+      deleteUploadChunk: db.prepare('DELETE FROM upload_chunks WHERE upload_id = ? AND idx = ?'),
+      setUploadSize: db.prepare('UPDATE uploads SET size = ?, chunk_count = ? WHERE upload_id = ?'),
       commitChunk: db.prepare('UPDATE chunks SET committed_version = ?, size = ?, sha256 = ? WHERE chunk_id = ?'),
       olderReplicas: db.prepare('SELECT node_id AS nodeId, chunk_id AS chunkId, version FROM replicas WHERE chunk_id = ? AND version < ?'),
       deletePlannedUpTo: db.prepare('DELETE FROM planned WHERE chunk_id = ? AND version <= ?'),
@@ -85,25 +87,7 @@ export class Uploads {
 
     const placed = this.ctx.db.transaction(() => {
       this.q.insertUpload.run(uploadId, request.name, request.size, request.chunkSize, request.chunks.length, now)
-      return request.chunks.map((input) => {
-        const chunkId = this.chunkIdFor(request.name, input.index)
-        const chunk = this.q.chunk.get(chunkId) as ChunkRow
-        const skipVersion = this.versionAlreadyHeld(chunk, input.size, input.sha256)
-        if (skipVersion !== undefined) {
-          this.q.insertUploadChunk.run(uploadId, input.index, chunkId, skipVersion, input.size, input.sha256, 1)
-          return {index: input.index, chunkId, version: skipVersion, size: input.size, sha256: input.sha256, targets: [] as PlacementCandidate[], skip: true}
-        }
-        const version = chunk.max_version + 1
-        const targets = placeChunk({candidates, size: input.size, replicas: R, minReplicas: W, entryNode: request.entryNode, exclude: request.exclude})
-        for (const target of targets) {
-          target.freeBytes -= input.size // so a big file spreads over the nodes
-          target.usedBytes = (target.usedBytes ?? 0) + input.size
-        }
-        this.q.raiseMaxVersion.run(version, chunkId)
-        this.q.insertPlanned.run(chunkId, version, input.size, input.sha256, uploadId)
-        this.q.insertUploadChunk.run(uploadId, input.index, chunkId, version, input.size, input.sha256, 0)
-        return {index: input.index, chunkId, version, size: input.size, sha256: input.sha256, targets, skip: false}
-      })
+      return request.chunks.map((input) => this.planChunkRow(uploadId, request.name, input, candidates, request.entryNode, request.exclude))
     })() // throws (and rolls back: nothing handed out) on NO_NODES
 
     const fresh = placed.filter((chunk) => !chunk.skip)
@@ -127,6 +111,86 @@ export class Uploads {
       minReplicas: W,
       chunks: placed.map((chunk) => this.planned(chunk, chunk.targets)),
     }
+  }
+
+  /** Plans one chunk of an upload: skipped at the version already held, else a new version placed on targets. */
+  private planChunkRow(uploadId: string, name: string, input: {index: number; size: number; sha256: string}, candidates: PlacementCandidate[], entryNode: string | undefined, exclude: string[]) {
+    const {replicas: R, minReplicas: W} = this.ctx
+    const chunkId = this.chunkIdFor(name, input.index)
+    const chunk = this.q.chunk.get(chunkId) as ChunkRow
+    const skipVersion = this.versionAlreadyHeld(chunk, input.size, input.sha256)
+    if (skipVersion !== undefined) {
+      this.q.insertUploadChunk.run(uploadId, input.index, chunkId, skipVersion, input.size, input.sha256, 1)
+      return {index: input.index, chunkId, version: skipVersion, size: input.size, sha256: input.sha256, targets: [] as PlacementCandidate[], skip: true}
+    }
+    const version = chunk.max_version + 1
+    const targets = placeChunk({candidates, size: input.size, replicas: R, minReplicas: W, entryNode, exclude})
+    for (const target of targets) {
+      target.freeBytes -= input.size // so a big file spreads over the nodes
+      target.usedBytes = (target.usedBytes ?? 0) + input.size
+    }
+    this.q.raiseMaxVersion.run(version, chunkId)
+    this.q.insertPlanned.run(chunkId, version, input.size, input.sha256, uploadId)
+    this.q.insertUploadChunk.run(uploadId, input.index, chunkId, version, input.size, input.sha256, 0)
+    return {index: input.index, chunkId, version, size: input.size, sha256: input.sha256, targets, skip: false}
+  }
+
+  /**
+   * An upload whose chunks are planned one by one as their bytes arrive (tus): its row now, with the
+   * size when known (setSize() later otherwise); it expires and commits like any other.
+   */
+  open(name: string, size: number, chunkSize: number): string {
+    const uploadId = randomBytes(12).toString('hex')
+    this.q.insertUpload.run(uploadId, name, size, chunkSize, Math.ceil(size / chunkSize), this.ctx.clock.now())
+    return uploadId
+  }
+
+  setSize(uploadId: string, size: number): void {
+    const upload = this.q.upload.get(uploadId) as UploadRow | undefined
+    if (!upload) throw uploadNotFound(uploadId)
+    this.q.setUploadSize.run(size, Math.ceil(size / upload.chunk_size), uploadId)
+  }
+
+  /**
+   * One chunk of an upload opened with open(): the same bytes again (a retry) keep their version and
+   * get new targets avoiding `exclude`; other bytes at that index get a new version. Persisted before
+   * it returns, like plan().
+   */
+  planOne(uploadId: string, input: {index: number; size: number; sha256: string}, entryNode: string, exclude: string[]): PlannedChunk {
+    const upload = this.q.upload.get(uploadId) as UploadRow | undefined
+    if (!upload) throw uploadNotFound(uploadId)
+    const row = this.q.uploadChunk.get(uploadId, input.index) as UploadChunkRow | undefined
+    if (row && row.size === input.size && row.sha256 === input.sha256 && (row.skip || this.q.planned.get(row.chunk_id, row.version))) {
+      return this.replan(uploadId, {index: input.index, exclude})
+    }
+    const placed = this.ctx.db.transaction(() => {
+      if (row) this.q.deleteUploadChunk.run(uploadId, input.index)
+      return this.planChunkRow(uploadId, upload.name, input, this.candidates(), entryNode, exclude)
+    })()
+    if (!placed.skip) this.ctx.metrics.versionsHandedOut.inc()
+    this.ctx.log.info(
+      {event: 'version.handed_out', uploadId, name: upload.name, count: placed.skip ? 0 : 1, skipped: placed.skip ? 1 : 0, chunks: placed.skip ? [] : [{index: placed.index, chunkId: placed.chunkId, version: placed.version}]},
+      `upload ${uploadId} of ${upload.name}: chunk ${placed.index} ` + (placed.skip ? `already held at v${placed.version}` : `v${placed.version} handed out`),
+    )
+    return this.planned(placed, placed.targets)
+  }
+
+  /** Whether chunk `index` of an upload is stored at its planned version on ≥ W nodes (or was already held). */
+  isDurable(uploadId: string, index: number): boolean {
+    const row = this.q.uploadChunk.get(uploadId, index) as UploadChunkRow | undefined
+    if (!row) return false
+    if (row.skip) return true
+    return (this.q.goodHolders.all(row.chunk_id, row.version, row.sha256) as string[]).length >= this.ctx.minReplicas
+  }
+
+  chunkSizeOf(uploadId: string, index: number): number {
+    return (this.q.uploadChunk.get(uploadId, index) as UploadChunkRow).size
+  }
+
+  /** Forgets uploads (terminated or expired tus sessions); their pending replicas become garbage. */
+  forget(uploadIds: readonly string[]): void {
+    const touched = this.ctx.db.transaction(() => uploadIds.flatMap((uploadId) => this.dropUpload(uploadId)))()
+    this.ctx.replicaTable.touched(touched)
   }
 
   /** POST /api/uploads/:id/replan: same version and bytes, new targets avoiding the failed ones, new grant. */

@@ -7,6 +7,7 @@ import type {Logger} from '../util/log.js'
 import type {InflightWork} from './inflight.js'
 import type {ManifestCache} from './manifests.js'
 import type {MasterLink} from './master-link.js'
+import type {TusContext} from './tus.js'
 import type {VersionFloor} from './version-floor.js'
 
 /** What the node's HTTP routes and command handlers share. */
@@ -31,6 +32,8 @@ export interface NodeContext {
   ranges?: RangeReader
   /** …and the manifests of the files served, from the master. */
   manifests?: ManifestCache
-  /** Origins whose pages may read from this node (--cors-origin). */
+  /** tus uploads at /tus/ (tus.ts). */
+  tus?: TusContext
+  /** Origins whose pages may read from and upload to this node (--cors-origin). */
   cors?: CorsPolicy
 }

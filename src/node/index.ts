@@ -16,6 +16,8 @@ import {MasterLink} from './master-link.js'
 import {loadOrCreateNodeId} from './node-id.js'
 import {nodeRequestHandler} from './routes.js'
 import {Scrubber, type ScrubResult} from './scrub.js'
+import {TusMaster} from './tus-master.js'
+import {TusTails} from './tus-tails.js'
 import {trackVersions, VersionFloor} from './version-floor.js'
 
 export interface NodeOptions {
@@ -109,6 +111,12 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
     ranges: diskStore,
     manifests: new ManifestCache({masterUrl: opts.masterUrl, token: opts.token, ca}),
     cors: opts.corsOrigins?.length ? {origins: opts.corsOrigins} : undefined,
+    tus: {
+      master: new TusMaster({masterUrl: opts.masterUrl, token: opts.token, ca}),
+      tails: await TusTails.open(join(opts.dataDir, 'tus')),
+      publicUrl: () => publicUrl,
+      busy: new Set(),
+    },
   }
   const onCommand = commandHandler(ctx)
   metrics.attach({connected: () => link.connected, usage: () => store.usage()})

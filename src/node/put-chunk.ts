@@ -15,7 +15,7 @@ import {formatBytes} from '../util/parse.js'
 import {ChainForwarder} from './chain-forward.js'
 import type {NodeContext} from './context.js'
 
-interface CheckedWrite {
+export interface CheckedWrite {
   grantText: string
   grant: GrantPayload
   chain: Target[]
@@ -36,7 +36,34 @@ export async function handlePutChunk(
   chunkId: string,
   version: number,
 ): Promise<void> {
-  const {grantText, grant, chain} = checkWrite(ctx, req, chunkId, version)
+  const checked = checkWrite(ctx, req, chunkId, version)
+  let result: WriteResult | undefined
+  try {
+    // destroyOnReturn: false keeps the socket usable for an error answer if the disk fails mid-body.
+    result = await storeAndForward(ctx, checked, req.iterator({destroyOnReturn: false}), {gone: () => req.destroyed && !req.complete, abort: () => req.destroy()})
+  } catch (err) {
+    const refused = toChunkyError(err)
+    ctx.metrics.requestErrors.inc({status: refused.status, code: refused.code})
+    sendError(res, err)
+    return
+  }
+  if (result) sendJson(res, 200, result)
+}
+
+/**
+ * Writes one granted chunk here and down its chain at once (the chunk PUT, and a tus upload's
+ * chunks on the node that took them). Resolves with which nodes hold it durably (acked by the
+ * master) and which failed; undefined when the sender went away mid-body. Throws when the bytes are
+ * refused or the disk fails, once the downstream nodes cleaned up.
+ */
+export async function storeAndForward(
+  ctx: NodeContext,
+  checked: CheckedWrite,
+  body: AsyncIterable<Buffer>,
+  sender: {gone(): boolean; abort(): void},
+): Promise<WriteResult | undefined> {
+  const {grantText, grant, chain} = checked
+  const {chunkId, version} = grant
   const wanted: ReplicaInfo = {chunkId, version, size: grant.size, sha256: grant.sha256}
   const forward =
     chain.length > 0
@@ -44,20 +71,19 @@ export async function handlePutChunk(
       : undefined
   const abort = () => {
     forward?.abort('the entry node is shutting down')
-    req.destroy()
+    sender.abort()
   }
 
   const timer = ctx.metrics.chunkWriteSeconds.startTimer()
-  await ctx.inflight.run(abort, async () => {
+  return ctx.inflight.run(abort, async () => {
     let stored: ReplicaInfo
     try {
-      // destroyOnReturn: false keeps the socket usable for an error answer if the disk fails mid-body.
-      stored = await ctx.store.write(wanted, tee(req.iterator({destroyOnReturn: false}), forward))
+      stored = await ctx.store.write(wanted, tee(body, forward))
     } catch (err) {
-      if (req.destroyed && !req.complete) {
+      if (sender.gone()) {
         forward?.abort() // the client went away mid-body: the store removed its temp file; nobody to answer
         ctx.log.info({event: 'chunk.write_aborted', chunkId, version}, `write of chunk ${chunkId} v${version} aborted: the sender went away`)
-        return
+        return undefined
       }
       const code = (err as {code?: string}).code ?? ''
       if (BAD_BYTES.has(code)) {
@@ -66,10 +92,7 @@ export async function handlePutChunk(
         forward?.abort(`upstream node ${ctx.id} failed`)
       }
       ctx.log.warn({event: 'chunk.refused', chunkId, version, error: (err as Error).message}, `refused chunk ${chunkId} v${version}: ${(err as Error).message}`)
-      const refused = toChunkyError(err)
-      ctx.metrics.requestErrors.inc({status: refused.status, code: refused.code})
-      sendError(res, err)
-      return
+      throw err
     }
 
     const [ackError, downstream] = await Promise.all([
@@ -93,7 +116,7 @@ export async function handlePutChunk(
         (chain.length > 0 ? `, chain: ${result.stored.length} stored, ${result.failed.length} failed` : '') +
         (ackError ? `; not acknowledged: ${ackError}` : ''),
     )
-    sendJson(res, 200, result)
+    return result
   })
 }
 
@@ -112,14 +135,7 @@ function checkWrite(ctx: NodeContext, req: IncomingMessage, chunkId: string, ver
   if (typeof grantText !== 'string' || grantText === '') {
     throw new ChunkyError('FORBIDDEN', `a write needs the master's grant in ${HEADER_GRANT}: ask the master for an upload plan`)
   }
-  const key = ctx.link.grantKey
-  if (!key) throw new ChunkyError('MASTER_UNREACHABLE', 'not connected to the master yet: try again shortly')
-  const grant = verifyGrant(grantText, key)
-  if (grant.chunkId !== chunkId || grant.version !== version) {
-    throw new ChunkyError('FORBIDDEN', `the grant is for chunk ${grant.chunkId} v${grant.version}, not ${chunkId} v${version}`)
-  }
-  if (!grant.nodes.includes(ctx.id)) throw new ChunkyError('FORBIDDEN', `the grant does not name this node (${ctx.id})`)
-  ctx.versions.checkWrite(chunkId, version) // a replayed grant for a version this node knows is superseded
+  const grant = checkGrant(ctx, grantText, chunkId, version)
 
   const lengthHeader = req.headers['content-length']
   const length = lengthHeader === undefined ? NaN : Number(lengthHeader)
@@ -130,6 +146,19 @@ function checkWrite(ctx: NodeContext, req: IncomingMessage, chunkId: string, ver
   if (length !== grant.size) throw new ChunkyError('LENGTH_MISMATCH', `this chunk is ${grant.size} bytes, not ${length}`)
 
   return {grantText, grant, chain: parseChain(req.headers[HEADER_CHAIN], grant, ctx.id)}
+}
+
+/** The master's grant for writing chunkId at version on this node, checked (signature, expiry, this node, not superseded). */
+export function checkGrant(ctx: NodeContext, grantText: string, chunkId: string, version: number): GrantPayload {
+  const key = ctx.link.grantKey
+  if (!key) throw new ChunkyError('MASTER_UNREACHABLE', 'not connected to the master yet: try again shortly')
+  const grant = verifyGrant(grantText, key)
+  if (grant.chunkId !== chunkId || grant.version !== version) {
+    throw new ChunkyError('FORBIDDEN', `the grant is for chunk ${grant.chunkId} v${grant.version}, not ${chunkId} v${version}`)
+  }
+  if (!grant.nodes.includes(ctx.id)) throw new ChunkyError('FORBIDDEN', `the grant does not name this node (${ctx.id})`)
+  ctx.versions.checkWrite(chunkId, version) // a replayed grant for a version this node knows is superseded
+  return grant
 }
 
 function parseChain(header: string | string[] | undefined, grant: GrantPayload, selfId: string): Target[] {

@@ -8,6 +8,7 @@ import {sendMetrics} from '../telemetry/metrics.js'
 import type {NodeContext} from './context.js'
 import {handlePutChunk} from './put-chunk.js'
 import {handleGetChunk, handleTransfer} from './serve-chunks.js'
+import {handleTus} from './tus.js'
 import {handleChunkRange, handleFileRead} from './serve-files.js'
 
 /**
@@ -45,6 +46,7 @@ async function route(ctx: NodeContext, req: IncomingMessage, res: ServerResponse
   }
   if (ctx.closing) throw new ChunkyError('NODE_UNREACHABLE', 'this node is shutting down: use another node')
 
+  if (segments[0] === 'tus' && ctx.tus) return handleTus(ctx, ctx.tus, req, res, segments.slice(1))
   if (segments[0] === 'chunks' && segments.length === 3 && (method === 'PUT' || method === 'GET')) {
     authorize(method === 'PUT' ? 'chunk-write' : 'read')
     const {chunkId, version} = parseReplicaPath(segments[1]!, segments[2]!)

@@ -23,6 +23,15 @@ export const HTTP_STATUS = {
   REQUEST_TIMEOUT: 408,
   CHECKSUM_MISMATCH: 422,
   LENGTH_MISMATCH: 422,
+  /** tus: the upload's Upload-Offset is not the one given (409), its session expired (410), another PATCH holds it (423). */
+  OFFSET_MISMATCH: 409,
+  UPLOAD_EXPIRED: 410,
+  UPLOAD_LOCKED: 423,
+  /** tus: Tus-Resumable is missing or not 1.0.0. */
+  TUS_VERSION_UNSUPPORTED: 412,
+  UNSUPPORTED_MEDIA_TYPE: 415,
+  /** tus: Upload-Checksum does not match the PATCH body (nothing of it is kept). */
+  TUS_CHECKSUM_MISMATCH: 460,
   INTERNAL: 500,
   NO_NODES: 503,
   /** A bounded resource is full (e.g. live dashboard streams): try again later. */

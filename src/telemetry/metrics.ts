@@ -27,6 +27,7 @@ export class MasterMetrics {
   readonly versionsHandedOut = new Counter({name: 'chunky_versions_handed_out_total', help: 'Chunk versions the master handed out for writes (one per changed chunk per upload plan)', registers: this.registers})
   readonly uploadsCommitted = new Counter({name: 'chunky_uploads_committed_total', help: 'Uploads committed (a new manifest became visible)', registers: this.registers})
   readonly uploadBytes = new Counter({name: 'chunky_upload_bytes_total', help: 'Bytes of new chunk versions committed by uploads (unchanged chunks that were skipped not counted)', registers: this.registers})
+  readonly tusSessions = new Counter({name: 'chunky_tus_sessions_total', help: 'tus uploads by what happened to them: created, finished (committed), terminated, expired', labelNames: ['event'] as const, registers: this.registers})
   readonly uploadSeconds = new Histogram({name: 'chunky_upload_duration_seconds', help: 'Time from upload plan to commit, per committed upload', buckets: SECONDS_BUCKETS_UPLOAD, registers: this.registers})
   readonly deletesSent = new Counter({name: 'chunky_deletes_sent_total', help: 'Delete commands sent to nodes, by reason', labelNames: ['reason'] as const, registers: this.registers})
   readonly repairTransfers = new Counter({name: 'chunky_repair_transfers_total', help: 'Repair transfers (one source node to one target node, several chunks) by what happened: started, finished, timed_out', labelNames: ['event'] as const, registers: this.registers})
@@ -118,6 +119,7 @@ export class NodeMetrics {
 
   readonly chunkWriteSeconds = new Histogram({name: 'chunky_chunk_write_duration_seconds', help: 'Time to receive, check, fsync and record one chunk write (PUT), chain forwarding included', buckets: SECONDS_BUCKETS_CHUNK, registers: this.registers})
   readonly chunkReadSeconds = new Histogram({name: 'chunky_chunk_read_duration_seconds', help: 'Time to serve one chunk read (GET) to the end', buckets: SECONDS_BUCKETS_CHUNK, registers: this.registers})
+  readonly tusBytes = new Counter({name: 'chunky_tus_received_bytes_total', help: 'Bytes of tus PATCH (and creation-with-upload) bodies taken in and made durable', registers: this.registers})
   readonly storedBytes = new Counter({name: 'chunky_stored_bytes_total', help: 'Bytes of chunks written durably here (uploads and repair copies)', registers: this.registers})
   readonly downloadBytes = new Counter({name: 'chunky_download_bytes_total', help: 'Bytes of chunks served to readers (GET /chunks)', registers: this.registers})
   readonly transferBytes = new Counter({name: 'chunky_transfer_bytes_served_total', help: 'Bytes of chunks served to other nodes for repairs', registers: this.registers})

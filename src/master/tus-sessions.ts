@@ -1,0 +1,202 @@
+import {randomBytes} from 'node:crypto'
+import {
+  ChunkyError,
+  DEFAULT_CHUNK_SIZE,
+  type PlannedChunk,
+  type TusAdvanceRequest,
+  type TusChunkRequest,
+  type TusClaimRequest,
+  type TusCreateRequest,
+  type TusSession,
+} from '../protocol/index.js'
+import type {MasterContext} from './context.js'
+import type {Uploads} from './uploads.js'
+
+// The one owner of the tus_sessions table: a tus upload's state, kept in the master so every node
+// answers for it. Each session is an upload of uploads.ts (opened at creation, its chunks planned one
+// by one as the bytes arrive, committed on the last byte), so versions, expiry and garbage are the
+// CLI's. The offset here only counts whole chunks on W nodes; a tail past it lives on `holder`.
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS tus_sessions (
+  id TEXT PRIMARY KEY, upload_id TEXT NOT NULL, name TEXT NOT NULL, length INTEGER, offset INTEGER NOT NULL,
+  chunk_size INTEGER NOT NULL, metadata TEXT NOT NULL, max_size INTEGER, creator TEXT NOT NULL,
+  created_ms INTEGER NOT NULL, expires_ms INTEGER NOT NULL, holder TEXT, epoch INTEGER NOT NULL,
+  state TEXT NOT NULL -- open | done | expired (kept one more expiry period so clients get 410, not 404)
+);
+CREATE INDEX IF NOT EXISTS tus_sessions_expiry ON tus_sessions (state, expires_ms);
+`
+
+type Row = {
+  id: string; upload_id: string; name: string; length: number | null; offset: number; chunk_size: number; metadata: string
+  max_size: number | null; creator: string; created_ms: number; expires_ms: number; holder: string | null; epoch: number; state: string
+}
+
+export interface TusLimits {
+  /** Unfinished sessions expire this long after creation (`chunky master --upload-expiry`). */
+  expiryMs: number
+  /** Open sessions one node may have created (a per-node cap on open sessions). */
+  maxOpenPerNode: number
+}
+
+export class TusSessions {
+  private readonly q
+
+  constructor(private readonly ctx: MasterContext, private readonly uploads: Uploads, private readonly limits: TusLimits) {
+    const db = ctx.db
+    db.exec(SCHEMA)
+    this.q = {
+      get: db.prepare('SELECT * FROM tus_sessions WHERE id = ?'),
+      insert: db.prepare(`INSERT INTO tus_sessions (id, upload_id, name, length, offset, chunk_size, metadata, max_size, creator, created_ms, expires_ms, holder, epoch, state)
+        VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, 1, 'open')`),
+      openOf: db.prepare("SELECT COUNT(*) FROM tus_sessions WHERE creator = ? AND state = 'open'").pluck(),
+      setHolder: db.prepare('UPDATE tus_sessions SET holder = ?, epoch = epoch + 1 WHERE id = ?'),
+      setLength: db.prepare('UPDATE tus_sessions SET length = ? WHERE id = ?'),
+      setOffset: db.prepare('UPDATE tus_sessions SET offset = ? WHERE id = ?'),
+      setState: db.prepare('UPDATE tus_sessions SET state = ? WHERE id = ?'),
+      remove: db.prepare('DELETE FROM tus_sessions WHERE id = ?'),
+      expiring: db.prepare("SELECT id, upload_id FROM tus_sessions WHERE state = 'open' AND expires_ms <= ?"),
+      dropTombstones: db.prepare("DELETE FROM tus_sessions WHERE state IN ('expired', 'done') AND expires_ms <= ?"),
+    }
+  }
+
+  create(request: TusCreateRequest): TusSession {
+    if (request.maxSize !== null && request.length !== null && request.length > request.maxSize) {
+      throw new ChunkyError('BODY_TOO_LARGE', `this upload link allows at most ${request.maxSize} bytes, not ${request.length}`)
+    }
+    const open = this.q.openOf.get(request.node) as number
+    if (open >= this.limits.maxOpenPerNode) {
+      throw new ChunkyError('BUSY', `node ${request.node} has ${open} unfinished uploads, the most it may: finish or terminate some, or use another node`)
+    }
+    const id = randomBytes(16).toString('hex')
+    const now = this.ctx.clock.now()
+    const created = this.ctx.db.transaction(() => {
+      const uploadId = this.uploads.open(request.name, request.length ?? 0, DEFAULT_CHUNK_SIZE)
+      this.q.insert.run(id, uploadId, request.name, request.length, DEFAULT_CHUNK_SIZE, request.metadata, request.maxSize, request.node, now, now + this.limits.expiryMs, request.node)
+      return this.row(id)
+    })()
+    this.ctx.metrics.tusSessions.inc({event: 'created'})
+    this.ctx.log.info({event: 'tus.created', id, uploadId: created.upload_id, name: request.name, length: request.length, node: request.node}, `tus upload ${id} of ${request.name} created on ${request.node}`)
+    if (request.length === 0) return this.finish(created)
+    return view(created)
+  }
+
+  get(id: string): TusSession {
+    return view(this.open(id, true))
+  }
+
+  /** The node taking a PATCH becomes the holder (a new epoch unless it already was); a deferred length may be set. */
+  claim(id: string, request: TusClaimRequest): TusSession {
+    const row = this.open(id)
+    if (request.length !== undefined) {
+      if (row.length !== null && row.length !== request.length) throw new ChunkyError('BAD_REQUEST', `this upload's length is ${row.length}, it cannot change`)
+      if (request.length < row.offset) throw new ChunkyError('BAD_REQUEST', `Upload-Length ${request.length} is below the bytes already stored (${row.offset})`)
+      if (row.max_size !== null && request.length > row.max_size) throw new ChunkyError('BODY_TOO_LARGE', `this upload link allows at most ${row.max_size} bytes`)
+    }
+    const updated = this.ctx.db.transaction(() => {
+      if (row.holder !== request.node) this.q.setHolder.run(request.node, id)
+      if (request.length !== undefined && row.length === null) {
+        this.q.setLength.run(request.length, id)
+        this.uploads.setSize(row.upload_id, request.length)
+      }
+      return this.row(id)
+    })()
+    if (updated.length === 0) return this.finish(updated)
+    return view(updated)
+  }
+
+  /** A version and targets for the chunk that starts at the offset, planned by uploads.ts as for the CLI. */
+  planChunk(id: string, request: TusChunkRequest): PlannedChunk {
+    const row = this.held(id, request)
+    const start = request.index * row.chunk_size
+    if (start !== row.offset) throw new ChunkyError('OFFSET_MISMATCH', `chunk ${request.index} starts at ${start}, but the upload's durable offset is ${row.offset}`)
+    const end = row.length ?? row.max_size ?? Number.MAX_SAFE_INTEGER
+    if (request.size > row.chunk_size || start + request.size > end) throw new ChunkyError('BAD_REQUEST', `chunk ${request.index} cannot be ${request.size} bytes`)
+    if (request.size < row.chunk_size && start + request.size !== row.length) throw new ChunkyError('BAD_REQUEST', `only the last chunk may be shorter than ${row.chunk_size} bytes`)
+    return this.uploads.planOne(row.upload_id, request, request.node, request.exclude ?? [])
+  }
+
+  /** The chunk is on W nodes: the durable offset moves past it; after the last byte the file is committed. */
+  advance(id: string, request: TusAdvanceRequest): TusSession {
+    const row = this.held(id, request)
+    const start = request.index * row.chunk_size
+    if (start !== row.offset) throw new ChunkyError('OFFSET_MISMATCH', `chunk ${request.index} starts at ${start}, but the upload's durable offset is ${row.offset}`)
+    if (!this.uploads.isDurable(row.upload_id, request.index)) {
+      throw new ChunkyError('NOT_DURABLE', `chunk ${request.index} is not on ${this.ctx.minReplicas} nodes yet: send it again`)
+    }
+    const size = this.uploads.chunkSizeOf(row.upload_id, request.index)
+    this.q.setOffset.run(start + size, id)
+    const updated = this.row(id)
+    if (updated.length !== null && updated.offset >= updated.length) return this.finish(updated)
+    return view(updated)
+  }
+
+  /** Termination: the session is gone (404 from now on), its uploaded chunks garbage. */
+  terminate(id: string): void {
+    const row = this.open(id)
+    this.q.remove.run(id)
+    this.uploads.forget([row.upload_id])
+    this.ctx.metrics.tusSessions.inc({event: 'terminated'})
+    this.ctx.log.info({event: 'tus.terminated', id, name: row.name}, `tus upload ${id} of ${row.name} terminated`)
+  }
+
+  /** Marks sessions past their expiry expired (410 from now on) and forgets their uploads; drops old tombstones. */
+  expire(): number {
+    const now = this.ctx.clock.now()
+    const expiring = this.q.expiring.all(now) as {id: string; upload_id: string}[]
+    this.ctx.db.transaction(() => {
+      for (const {id} of expiring) this.q.setState.run('expired', id)
+      this.q.dropTombstones.run(now - this.limits.expiryMs)
+    })()
+    this.uploads.forget(expiring.map((row) => row.upload_id))
+    if (expiring.length > 0) {
+      this.ctx.metrics.tusSessions.inc({event: 'expired'}, expiring.length)
+      this.ctx.log.info({event: 'tus.expired', count: expiring.length}, `${expiring.length} tus upload${expiring.length === 1 ? '' : 's'} expired unfinished`)
+    }
+    return expiring.length
+  }
+
+  private finish(row: Row): TusSession {
+    this.uploads.commit(row.upload_id) // logged and counted as a CLI commit
+    this.q.setState.run('done', row.id)
+    this.ctx.metrics.tusSessions.inc({event: 'finished'})
+    return view(this.row(row.id))
+  }
+
+  private held(id: string, request: {node: string; epoch: number}): Row {
+    const row = this.open(id)
+    if (row.holder !== request.node || row.epoch !== request.epoch) {
+      throw new ChunkyError('UPLOAD_LOCKED', `tus upload ${id} was taken over by ${row.holder ?? 'another node'}: ask it for the offset (HEAD) again`)
+    }
+    return row
+  }
+
+  private open(id: string, doneToo = false): Row {
+    const row = this.q.get.get(id) as Row | undefined
+    if (!row) throw new ChunkyError('UPLOAD_NOT_FOUND', `no tus upload ${id} (it was terminated, or never existed)`)
+    if (row.state === 'expired' || (row.state === 'open' && row.expires_ms <= this.ctx.clock.now())) {
+      throw new ChunkyError('UPLOAD_EXPIRED', `tus upload ${id} expired at ${new Date(row.expires_ms).toISOString()} unfinished: start a new upload`)
+    }
+    if (row.state === 'done' && !doneToo) throw new ChunkyError('OFFSET_MISMATCH', `tus upload ${id} is complete and committed`)
+    return row
+  }
+
+  private row(id: string): Row {
+    return this.q.get.get(id) as Row
+  }
+}
+
+function view(row: Row): TusSession {
+  return {
+    id: row.id,
+    name: row.name,
+    length: row.length,
+    offset: row.offset,
+    chunkSize: row.chunk_size,
+    metadata: row.metadata,
+    maxSize: row.max_size,
+    expiresAt: new Date(row.expires_ms).toISOString(),
+    holder: row.holder,
+    epoch: row.epoch,
+    state: row.state === 'done' ? 'done' : 'open',
+  }
+}

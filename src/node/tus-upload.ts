@@ -1,0 +1,146 @@
+import {createHash, type Hash} from 'node:crypto'
+import {ChunkyError, type PlannedChunk, type TusSession, type WriteResult} from '../protocol/index.js'
+import {ChainForwarder} from './chain-forward.js'
+import type {NodeContext} from './context.js'
+import {checkGrant, storeAndForward} from './put-chunk.js'
+import type {TusMaster} from './tus-master.js'
+import type {TusTails} from './tus-tails.js'
+
+/** Tries per chunk: a chain that lost a node is re-placed without it (the CLI's re-plan). */
+const CHUNK_TRIES = 3
+
+interface CutChunk {
+  index: number
+  parts: Buffer[]
+  size: number
+  sha256: string
+}
+
+/**
+ * One PATCH's bytes into a tus upload, on the node that holds it: cut into the session's chunks,
+ * each written, as soon as it is whole, here and down its replica chain at the version the master
+ * hands out (the chunk PUT's own code), with at most one chunk in flight while the next fills. What
+ * is left of an incomplete chunk at the end is saved as this node's tail, fsynced.
+ */
+export class TusUpload {
+  private parts: Buffer[] = []
+  private filled = 0
+  private hash: Hash = createHash('sha256')
+  /** Offset of the first byte of `parts`. */
+  private base: number
+  private inFlight: Promise<void> | undefined
+  private failed: unknown
+
+  constructor(
+    private readonly ctx: NodeContext,
+    private readonly master: TusMaster,
+    private readonly tails: TusTails,
+    private session: TusSession,
+    tail: Buffer,
+  ) {
+    this.base = session.offset
+    if (tail.length > 0) this.add(tail)
+  }
+
+  /** The offset reached: bytes taken in so far, durable once finish() resolved. */
+  get offset(): number {
+    return this.base + this.filled
+  }
+
+  /** The session as the master last answered it. */
+  get state(): TusSession {
+    return this.session
+  }
+
+  get committed(): boolean {
+    return this.session.state === 'done'
+  }
+
+  /** Takes bytes in order; refuses (BODY_TOO_LARGE) a byte past the upload's length or its link's limit. */
+  async take(body: AsyncIterable<Buffer>, limit: number): Promise<void> {
+    for await (const buf of body) {
+      if (this.offset + buf.length > limit) throw new ChunkyError('BODY_TOO_LARGE', `this upload ends at byte ${limit}: the PATCH sent more`)
+      let rest = buf
+      while (rest.length > 0) {
+        const room = this.session.chunkSize - this.filled
+        const piece = rest.length <= room ? rest : rest.subarray(0, room)
+        this.add(piece)
+        rest = rest.subarray(piece.length)
+        if (this.filled === this.session.chunkSize) await this.cut()
+      }
+    }
+  }
+
+  /**
+   * Waits for the chunks in flight; ships the last, short chunk once the length is reached (the master
+   * then commits the file); saves the rest as the tail. Throws if a chunk could not be made durable:
+   * the tail on disk is then left as it was, so the offset answered stays a durable one.
+   */
+  async finish(): Promise<void> {
+    const length = this.session.length
+    if (this.filled > 0 && length !== null && this.offset === length) await this.cut()
+    await this.inFlight
+    if (this.failed) throw this.failed
+    if (this.committed || this.filled === 0) await this.tails.drop(this.session.id)
+    else await this.tails.save(this.session.id, this.base, this.session.epoch, this.parts)
+  }
+
+  private add(piece: Buffer): void {
+    this.parts.push(piece)
+    this.hash.update(piece)
+    this.filled += piece.length
+  }
+
+  private async cut(): Promise<void> {
+    const chunk: CutChunk = {index: this.base / this.session.chunkSize, parts: this.parts, size: this.filled, sha256: this.hash.digest('hex')}
+    this.parts = []
+    this.hash = createHash('sha256')
+    this.base += this.filled
+    this.filled = 0
+    await this.inFlight
+    if (this.failed) throw this.failed
+    this.inFlight = this.ship(chunk).catch((err: unknown) => {
+      this.failed = err
+    })
+  }
+
+  private async ship(chunk: CutChunk): Promise<void> {
+    const {id, epoch} = this.session
+    const exclude: string[] = []
+    let lastError: unknown
+    for (let attempt = 0; attempt < CHUNK_TRIES; attempt++) {
+      const planned = await this.master.planChunk(id, {node: this.ctx.id, epoch, index: chunk.index, size: chunk.size, sha256: chunk.sha256, exclude})
+      if (!planned.skip) {
+        const result = await this.write(planned, chunk.parts)
+        for (const failure of result.failed) if (!exclude.includes(failure.node)) exclude.push(failure.node)
+      }
+      try {
+        this.session = await this.master.advance(id, {node: this.ctx.id, epoch, index: chunk.index})
+        return
+      } catch (err) {
+        if ((err as ChunkyError).code !== 'NOT_DURABLE') throw err
+        lastError = err
+      }
+    }
+    throw lastError
+  }
+
+  /** The chunk here and down the chain when this node is first in it (as the master places it), else to the first target. */
+  private async write(planned: PlannedChunk, parts: readonly Buffer[]): Promise<WriteResult> {
+    const [first, ...rest] = planned.targets
+    if (!first) throw new ChunkyError('NO_NODES', 'the master placed the chunk nowhere')
+    if (first.id === this.ctx.id) {
+      const grant = checkGrant(this.ctx, planned.grant, planned.chunkId, planned.version)
+      const result = await storeAndForward(this.ctx, {grantText: planned.grant, grant, chain: rest}, iterate(parts), {gone: () => false, abort: () => {}})
+      return result ?? {stored: [], failed: planned.targets.map((t) => ({node: t.id, error: 'aborted'}))}
+    }
+    const forward = new ChainForwarder({chain: planned.targets, path: `/chunks/${planned.chunkId}/${planned.version}`, grant: planned.grant, size: planned.size, token: this.ctx.token, ca: this.ctx.ca})
+    for (const part of parts) await forward.write(part)
+    forward.end()
+    return forward.result
+  }
+}
+
+async function* iterate(parts: readonly Buffer[]): AsyncGenerator<Buffer> {
+  yield* parts
+}
