@@ -1,4 +1,4 @@
-import {ShareAnswer, type ShareRequest} from '../protocol/index.js'
+import {ShareAnswer, type ShareRequest, type UploadShareRequest} from '../protocol/index.js'
 import {masterUnreachable, credentialRefused, errorFromResponse, networkErrorCode} from './errors.js'
 import {sendForText} from './http.js'
 import {masterApi, normalizeUrl, tlsProblem} from './master-api.js'
@@ -14,6 +14,8 @@ export interface ShareOptions {
   name?: string
   prefix?: string
   expiresInMs: number
+  /** `--upload [--max-size]`: a tus endpoint that uploads `name` instead of a link that plays it. */
+  upload?: {maxSize?: number}
   /** `--node ID|URL`: the node whose address the link carries; else the nearest alive node. */
   node?: string
   zone?: string
@@ -31,11 +33,13 @@ export interface ShareResult {
 
 export async function shareLink(opts: ShareOptions): Promise<ShareResult> {
   const base = normalizeUrl(opts.master)
-  const request: ShareRequest = opts.name !== undefined ? {name: opts.name, expiresInMs: opts.expiresInMs} : {prefix: opts.prefix!, expiresInMs: opts.expiresInMs}
+  const request: ShareRequest | UploadShareRequest = opts.upload
+    ? {name: opts.name!, expiresInMs: opts.expiresInMs, ...(opts.upload.maxSize !== undefined ? {maxSize: opts.upload.maxSize} : {})}
+    : opts.name !== undefined ? {name: opts.name, expiresInMs: opts.expiresInMs} : {prefix: opts.prefix!, expiresInMs: opts.expiresInMs}
   const body = JSON.stringify(request)
   let response
   try {
-    response = await sendForText(new URL('/api/share', base), {
+    response = await sendForText(new URL(opts.upload ? '/api/share/upload' : '/api/share', base), {
       method: 'POST',
       headers: {
         ...(opts.token ? {authorization: `Bearer ${opts.token}`} : {}),

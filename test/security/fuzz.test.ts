@@ -323,7 +323,7 @@ describe(`fuzzing a running cluster (seed ${SEED}; FUZZ_SEED=${SEED} replays it)
     expect((await readdir(join(dir.path, 'master'))).filter((e) => !/^master\.(sqlite(-wal|-shm)?|lock)$/.test(e))).toEqual([])
     for (const id of ['n1', 'n2', 'n3']) {
       const files = await readdir(join(dir.path, id), {recursive: true})
-      const unexpected = files.filter((f) => f !== 'node-id' && f !== 'chunks' && !/^chunks\/[0-9a-f]{2}(\/[0-9a-f]{24}\.\d+\.[0-9a-f]{64}(\.[0-9a-f]+\.tmp|\.blocks(\.\d+\.[0-9a-f]+\.tmp)?)?)?$/.test(f)) // a replica, its block checksums, their temp files
+      const unexpected = files.filter((f) => f !== 'node-id' && f !== 'chunks' && !/^tus(\/[0-9a-f]{32}\.\d+\.\d+)?$/.test(f) && !/^chunks\/[0-9a-f]{2}(\/[0-9a-f]{24}\.\d+\.[0-9a-f]{64}(\.[0-9a-f]+\.tmp|\.blocks(\.\d+\.[0-9a-f]+\.tmp)?)?)?$/.test(f)) // a replica, its block checksums, their temp files
       expect(unexpected).toEqual([])
     }
     await waitFor('no temp file left on any node', async () => {

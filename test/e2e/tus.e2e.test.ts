@@ -1,0 +1,213 @@
+import {execFile} from 'node:child_process'
+import {createHash, randomBytes} from 'node:crypto'
+import {readFile, writeFile} from 'node:fs/promises'
+import {join} from 'node:path'
+import {promisify} from 'node:util'
+import * as tus from 'tus-js-client'
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {deriveCredentials} from '../../src/protocol/index.js'
+import {chunkFilesOnDisk, killAll, runCli, startCluster, TOKEN, waitFor, type Cluster} from './harness.js'
+
+// Issue 13: tus 1.0 on every node, into the chunky write path. Real tus clients (tus-js-client,
+// Debian's tuspy) against a real 3-node cluster (R=3, W=2).
+const MiB = 1024 * 1024
+const CHUNK = 10 * MiB
+const {rw, ro} = deriveCredentials(TOKEN)
+const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex')
+
+let cluster: Cluster
+const node = (id: string) => cluster.nodes.get(id)!.url
+
+beforeAll(async () => {
+  cluster = await startCluster({nodes: 3, replicas: 3})
+})
+
+afterAll(async () => {
+  await cluster?.close()
+  await killAll()
+})
+
+/** tus-js-client from Node; resolves with the upload URL once onSuccess fired. */
+function tusUpload(data: Buffer, opts: Partial<tus.UploadOptions>): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const upload: tus.Upload = new tus.Upload(data, {
+      headers: {authorization: `Bearer ${rw}`},
+      retryDelays: [],
+      ...opts,
+      onError: reject,
+      onSuccess: () => resolve(upload.url!),
+    })
+    upload.start()
+  })
+}
+
+async function downloaded(name: string): Promise<Buffer> {
+  const output = join(cluster.dir, `${name.replaceAll('/', '_')}.copy`)
+  const result = await runCli(['download', name, '-o', output], cluster.env)
+  expect(result.code, result.stderr).toBe(0)
+  return readFile(output)
+}
+
+/** One raw tus request (the protocol's own statuses are what is checked). */
+function tusRequest(url: string, method: string, headers: Record<string, string> = {}, body?: Buffer): Promise<Response> {
+  return fetch(url, {method, headers: {'tus-resumable': '1.0.0', ...headers}, body})
+}
+
+async function createRaw(length: number, name: string, auth = `Bearer ${rw}`, base = `${node('n1')}/tus/`): Promise<Response> {
+  return tusRequest(base, 'POST', {authorization: auth, 'upload-length': String(length), 'upload-metadata': `name ${Buffer.from(name).toString('base64')}`})
+}
+
+describe('tus uploads', () => {
+  it('tus-js-client uploads 50 MiB with metadata: committed, downloads byte-identical, R replicas at version 1; again: same versions', async () => {
+    const data = randomBytes(50 * MiB + 4321)
+    const url = await tusUpload(data, {endpoint: `${node('n1')}/tus/`, metadata: {name: 'tus/fifty.bin', filetype: 'application/octet-stream'}})
+    expect(url).toMatch(new RegExp(`^${node('n1')}/tus/[0-9a-f]{32}$`))
+    expect(sha256(await downloaded('tus/fifty.bin'))).toBe(sha256(data))
+    const [file] = (await cluster.status('tus/fifty.bin')).files
+    expect(file!.size).toBe(data.length)
+    expect(file!.chunks).toHaveLength(6)
+    for (const chunk of file!.chunks) {
+      expect(chunk.version).toBe(1)
+      expect(chunk.replicas.filter((r) => r.state === 'fresh' && r.version === 1)).toHaveLength(3)
+    }
+    // HEAD of the finished upload, on another node
+    const head = await tusRequest(url.replace(node('n1'), node('n2')), 'HEAD', {authorization: `Bearer ${rw}`})
+    expect(head.status).toBe(200)
+    expect(head.headers.get('upload-offset')).toBe(String(data.length))
+
+    // The same bytes again, in 4 MiB PATCHes through another node: unchanged chunks keep their version.
+    await tusUpload(data, {endpoint: `${node('n2')}/tus/`, chunkSize: 4 * MiB, metadata: {filename: 'tus/fifty.bin'}})
+    const [again] = (await cluster.status('tus/fifty.bin')).files
+    expect(again!.chunks.map((c) => [c.id, c.version])).toEqual(file!.chunks.map((c) => [c.id, c.version]))
+  })
+
+  it("Debian's python3-tuspy uploads with sha1 checksums in 3 MiB PATCHes", async () => {
+    const data = randomBytes(23 * MiB + 17)
+    const path = join(cluster.dir, 'tuspy.bin')
+    await writeFile(path, data)
+    const script = [
+      'import sys',
+      'from tusclient import client',
+      'c = client.TusClient(sys.argv[1], headers={"Authorization": "Bearer " + sys.argv[2]})',
+      'u = c.uploader(sys.argv[3], chunk_size=3 * 1024 * 1024, metadata={"name": "tus/tuspy.bin"}, upload_checksum=True)',
+      'assert u.checksum_algorithm_name == "sha1", u.checksum_algorithm_name',
+      'u.upload()',
+      'print(u.url)',
+    ].join('\n')
+    const {stdout} = await promisify(execFile)('/usr/bin/python3', ['-c', script, `${node('n3')}/tus/`, rw, path], {timeout: 120_000})
+    expect(stdout.trim()).toMatch(new RegExp(`^${node('n3')}/tus/[0-9a-f]{32}$`))
+    expect(sha256(await downloaded('tus/tuspy.bin'))).toBe(sha256(data))
+  })
+
+  it('refuses what it must: 412, 401, 403, 460 with the offset unchanged, 409, 413, termination 204 then 404', async () => {
+    expect((await fetch(`${node('n1')}/tus/`, {method: 'POST', headers: {authorization: `Bearer ${rw}`, 'upload-length': '5'}})).status).toBe(412)
+    expect((await createRaw(5, 'tus/x.bin', '')).status).toBe(401)
+    expect((await createRaw(5, 'tus/x.bin', 'Bearer rw-0000')).status).toBe(401)
+    expect((await createRaw(5, 'tus/x.bin', `Bearer ${ro}`)).status).toBe(403)
+    expect((await createRaw(5, 'tus/../x.bin')).status).toBe(400)
+
+    const created = await createRaw(3 * MiB, 'tus/refusals.bin')
+    expect(created.status).toBe(201)
+    const url = created.headers.get('location')!
+    expect(created.headers.get('upload-expires')).toBeTruthy()
+    const auth = {authorization: `Bearer ${rw}`, 'content-type': 'application/offset+octet-stream'}
+    const piece = randomBytes(MiB)
+    const ok = await tusRequest(url, 'PATCH', {...auth, 'upload-offset': '0', 'upload-checksum': `sha256 ${createHash('sha256').update(piece).digest('base64')}`}, piece)
+    expect(ok.status).toBe(204)
+    expect(ok.headers.get('upload-offset')).toBe(String(MiB))
+    const wrong = await tusRequest(url, 'PATCH', {...auth, 'upload-offset': String(MiB), 'upload-checksum': `sha1 ${createHash('sha1').update('other').digest('base64')}`}, piece)
+    expect(wrong.status).toBe(460)
+    expect((await tusRequest(url, 'HEAD', {authorization: `Bearer ${rw}`})).headers.get('upload-offset')).toBe(String(MiB))
+    expect((await tusRequest(url, 'PATCH', {...auth, 'upload-offset': '0'}, piece)).status).toBe(409)
+    expect((await tusRequest(url, 'PATCH', {...auth, 'upload-offset': String(MiB)}, randomBytes(2 * MiB + 1))).status).toBe(413)
+    expect((await tusRequest(url, 'PATCH', {authorization: `Bearer ${rw}`, 'upload-offset': String(MiB)}, piece)).status).toBe(415)
+
+    expect((await tusRequest(url, 'DELETE', {authorization: `Bearer ${rw}`})).status).toBe(204)
+    expect((await tusRequest(url, 'HEAD', {authorization: `Bearer ${rw}`})).status).toBe(404)
+    expect((await tusRequest(url.replace(node('n1'), node('n2')), 'HEAD', {authorization: `Bearer ${rw}`})).status).toBe(404)
+  })
+
+  it('a signed upload link uploads its name without a credential and refuses another name or a larger size', async () => {
+    const share = await runCli(['share', '--upload', 'tus/linked.bin', '--max-size', '2MiB', '--node', 'n2', '--json'], cluster.env)
+    expect(share.code, share.stderr).toBe(0)
+    const link = JSON.parse(share.stdout) as {url: string; expiresAt: string}
+    expect(link.url).toMatch(new RegExp(`^${node('n2')}/tus/u/[^/]+/$`))
+    expect(Date.parse(link.expiresAt) - Date.now()).toBeLessThanOrEqual(3600_000 + 5000)
+    expect((await createRaw(MiB, 'tus/other.bin', '', link.url)).status).toBe(403)
+    expect((await createRaw(3 * MiB, 'tus/linked.bin', '', link.url)).status).toBe(413)
+    const forged = link.url.replace(/\.([^./]+)\/$/, '.AAAA$1/')
+    expect((await createRaw(MiB, 'tus/linked.bin', '', forged)).status).toBe(403)
+
+    const data = randomBytes(2 * MiB)
+    const url = await tusUpload(data, {endpoint: link.url.replace(node('n2'), node('n3')), headers: {}, metadata: {name: 'tus/linked.bin'}})
+    expect(url.startsWith(`${node('n3')}/tus/u/`)).toBe(true)
+    expect(sha256(await downloaded('tus/linked.bin'))).toBe(sha256(data))
+  })
+
+  it('resumes at the same path on another node after kill -9 of the entry node, from no more than was durable on W nodes', async () => {
+    const data = randomBytes(45 * MiB)
+    const held = async (id: string) => (await chunkFilesOnDisk(cluster.nodeDirs.get(id)!)).length
+    const before = {n2: await held('n2'), n3: await held('n3')}
+    let acked = 0
+    let uploadUrl = ''
+    const first = new tus.Upload(data, {
+      endpoint: `${node('n1')}/tus/`,
+      headers: {authorization: `Bearer ${rw}`},
+      chunkSize: 3 * MiB,
+      retryDelays: [],
+      metadata: {name: 'tus/resumed.bin'},
+      onUploadUrlAvailable: () => void (uploadUrl = first.url!),
+      onChunkComplete: (_size, accepted) => void (acked = accepted),
+      onError: () => {},
+    })
+    first.start()
+    await waitFor('the entry node took 25 MiB', async () => acked >= 25 * MiB, 60_000)
+    await cluster.nodes.get('n1')!.kill9()
+    first.abort().catch(() => {})
+    const ackedByEntry = acked
+
+    const resumeAt = uploadUrl.replace(node('n1'), node('n2'))
+    const head = await tusRequest(resumeAt, 'HEAD', {authorization: `Bearer ${rw}`})
+    expect(head.status).toBe(200)
+    const offset = Number(head.headers.get('upload-offset'))
+    expect(offset % CHUNK).toBe(0) // whole chunks only: the entry node's tail died with it
+    expect(offset).toBeGreaterThanOrEqual(2 * CHUNK)
+    expect(offset).toBeLessThanOrEqual(ackedByEntry)
+    // every byte below the offset is on both survivors (W = 2)
+    for (const id of ['n2', 'n3'] as const) expect(await held(id)).toBeGreaterThanOrEqual(before[id] + offset / CHUNK)
+
+    let resumedFrom = -1
+    await new Promise<void>((resolve, reject) => {
+      const second = new tus.Upload(data, {
+        uploadUrl: resumeAt, // no endpoint: a failed resume must fail, not start over from 0
+        headers: {authorization: `Bearer ${rw}`},
+        chunkSize: 8 * MiB,
+        retryDelays: [],
+        onProgress: (sent) => void (resumedFrom < 0 && (resumedFrom = sent)),
+        onError: reject,
+        onSuccess: () => resolve(),
+      })
+      second.start()
+    })
+    expect(resumedFrom).toBeGreaterThanOrEqual(offset) // its progress counts from the offset on: it did not start at 0
+    expect(resumedFrom).toBeLessThanOrEqual(offset + 8 * MiB)
+    expect(sha256(await downloaded('tus/resumed.bin'))).toBe(sha256(data))
+  })
+})
+
+describe('tus expiry', () => {
+  it('an unfinished upload answers 410 after --upload-expiry, on every node', async () => {
+    const small = await startCluster({nodes: 1, replicas: 1, masterArgs: ['--upload-expiry', '1s']})
+    try {
+      const n1 = small.nodes.get('n1')!.url
+      const created = await tusRequest(`${n1}/tus/`, 'POST', {authorization: `Bearer ${rw}`, 'upload-length': '100', 'upload-metadata': `name ${Buffer.from('late.bin').toString('base64')}`})
+      expect(created.status).toBe(201)
+      const url = created.headers.get('location')!
+      await waitFor('the upload expired', async () => (await tusRequest(url, 'HEAD', {authorization: `Bearer ${rw}`})).status === 410, 10_000)
+      const late = await tusRequest(url, 'PATCH', {authorization: `Bearer ${rw}`, 'content-type': 'application/offset+octet-stream', 'upload-offset': '0'}, randomBytes(100))
+      expect(late.status).toBe(410)
+    } finally {
+      await small.close()
+    }
+  })
+})
