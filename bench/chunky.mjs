@@ -123,7 +123,8 @@ export async function reuploadRuns(cluster, file, name, runs) {
  * status showing every chunk at R fresh replicas again. Also timed: from the kill.
  */
 export async function repairRun(work, file, size, i) {
-  const cluster = await startCluster(work, `repair-${i}`, {replicas: 2, minReplicas: 2, nodeCount: 2})
+  // --no-rebalance: n3 joins empty just before the kill, and moves filling it would compete with the repair measured here
+  const cluster = await startCluster(work, `repair-${i}`, {replicas: 2, minReplicas: 2, nodeCount: 2, masterArgs: ['--no-rebalance']})
   try {
     const name = 'bench/repair.bin'
     await cluster.cli(['upload', file, '--name', name])

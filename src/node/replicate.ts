@@ -9,7 +9,7 @@ type Failure = {chunkId: string; version: number; error: string}
 
 export const REPLICATE_TIMEOUT_MS = 120_000
 /** Entries of one transfer being written, fsynced or acked at once (memory stays bounded: each streams to disk). */
-export const REPLICATE_IN_FLIGHT = 3
+export const REPLICATE_IN_FLIGHT = 8
 
 /**
  * Carries out a `replicate` command (issue 3 repair): pull the replicas from the source in one tar

@@ -1,9 +1,12 @@
-import {open, rename, rm} from 'node:fs/promises'
+import {open, rm, writeFile} from 'node:fs/promises'
+import {dirname} from 'node:path'
 import {crc32} from 'node:zlib'
+import {commitFiles} from '../util/fs.js'
 
 // Per-block checksums of a replica, as the Google File System kept them: a CRC-32 for every 64 KiB
-// block, computed while the chunk streams in (upload, chain forward and repair all go through
-// FileChunkStore.write) and kept beside it in `<replica file>.blocks`. A ranged read checks only the
+// block, computed as each chunk is written (upload, chain forward and repair all go through
+// FileChunkStore.write, which takes them with the SHA-256 in file-hash.ts) and kept beside it in
+// `<replica file>.blocks`. A ranged read checks only the
 // blocks it touches, so it never passes on rotten bytes and never reads the whole chunk to prove it.
 // The chunk's SHA-256 (in its file name) stays the end-to-end check of whole chunks.
 //
@@ -39,13 +42,6 @@ export class BlockHasher {
         this.current = 0
         this.filled = 0
       }
-    }
-  }
-
-  async *pass(body: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
-    for await (const buf of body) {
-      this.update(buf)
-      yield buf
     }
   }
 
@@ -87,22 +83,27 @@ export function decodeSidecar(data: Buffer, size: number): Uint32Array | undefin
   return sums
 }
 
-/** Writes `<path>` via a temp file, fsynced and renamed; the caller fsyncs the directory (with the chunk's rename). */
+/** Writes `<path>` via a temp file, fsynced, renamed and its directory fsynced (a rewrite of a lost or torn sidecar). */
 export async function writeSidecar(path: string, sums: Uint32Array): Promise<void> {
-  const tmp = `${path}.${process.pid}.${Math.random().toString(16).slice(2, 10)}.tmp`
+  const tmp = await writeSidecarTemp(path, sums)
   try {
-    const handle = await open(tmp, 'wx')
-    try {
-      await handle.writeFile(encodeSidecar(sums))
-      await handle.sync()
-    } finally {
-      await handle.close()
-    }
-    await rename(tmp, path)
+    await commitFiles(dirname(path), [{tmp, final: path}])
   } catch (err) {
     await rm(tmp, {force: true})
     throw err
   }
+}
+
+/** Writes the sidecar of `<path>` to a new temp file beside it, not yet fsynced; returns the temp file's path. */
+export async function writeSidecarTemp(path: string, sums: Uint32Array): Promise<string> {
+  const tmp = `${path}.${process.pid}.${Math.random().toString(16).slice(2, 10)}.tmp`
+  try {
+    await writeFile(tmp, encodeSidecar(sums), {flag: 'wx'})
+  } catch (err) {
+    await rm(tmp, {force: true})
+    throw err
+  }
+  return tmp
 }
 
 export async function readSidecar(path: string, size: number): Promise<Uint32Array | undefined> {

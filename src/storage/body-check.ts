@@ -11,13 +11,19 @@ export function checkReplica(replica: ReplicaInfo): ReplicaInfo {
 
 /**
  * Counts and hashes a body in one pass as it streams through `pass()`, refusing a byte more than the
- * declared size at once; `finish()` then refuses a short body or another SHA-256.
+ * declared size at once; `finish()` then refuses a short body or another SHA-256. With `hash: false`
+ * it only counts, and `finish(digest)` judges a digest taken elsewhere (file-hash.ts).
  */
 export class BodyCheck {
-  private readonly hash = createHash('sha256')
+  private readonly hash
   private seen = 0
 
-  constructor(private readonly expected: {size: number; sha256: string}) {}
+  constructor(
+    private readonly expected: {size: number; sha256: string},
+    {hash = true}: {hash?: boolean} = {},
+  ) {
+    this.hash = hash ? createHash('sha256') : undefined
+  }
 
   async *pass(body: ChunkBody): AsyncGenerator<Buffer> {
     for await (const piece of body) {
@@ -26,16 +32,24 @@ export class BodyCheck {
       if (this.seen > this.expected.size) {
         throw new ChunkyError('CHUNK_TOO_LARGE', `body is longer than the declared ${this.expected.size} bytes`)
       }
-      this.hash.update(buf)
+      this.hash?.update(buf)
       yield buf
     }
   }
 
-  finish(): void {
+  /** Refuses a body shorter than declared (a longer one was refused as it streamed). */
+  finishLength(): void {
     if (this.seen !== this.expected.size) {
       throw new ChunkyError('LENGTH_MISMATCH', `expected ${this.expected.size} bytes, got ${this.seen}`)
     }
-    const got = this.hash.digest('hex')
+  }
+
+  finish(digest?: {size: number; sha256: string}): void {
+    this.finishLength()
+    if (digest && digest.size !== this.seen) {
+      throw new ChunkyError('LENGTH_MISMATCH', `expected ${this.expected.size} bytes, the file holds ${digest.size}`)
+    }
+    const got = digest?.sha256 ?? this.hash?.digest('hex')
     if (got !== this.expected.sha256) {
       throw new ChunkyError('CHECKSUM_MISMATCH', `SHA-256 mismatch: expected ${this.expected.sha256}, got ${got}`)
     }

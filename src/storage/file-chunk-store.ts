@@ -4,10 +4,11 @@ import {type FileHandle, mkdir, open, readdir, rm, stat, statfs, unlink} from 'n
 import {join} from 'node:path'
 import {pipeline} from 'node:stream/promises'
 import type {ReplicaInfo} from '../protocol/index.js'
-import {commitFile, fsyncDir} from '../util/fs.js'
+import {commitFiles, fsyncDir} from '../util/fs.js'
 import type {Logger} from '../util/log.js'
-import {BlockHasher, SIDECAR_SUFFIX, writeSidecar} from './block-checksums.js'
+import {SIDECAR_SUFFIX, writeSidecarTemp} from './block-checksums.js'
 import {BodyCheck, checkReplica} from './body-check.js'
+import {digestFile} from './file-hash.js'
 import {type ChunkBody, type ChunkStore, notFound, type OpenedReplica, replicaKey, type StoreUsage} from './chunk-store.js'
 import {type RangeReader, type RangeReadOptions, readVerifiedRange} from './ranged-read.js'
 import {parseReplicaFileName, prefixDir, replicaFileName} from './replica-names.js'
@@ -89,15 +90,19 @@ export class FileChunkStore implements ChunkStore, RangeReader {
     if ((await mkdir(sub, {recursive: true})) !== undefined) await fsyncDir(this.dir) // a new prefix dir must survive a crash too
     const final = this.pathOf(wanted)
     const tmp = `${final}.${randomBytes(6).toString('hex')}.tmp`
-    const check = new BodyCheck(wanted)
-    const blocks = new BlockHasher() // per-block checksums for ranged reads (block-checksums.ts), in the same pass
+    const check = new BodyCheck(wanted, {hash: false}) // counts as it streams; the hashes come from the file itself
+    let sidecarTmp: string | undefined
     try {
-      await writeBatched(tmp, blocks.pass(check.pass(body)))
-      check.finish()
-      await writeSidecar(final + SIDECAR_SUFFIX, blocks.finish()) // fsynced and named before the chunk is
-      await commitFile(tmp, final) // its directory fsync makes both names durable
+      await writeBatched(tmp, check.pass(body))
+      check.finishLength() // a short body fails before anything is hashed
+      const digest = await digestFile(tmp) // SHA-256 and per-block checksums (ranged reads), off the main thread
+      check.finish(digest)
+      sidecarTmp = await writeSidecarTemp(final + SIDECAR_SUFFIX, digest.blockSums)
+      // both fsynced at once; the sidecar is named before the chunk is; one directory fsync makes both names durable
+      await commitFiles(sub, [{tmp: sidecarTmp, final: final + SIDECAR_SUFFIX}, {tmp, final}])
     } catch (err) {
       await rm(tmp, {force: true}) // a failed write leaves nothing behind
+      if (sidecarTmp) await rm(sidecarTmp, {force: true})
       if (this.index.get(replicaKey(wanted.chunkId, wanted.version))?.sha256 !== wanted.sha256) await rm(final + SIDECAR_SUFFIX, {force: true}) // unless it belongs to the very replica already held
       throw err
     }
@@ -124,7 +129,7 @@ export class FileChunkStore implements ChunkStore, RangeReader {
       throw err
     }
     const {size} = await handle.stat() // what is really there: a truncated file must not promise more
-    return {size, sha256: replica.sha256, stream: handle.createReadStream()}
+    return {size, sha256: replica.sha256, stream: handle.createReadStream({highWaterMark: READ_PIECE_BYTES})}
   }
 
   has(chunkId: string, version: number): boolean {
@@ -161,7 +166,7 @@ export class FileChunkStore implements ChunkStore, RangeReader {
     const replica = this.mustGet(chunkId, version)
     const check = new BodyCheck(replica)
     try {
-      await pipeline(check.pass(createReadStream(this.pathOf(replica))), async (source: AsyncIterable<Buffer>) => {
+      await pipeline(check.pass(createReadStream(this.pathOf(replica), {highWaterMark: READ_PIECE_BYTES})), async (source: AsyncIterable<Buffer>) => {
         for await (const _ of source); // the hash is taken on the way through
       })
       check.finish()
@@ -185,6 +190,13 @@ export class FileChunkStore implements ChunkStore, RangeReader {
     return replica
   }
 }
+
+/**
+ * Whole-replica reads (GET /chunks, /transfer, verify) in pieces of this size: with the default 64 KiB,
+ * the per-piece work of the file read, the tar entry and the HTTP chunk framing cost the source more
+ * CPU than the bytes themselves.
+ */
+export const READ_PIECE_BYTES = 1024 * 1024
 
 /** Bytes gathered before one write call: a socket hands over 16-64 KiB at a time. */
 export const WRITE_BATCH_BYTES = 1024 * 1024

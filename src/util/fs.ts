@@ -3,14 +3,27 @@ import {dirname} from 'node:path'
 
 /** fsync the data, rename it into place, fsync the directory: the name appears only with all its bytes. */
 export async function commitFile(tmp: string, final: string): Promise<void> {
-  const file = await open(tmp, 'r+')
+  await commitFiles(dirname(final), [{tmp, final}])
+}
+
+/**
+ * commitFile for several files of one directory: every file's data is fsynced at once (concurrent
+ * fsyncs share the file system's journal commits, where one after the other each waits for its own),
+ * then each is renamed in the order given, then the directory is fsynced once for all the names.
+ */
+export async function commitFiles(dir: string, files: readonly {tmp: string; final: string}[]): Promise<void> {
+  await Promise.all(files.map(({tmp}) => fsyncFile(tmp))) // the data reaches the disk before any name does
+  for (const {tmp, final} of files) await rename(tmp, final)
+  await fsyncDir(dir) // and the renames themselves survive a crash
+}
+
+async function fsyncFile(path: string): Promise<void> {
+  const file = await open(path, 'r+')
   try {
-    await file.sync() // the data reaches the disk before the name does
+    await file.sync()
   } finally {
     await file.close()
   }
-  await rename(tmp, final)
-  await fsyncDir(dirname(final)) // and the rename itself survives a crash
 }
 
 export async function fsyncDir(dir: string): Promise<void> {
