@@ -7,7 +7,7 @@ import {MiB, peakRssMiB, round, run, sha256File, startProcess, timeRuns, waitFor
 
 const ROOT = resolve(import.meta.dirname, '..')
 const BIN = join(ROOT, 'bin/run.js')
-const TOKEN = 'bench-cluster-token-0123456789abcdef'
+export const TOKEN = 'bench-cluster-token-0123456789abcdef'
 const TIME = existsSync('/usr/bin/time') ? '/usr/bin/time' : undefined
 
 /** Extra node flags for every chunky process (bench/profile.mjs sets --cpu-prof this way). */

@@ -93,7 +93,8 @@ export async function curlGetFloor(url, work, runs, fsync = false) {
   )
 }
 
-export async function tusNeighbour(work, file, size, runs) {
+/** `chunkSize` Infinity: tus-js-client's default, one PATCH for the whole file (it reads the file by path). */
+export async function tusNeighbour(work, file, size, runs, chunkSize = CHUNK) {
   const {Upload} = await import('tus-js-client')
   const dir = join(work, 'tus')
   await mkdir(dir, {recursive: true})
@@ -106,7 +107,7 @@ export async function tusNeighbour(work, file, size, runs) {
         await new Promise((resolve, reject) => {
           const upload = new Upload(createReadStream(file, {highWaterMark: MiB}), {
             endpoint: `${url}/files`,
-            chunkSize: CHUNK,
+            chunkSize,
             uploadSize: size,
             retryDelays: [],
             metadata: {filename: 'bench.bin'},

@@ -17,6 +17,10 @@ export function targets(results) {
     ratio('chunkyR1Inner', 'barePut') !== undefined ? `without process start-up: ${ratio('chunkyR1Inner', 'barePut')} ×` : undefined)
   const r1Tus = ratio('chunkyR1', 'tus')
   add('upload R=1 ≤ 0.6 × tus+sync', r1Tus === undefined ? 'n/a' : `${r1Tus} ×`, check(r1Tus, (x) => x <= 0.6))
+  const viaTus = ratio('chunkyTus', 'tus')
+  const viaTusOnePatch = ratio('chunkyTusOnePatch', 'tusOnePatch')
+  add('tus-js-client into chunky R=1 ≤ 1.0 × tus-js-client into @tus/server FileStore + sync', viaTus === undefined ? 'n/a' : `${viaTus} ×`, check(viaTus, (x) => x <= 1.0),
+    viaTusOnePatch !== undefined ? `one PATCH for the whole file on both sides (tus-js-client's default): ${viaTusOnePatch} ×` : undefined)
   const r3 = ratio('chunkyR3', 'chunkyR1')
   add('upload R=3 ≤ 2.5 × chunky R=1', r3 === undefined ? 'n/a' : `${r3} ×`, check(r3, (x) => x <= 2.5))
   const down = ratio('chunkyDownload', 'curlGet')

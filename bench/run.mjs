@@ -12,6 +12,7 @@ import {downloadRuns, reuploadRuns, repairRun, startCluster, uploadRuns} from '.
 import {MiB, median, round, run, sha256File, stopAll, summarize} from './lib.mjs'
 import * as n from './neighbours.mjs'
 import {renderMarkdown, targets} from './report.mjs'
+import {tusIntoChunky} from './tus-chunky.mjs'
 
 const ROOT = resolve(import.meta.dirname, '..')
 const {values: args} = parseArgs({
@@ -21,7 +22,7 @@ const {values: args} = parseArgs({
     'size-mib': {type: 'string'},
     'scale-chunks': {type: 'string'},
     'skip-scale': {type: 'boolean', default: false},
-    only: {type: 'string'}, // comma-separated step keys (sha256,dd,…,chunkyR1,chunkyR3,repair,masterScale): a partial run
+    only: {type: 'string'}, // comma-separated step keys (sha256,dd,…,chunkyR1,chunkyR3,chunkyTus,tusOnePatch,chunkyTusOnePatch,repair,masterScale): a partial run
   },
 })
 const runs = Number(args.runs ?? (args.quick ? 2 : 5))
@@ -141,6 +142,12 @@ try {
       await cluster.close()
     }
   })
+  await step('chunkyTus', 'chunky through tus', async () =>
+    record('chunkyTus', 'tus (`tus-js-client` → chunky node `/tus/`, R=1, 10 MiB PATCHes; durable, committed)', await tusIntoChunky(work, file, size, runs)))
+  await step('tusOnePatch', 'tus, one PATCH', async () =>
+    record('tusOnePatch', 'tus, one PATCH for the whole file (tus-js-client\'s default) → `@tus/server` FileStore, then sync', await n.tusNeighbour(work, file, size, runs, Infinity)))
+  await step('chunkyTusOnePatch', 'chunky through tus, one PATCH', async () =>
+    record('chunkyTusOnePatch', 'tus, one PATCH for the whole file → chunky node `/tus/`, R=1', await tusIntoChunky(work, file, size, runs, Infinity)))
   await step('repair', 'repair', async () => {
     const repairs = []
     for (let i = 0; i < Math.min(runs, 3); i++) {

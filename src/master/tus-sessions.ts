@@ -10,6 +10,7 @@ import {
   type TusSession,
 } from '../protocol/index.js'
 import type {MasterContext} from './context.js'
+import {relaxedDurability} from './db.js'
 import type {Uploads} from './uploads.js'
 
 // The one owner of the tus_sessions table: a tus upload's state, kept in the master so every node
@@ -124,7 +125,9 @@ export class TusSessions {
       throw new ChunkyError('NOT_DURABLE', `chunk ${request.index} is not on ${this.ctx.minReplicas} nodes yet: send it again`)
     }
     const size = this.uploads.chunkSizeOf(row.upload_id, request.index)
-    this.q.setOffset.run(start + size, id)
+    // Not fsynced on its own (the next planned version's commit fsyncs it): an offset lost to a power
+    // cut is only lower, and the client sends that chunk again, which keeps its planned version.
+    relaxedDurability(this.ctx.db, () => this.q.setOffset.run(start + size, id))
     const updated = this.row(id)
     if (updated.length !== null && updated.offset >= updated.length) return this.finish(updated)
     return view(updated)

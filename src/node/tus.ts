@@ -210,7 +210,15 @@ async function spoolChecked(req: IncomingMessage, spool: string, checksum: {algo
 
 /** The session if this scope may see it: a signed link only its own name. */
 async function sessionIn(tus: TusContext, id: string, scope: Scope): Promise<TusSession> {
-  const session = await tus.master.get(id)
+  let session: TusSession
+  try {
+    session = await tus.master.get(id)
+  } catch (err) {
+    const code = (err as ChunkyError).code
+    if (code === 'UPLOAD_NOT_FOUND' || code === 'UPLOAD_EXPIRED') await tus.tails.drop(id) // a tail of an upload gone for good
+    throw err
+  }
+  if (session.state === 'done' && !tus.busy.has(id)) await tus.tails.drop(id)
   if (scope.kind === 'link' && scope.link.u !== session.name) throw new ChunkyError('FORBIDDEN', `this upload link is for ${scope.link.u}, not this upload`)
   return session
 }

@@ -1,0 +1,73 @@
+import {afterEach, describe, expect, it} from 'vitest'
+import {ReplicaRecords} from '../../src/master/replicas.js'
+import {TusSessions} from '../../src/master/tus-sessions.js'
+import {Uploads} from '../../src/master/uploads.js'
+import {DEFAULT_CHUNK_SIZE, type PlannedChunk} from '../../src/protocol/index.js'
+import {testContext} from './helpers.js'
+
+// The master's half of tus (tus-sessions.ts): the durable offset moves only past chunks on W nodes,
+// the last chunk commits like a CLI upload, and expiry and termination forget the session.
+const cleanups: (() => Promise<void>)[] = []
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0)) await cleanup()
+})
+
+async function setup(expiryMs = 60_000) {
+  const s = await testContext({replicas: 3, minReplicas: 2})
+  cleanups.push(s.cleanup)
+  for (const [id, zone] of [['n1', 'a'], ['n2', 'b'], ['n3', 'c']] as const) s.addNode(id, zone)
+  const uploads = new Uploads(s.ctx)
+  return {...s, uploads, records: new ReplicaRecords(s.ctx), tus: new TusSessions(s.ctx, uploads, {expiryMs, maxOpenPerNode: 2})}
+}
+
+const sha = (c: string) => c.repeat(64)
+
+describe('tus sessions in the master', () => {
+  it('advances only past chunks stored on W nodes, and commits on the last byte', async () => {
+    const s = await setup()
+    const length = DEFAULT_CHUNK_SIZE + 5
+    const session = s.tus.create({name: 'up/a.bin', length, metadata: '', maxSize: null, node: 'n1'})
+    expect(session).toMatchObject({offset: 0, holder: 'n1', state: 'open'})
+    const store = (chunk: PlannedChunk, nodes: string[]) => {
+      for (const node of nodes) s.records.stored(node, 'L1', {chunkId: chunk.chunkId, version: chunk.version, size: chunk.size, sha256: chunk.sha256})
+    }
+    const first = s.tus.planChunk(session.id, {node: 'n1', epoch: session.epoch, index: 0, size: DEFAULT_CHUNK_SIZE, sha256: sha('a')})
+    expect(first.targets[0]!.id).toBe('n1')
+    store(first, ['n1'])
+    expect(() => s.tus.advance(session.id, {node: 'n1', epoch: session.epoch, index: 0})).toThrow(/not on 2 nodes/)
+    expect(s.tus.get(session.id).offset).toBe(0)
+    store(first, ['n2'])
+    expect(s.tus.advance(session.id, {node: 'n1', epoch: session.epoch, index: 0}).offset).toBe(DEFAULT_CHUNK_SIZE)
+
+    // another node takes over: the old holder's epoch can no longer plan or advance
+    const taken = s.tus.claim(session.id, {node: 'n2'})
+    expect(taken.epoch).toBe(session.epoch + 1)
+    expect(() => s.tus.planChunk(session.id, {node: 'n1', epoch: session.epoch, index: 1, size: 5, sha256: sha('b')})).toThrow(/taken over/)
+    expect(() => s.tus.planChunk(session.id, {node: 'n2', epoch: taken.epoch, index: 1, size: 4, sha256: sha('b')})).toThrow(/only the last chunk/)
+    const last = s.tus.planChunk(session.id, {node: 'n2', epoch: taken.epoch, index: 1, size: 5, sha256: sha('b')})
+    store(last, ['n2', 'n3'])
+    expect(s.tus.advance(session.id, {node: 'n2', epoch: taken.epoch, index: 1})).toMatchObject({offset: length, state: 'done'})
+    expect(s.db.prepare('SELECT size, chunk_count FROM files WHERE name = ?').get('up/a.bin')).toEqual({size: length, chunk_count: 2})
+  })
+
+  it('expires an unfinished session (410 from then on) and refuses more open sessions than the cap', async () => {
+    const s = await setup(1000)
+    const a = s.tus.create({name: 'up/a.bin', length: 10, metadata: '', maxSize: null, node: 'n1'})
+    s.tus.create({name: 'up/b.bin', length: 10, metadata: '', maxSize: null, node: 'n1'})
+    expect(() => s.tus.create({name: 'up/c.bin', length: 10, metadata: '', maxSize: null, node: 'n1'})).toThrow(/unfinished uploads/)
+    s.clock.t += 1001
+    expect(() => s.tus.get(a.id)).toThrow(expect.objectContaining({code: 'UPLOAD_EXPIRED'}))
+    expect(s.tus.expire()).toBe(2)
+    expect(() => s.tus.get(a.id)).toThrow(expect.objectContaining({code: 'UPLOAD_EXPIRED'}))
+    s.tus.create({name: 'up/c.bin', length: 10, metadata: '', maxSize: null, node: 'n1'}) // room again
+  })
+
+  it('refuses a length over the upload link limit, and forgets a terminated session (404)', async () => {
+    const s = await setup()
+    expect(() => s.tus.create({name: 'up/a.bin', length: 11, metadata: '', maxSize: 10, node: 'n1'})).toThrow(/at most 10 bytes/)
+    const deferred = s.tus.create({name: 'up/a.bin', length: null, metadata: '', maxSize: 10, node: 'n1'})
+    expect(() => s.tus.claim(deferred.id, {node: 'n1', length: 11})).toThrow(/at most 10 bytes/)
+    s.tus.terminate(deferred.id)
+    expect(() => s.tus.get(deferred.id)).toThrow(expect.objectContaining({code: 'UPLOAD_NOT_FOUND'}))
+  })
+})
