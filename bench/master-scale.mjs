@@ -1,7 +1,8 @@
 // The master at scale, in-process and synthetic (run as its own process so its RSS is the master's):
 // 1,000,000 committed chunks (1,000 files of 1,000 chunks, one replica each: n1 holds 100,000, n3 the rest) recorded in SQLite,
 // then a 100,000-entry chunk report from n2 processed through the same code the WebSocket link calls,
-// then `status NAME` of one 1,000-chunk file. Prints one JSON line.
+// then `status NAME` of one 1,000-chunk file, the repair loop's first look and a healthy round, and
+// `status NAME` again right after a change, its summary from the loop's kept counts. Prints one JSON line.
 // Usage: node master-scale.mjs DIR [CHUNKS]
 import {createHash} from 'node:crypto'
 import {readFileSync} from 'node:fs'
@@ -133,6 +134,14 @@ for (let r = 0; r < 5; r++) {
 }
 healthyRuns.sort((a, b) => a - b)
 
+// 6. status NAME once the loop has looked at every chunk: the summary comes from its counts, kept as
+// chunks change (here: one copy reported corrupt just before), not from a query over every chunk.
+const keptViews = new Views(ctx, () => 0, () => false, undefined, () => loop.counts())
+records.corrupt('n1', chunkId(0), 1)
+t = performance.now()
+const keptDoc = keptViews.status(fileName(Math.floor(CHUNKS / PER_FILE / 2)))
+const statusAfterChangeMs = ms(t)
+
 const hwm = Number(/^VmHWM:\s+(\d+)/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1]) / 1024
 console.log(
   JSON.stringify({
@@ -154,6 +163,8 @@ console.log(
     repairSlowestSliceMs: slowestSliceMs,
     repairHealthyRoundMs: healthyRuns[2],
     repairQueue: loop.queue(),
+    statusAfterChangeMs,
+    statusAfterChangeSummary: keptDoc.summary,
     scrapedFreshChunks: Number(scrapedChunks),
     rssMiB: Math.round(process.memoryUsage().rss / 1024 / 1024),
     peakRssMiB: Math.round(hwm),

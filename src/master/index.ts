@@ -90,7 +90,7 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
   const repair = new RepairLoop(ctx, () => tus.expire() + uploads.expire(uploadExpiryMs), opts.rebalance ?? true, 3 * heartbeatMs, uploadExpiryMs)
   const records = new ReplicaRecords(ctx)
   const drains = new Drains(ctx)
-  const views = new Views(ctx, (nodeId) => repair.loadOf(nodeId), (nodeId) => repair.unreachable(nodeId), drains)
+  const views = new Views(ctx, (nodeId) => repair.loadOf(nodeId), (nodeId) => repair.unreachable(nodeId), drains, () => repair.counts())
   const credentials = credentialHashes(opts.token)
   const links = new NodeLinks(ctx, records, repair, heartbeatMs, credentials)
   metrics.attach({

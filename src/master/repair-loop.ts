@@ -2,6 +2,7 @@ import {randomBytes} from 'node:crypto'
 import {type ReplicaInfo, signTransferGrant} from '../protocol/index.js'
 import {formatBytes, formatDuration} from '../util/parse.js'
 import type {MasterContext} from './context.js'
+import {relaxedDurability} from './db.js'
 import {DeleteSender, type DeleteReason, type NodeChange} from './nodes.js'
 import {fill} from './placement.js'
 import {countsTowardR, planExcess, planReplication, transferKey, type RepairChunk, type RepairNode} from './repair.js'
@@ -27,6 +28,8 @@ const REPAIR_REPLICAS_PER_TASK = 8
 const SLICE_MS = 20
 /** Chunks looked at per database query. */
 const EVALUATE_BATCH = 250
+/** counts() looks at up to this many waiting changes itself (a few ms); more, and the caller counts by query. */
+const LOOK_NOW_LIMIT = 2000
 /** Chunk ids of one node (after it died or came back) marked for a look per page. */
 const NODE_SCAN_PAGE = 2000
 /** At most this many chunks are planned in one round (there are never more free transfer slots than that). */
@@ -104,6 +107,11 @@ export class RepairLoop {
    * copy from. A chunk whose only fresh copies are on draining nodes is filed at 1: it has a source.
    */
   private readonly needy: Set<string>[]
+  /** Committed chunks below R fresh copies on alive nodes (draining ones count here), as last looked at (status counts). */
+  private readonly underReplicated = new Set<string>()
+  /** Stale and corrupt copies of each committed chunk that has any, as last looked at, and their totals (status counts). */
+  private readonly badCopies = new Map<string, {stale: number; corrupt: number}>()
+  private readonly badTotals = {stale: 0, corrupt: 0}
   private readonly pairFailures = new Map<string, {failures: number; untilMs: number}>()
   /** Per source: targets whose pulls from it copied nothing since its last good transfer. */
   private readonly failedPulls = new Map<string, Set<string>>()
@@ -202,8 +210,10 @@ export class RepairLoop {
 
   runSafely(): void {
     if (this.stopped) return
+    const started = performance.now()
     try {
       this.run()
+      this.ctx.metrics.repairRoundSeconds.observe((performance.now() - started) / 1000)
     } catch (err) {
       this.ctx.log.error({event: 'repair.round_failed', error: (err as Error).message}, `repair round failed: ${(err as Error).message}`)
     }
@@ -341,9 +351,16 @@ export class RepairLoop {
       const record = records.get(chunkId)
       const rows = rowsOf.get(chunkId) ?? []
       for (const row of rows) this.ensureDeleted(row, byId)
-      if (!record || record.committed_version === 0) continue
+      const committed = record !== undefined && record.committed_version > 0
+      this.noteBadCopies(chunkId, committed ? rows : [])
+      if (!committed) {
+        this.underReplicated.delete(chunkId)
+        continue
+      }
       const fresh = rows.filter((row) => row.state === 'fresh' && countsTowardR(byId.get(row.nodeId))).length
       const onAlive = rows.filter((row) => row.state === 'fresh' && byId.get(row.nodeId)?.alive).length
+      if (onAlive < R) this.underReplicated.add(chunkId)
+      else this.underReplicated.delete(chunkId)
       if (fresh < R) {
         this.needy[fresh === 0 && onAlive > 0 ? 1 : fresh]!.add(chunkId)
         if (onAlive === 0 && !this.loggedUnrepairable.has(chunkId)) newlyUnrepairable.push(chunkId)
@@ -355,12 +372,53 @@ export class RepairLoop {
     }
     const excesses = planExcess(excessCandidates, nodes, R, this.moveSources)
     for (const chunk of excessCandidates) this.moveSources.delete(chunk.chunkId) // used once: a hint, never a block
-    for (const excess of excesses) {
-      // Forget the row at once so the next look does not count it and trim a second holder.
-      ctx.replicaTable.remove(excess.nodeId, excess.chunkId, excess.version)
-      this.deletes.send(excess.nodeId, excess.chunkId, excess.version, 'excess')
+    // Forget the rows at once so the next look does not count them and trim a second holder. In one
+    // relaxed transaction: a removal lost in a crash is undone by the node's next report (one fsync
+    // per trimmed copy made a look at chunks with extra copies take seconds).
+    if (excesses.length > 0) {
+      relaxedDurability(ctx.db, () => ctx.db.transaction(() => {
+        for (const excess of excesses) ctx.replicaTable.remove(excess.nodeId, excess.chunkId, excess.version)
+      })())
     }
+    for (const excess of excesses) this.deletes.send(excess.nodeId, excess.chunkId, excess.version, 'excess')
     this.deletes.flush('(repair)')
+  }
+
+  private noteBadCopies(chunkId: string, rows: readonly ReplicaRow[]): void {
+    const before = this.badCopies.get(chunkId)
+    if (before) {
+      this.badTotals.stale -= before.stale
+      this.badTotals.corrupt -= before.corrupt
+      this.badCopies.delete(chunkId)
+    }
+    let stale = 0
+    let corrupt = 0
+    for (const row of rows) {
+      if (row.state === 'stale') stale++
+      else if (row.state === 'corrupt') corrupt++
+    }
+    if (stale === 0 && corrupt === 0) return
+    this.badCopies.set(chunkId, {stale, corrupt})
+    this.badTotals.stale += stale
+    this.badTotals.corrupt += corrupt
+  }
+
+  /**
+   * The status counts as the looks so far found them: committed chunks below R fresh copies on alive
+   * nodes, and stale and corrupt copies of committed chunks (what the summary query counts, without
+   * reading every chunk). A few changes waiting for a look are looked at now, so the counts are current;
+   * while a scan is under way or many changes wait, undefined: the caller counts by query then.
+   */
+  counts(): {underReplicated: number; stale: number; corrupt: number} | undefined {
+    if (this.startScan !== undefined || this.nodeScans.size > 0 || this.dirty.size > LOOK_NOW_LIMIT) return undefined
+    if (this.dirty.size > 0) {
+      const nodes = this.repairNodes()
+      const newlyUnrepairable: string[] = []
+      while (this.dirty.size > 0) this.evaluate(this.takeDirty(EVALUATE_BATCH), nodes, newlyUnrepairable)
+      this.noteUnrepairable(newlyUnrepairable)
+      if (this.needsCopies()) this.kick()
+    }
+    return {underReplicated: this.underReplicated.size, ...this.badTotals}
   }
 
   /** The replica rows of these chunks with their state by the one rule, from the chunk records at hand. */

@@ -82,7 +82,8 @@ export class ReplicaRecords {
   }
 
   deleted(nodeId: string, chunkId: string, version: number): void {
-    this.table.remove(nodeId, chunkId, version)
+    // Relaxed: a removal lost in a crash is undone by the node's next report, which leaves this copy out.
+    relaxedDurability(this.ctx.db, () => this.table.remove(nodeId, chunkId, version))
     this.ctx.pendingDeletes.confirmed(nodeId, chunkId, version)
   }
 

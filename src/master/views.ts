@@ -35,6 +35,8 @@ export class Views {
     /** Nodes other nodes could not copy from lately (repair-loop.ts). */
     private readonly unreachable: (nodeId: string) => boolean = () => false,
     private readonly drains = new Drains(ctx),
+    /** Under-replicated, stale and corrupt counts kept up to date by the repair loop's looks (undefined: not current now). */
+    private readonly liveCounts: () => Omit<ClusterCounts, 'files' | 'chunks'> | undefined = () => undefined,
   ) {
     const db = ctx.db
     this.q = {
@@ -46,6 +48,9 @@ export class Views {
         WHERE ci.name = ? AND ci.idx < ? AND c.committed_version > 0 ORDER BY ci.idx`),
       replicas: db.prepare('SELECT node_id, version, state FROM replica_states WHERE chunk_id = ? ORDER BY node_id, version'),
       totalChanges: db.prepare('SELECT total_changes()').pluck(),
+      // Every committed chunk belongs to one committed file (chunk_ids.chunk_id is unique), and every chunk
+      // of a committed file is committed: the files table alone counts them.
+      sizes: db.prepare('SELECT count(*) AS files, total(chunk_count) AS chunks FROM files'),
       // Per committed chunk: its fresh replicas on alive nodes, stale and corrupt ones (by the one rule,
       // replica-state.ts), then summed over the cluster. A committed chunk always belongs to a committed
       // file (a commit retires a shorter file's tail, a removal its chunks), so no join to files.
@@ -105,12 +110,29 @@ export class Views {
   }
 
   /**
-   * Files, chunks, under-replicated, stale and corrupt counts over the whole cluster, by one aggregate
-   * query (a million chunks take a second or so). It is kept until the database changes (SQLite's
-   * total_changes() on this connection, which every write of the master goes through) or the set of
-   * alive nodes does, so repeated `status` calls between writes cost nothing.
+   * Files, chunks, under-replicated, stale and corrupt counts over the whole cluster: kept by the repair
+   * loop as it looks at what changes, or, while those are not current (a scan after a start or a death),
+   * counted by query.
    */
   private clusterCounts(alive: string[], R: number): ClusterCounts {
+    return this.currentCounts() ?? this.countByQuery(alive, R)
+  }
+
+  /** The counts from the repair loop's looks, when they are current. */
+  private currentCounts(): ClusterCounts | undefined {
+    const live = this.liveCounts()
+    if (!live) return undefined
+    const sizes = this.q.sizes.get() as {files: number; chunks: number}
+    return {files: sizes.files, chunks: sizes.chunks, ...live}
+  }
+
+  /**
+   * The counts by one aggregate query over every committed chunk (a million chunks take a second or so):
+   * the reference the kept counts must match. It is kept until the database changes (SQLite's
+   * total_changes() on this connection, which every write of the master goes through) or the set of
+   * alive nodes does, so repeated calls between writes cost nothing.
+   */
+  countByQuery(alive: string[], R: number): ClusterCounts {
     const key = `${this.q.totalChanges.get() as number} ${R} ${alive.join(',')}`
     if (this.counts?.key === key) return this.counts.value
     const started = performance.now()
@@ -133,6 +155,8 @@ export class Views {
    */
   summaryForMetrics(): ClusterCounts {
     const {nodes} = this.ctx
+    const current = this.currentCounts()
+    if (current) return current
     const cached = this.counts
     if (cached && this.ctx.clock.now() - cached.atMs < 20 * cached.tookMs) return cached.value
     const alive = nodes.all().filter((node) => nodes.isAlive(node.id)).map((node) => node.id) // the order status() uses

@@ -33,6 +33,7 @@ export class MasterMetrics {
   readonly repairTransfers = new Counter({name: 'chunky_repair_transfers_total', help: 'Repair transfers (one source node to one target node, several chunks) by what happened: started, finished, timed_out', labelNames: ['event'] as const, registers: this.registers})
   readonly repairedChunks = new Counter({name: 'chunky_repaired_chunks_total', help: 'Replicas copied by repair transfers and recorded fresh', registers: this.registers})
   readonly repairedBytes = new Counter({name: 'chunky_repaired_bytes_total', help: 'Bytes copied by repair transfers and recorded fresh', registers: this.registers})
+  readonly repairRoundSeconds = new Histogram({name: 'chunky_repair_round_duration_seconds', help: 'Time the event loop spent in each slice of a repair round (rounds run in slices of about 20 ms)', buckets: [0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5], registers: this.registers})
   readonly nodeLinks = new Counter({name: 'chunky_node_links_accepted_total', help: 'WebSocket links from nodes accepted (each connect and reconnect of a node)', registers: this.registers})
   readonly requestErrors = new Counter({name: 'chunky_request_errors_total', help: 'HTTP requests answered with an error, by status and error code', labelNames: ['status', 'code'] as const, registers: this.registers})
 
