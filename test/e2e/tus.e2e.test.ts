@@ -196,16 +196,22 @@ describe('tus uploads', () => {
 })
 
 describe('tus expiry', () => {
-  it('an unfinished upload answers 410 after --upload-expiry, on every node', async () => {
-    const small = await startCluster({nodes: 1, replicas: 1, masterArgs: ['--upload-expiry', '1s']})
+  it('an unfinished upload answers 410 after --upload-expiry, and the chunk it had stored is deleted', async () => {
+    const small = await startCluster({nodes: 1, replicas: 1, masterArgs: ['--upload-expiry', '4s']})
     try {
       const n1 = small.nodes.get('n1')!.url
-      const created = await tusRequest(`${n1}/tus/`, 'POST', {authorization: `Bearer ${rw}`, 'upload-length': '100', 'upload-metadata': `name ${Buffer.from('late.bin').toString('base64')}`})
+      const auth = {authorization: `Bearer ${rw}`}
+      const created = await tusRequest(`${n1}/tus/`, 'POST', {...auth, 'upload-length': String(CHUNK + 100), 'upload-metadata': `name ${Buffer.from('late.bin').toString('base64')}`})
       expect(created.status).toBe(201)
       const url = created.headers.get('location')!
-      await waitFor('the upload expired', async () => (await tusRequest(url, 'HEAD', {authorization: `Bearer ${rw}`})).status === 410, 10_000)
-      const late = await tusRequest(url, 'PATCH', {authorization: `Bearer ${rw}`, 'content-type': 'application/offset+octet-stream', 'upload-offset': '0'}, randomBytes(100))
+      expect(Date.parse(created.headers.get('upload-expires')!)).toBeGreaterThan(Date.now() - 1000)
+      const patch = await tusRequest(url, 'PATCH', {...auth, 'content-type': 'application/offset+octet-stream', 'upload-offset': '0'}, randomBytes(CHUNK))
+      expect(patch.status).toBe(204)
+      expect(await chunkFilesOnDisk(small.nodeDirs.get('n1')!)).toHaveLength(1) // the whole first chunk, written as a pending version
+      await waitFor('the upload expired', async () => (await tusRequest(url, 'HEAD', auth)).status === 410, 15_000)
+      const late = await tusRequest(url, 'PATCH', {...auth, 'content-type': 'application/offset+octet-stream', 'upload-offset': String(CHUNK)}, randomBytes(100))
       expect(late.status).toBe(410)
+      await waitFor('its chunk deleted from the node', async () => (await chunkFilesOnDisk(small.nodeDirs.get('n1')!)).length === 0, 15_000)
     } finally {
       await small.close()
     }
