@@ -3,6 +3,7 @@ import {ChunkyCommand} from '../src/cli/base-command.js'
 import {invokedAs} from '../src/cli/bin-name.js'
 import {advertisedUrl, listenUrl, untilAborted} from '../src/cli/daemon.js'
 import {UsageError} from '../src/cli/failure.js'
+import {argvWithConfigFile, configFlag, inConfigFile} from '../src/cli/daemon-config.js'
 import {durationFlag, logLevelFlag} from '../src/cli/flags.js'
 import {resolveMasterSecret} from '../src/cli/secrets.js'
 import {readTlsFiles} from '../src/cli/tls-files.js'
@@ -20,11 +21,14 @@ On the same port it serves a live web dashboard (nodes, files, chunk versions, r
 
 With --tls-cert and --tls-key it serves HTTPS and WSS; nodes and clients then need its CA (--ca or CHUNKY_CA) unless a public CA signed the certificate.
 
+Every flag can also come from a JSON file named by --config ({"port": 7400, "data-dir": "/var/lib/chunky/master", "secret-file": "/etc/chunky/secret", …}: the keys are the flag names). Each setting comes from its flag, else its environment variable (CHUNKY_SECRET, CHUNKY_LOG_LEVEL), else the file, else the default.
+
 It listens on 127.0.0.1 by default: use --host 0.0.0.0 to let nodes and clients on other machines reach it. It prints "listening on http://HOST:PORT" once it accepts connections, then one line per event. Ctrl-C or SIGTERM stops it cleanly.`
 
   static override examples = [
     {description: 'Start a master for a local try-out (port 7400, token saved in .chunky/master/token)', command: '<%= config.bin %> <%= command.id %>'},
     {description: 'Reachable from other machines, two copies of every chunk', command: '<%= config.bin %> <%= command.id %> --host 0.0.0.0 --replicas 2 --data-dir /var/lib/chunky/master'},
+    {description: 'Settings from a file (as a service does)', command: '<%= config.bin %> <%= command.id %> --config /etc/chunky/master.json'},
     {description: 'Fast failure detection for a test cluster on a free port', command: '<%= config.bin %> <%= command.id %> --port 0 --node-timeout 2s --repair-interval 500ms'},
   ]
 
@@ -46,10 +50,14 @@ It listens on 127.0.0.1 by default: use --host 0.0.0.0 to let nodes and clients 
     'tls-cert': Flags.string({description: 'serve HTTPS/WSS with this certificate (PEM; with --tls-key)', helpValue: '<file>'}),
     'tls-key': Flags.string({description: 'private key of --tls-cert (PEM)', helpValue: '<file>'}),
     'log-level': logLevelFlag,
+    config: configFlag,
   }
 
   async run(): Promise<void> {
-    const {flags} = await this.parse(Master)
+    const argv = await argvWithConfigFile(this.argv, Master.flags, [{flags: ['secret', 'secret-file', 'token'], env: 'CHUNKY_SECRET'}])
+    const {flags} = await this.parse(Master, argv).catch((err: unknown) => {
+      throw inConfigFile(err, argv)
+    })
     const replicas = flags.replicas
     const minReplicas = flags['min-replicas'] ?? Math.min(2, replicas)
     if (minReplicas > replicas) {

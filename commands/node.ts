@@ -2,6 +2,7 @@ import {Flags} from '@oclif/core'
 import {ChunkyCommand} from '../src/cli/base-command.js'
 import {listenUrl, untilAborted} from '../src/cli/daemon.js'
 import {UsageError} from '../src/cli/failure.js'
+import {argvWithConfigFile, configFlag, inConfigFile} from '../src/cli/daemon-config.js'
 import {durationFlag, httpUrl, logLevelFlag} from '../src/cli/flags.js'
 import {resolveNodeToken} from '../src/cli/secrets.js'
 import {readCa, readTlsFiles, trustCa} from '../src/cli/tls-files.js'
@@ -15,7 +16,7 @@ export default class StorageNode extends ChunkyCommand {
 
 Its id is kept in --data-dir (made up the first time unless --id is given). --public-url is the address others use to reach it, when that is not http://HOST:PORT (behind a proxy or NAT). It prints "listening on http://HOST:PORT" once it accepts connections.
 
-Its credential is the node credential (node-…) from the join command \`chunky master\` prints (the cluster secret works too), from --token-file, --token or CHUNKY_NODE_TOKEN (never CHUNKY_TOKEN, which is the clients'). A client credential (rw-…, ro-…), or one the master refuses, stops the node with exit 1 and the reason instead of retrying. With --tls-cert and --tls-key it serves HTTPS; --ca (or CHUNKY_CA) names a private CA to trust for the master and the other nodes.`
+Its credential is the node credential (node-…) from the join command \`chunky master\` prints (the cluster secret works too), from --token-file, --token or CHUNKY_NODE_TOKEN (never CHUNKY_TOKEN, which is the clients'). A client credential (rw-…, ro-…), or one the master refuses, stops the node with exit 1 and the reason instead of retrying. Every flag can also come from a JSON file named by --config ({"master": "http://10.0.0.5:7400", "data-dir": "/srv/chunky", "token-file": "/etc/chunky/node-token", "cors-origin": ["https://app.example"], …}: the keys are the flag names). Each setting comes from its flag, else its environment variable (CHUNKY_MASTER, CHUNKY_NODE_TOKEN, CHUNKY_CA, CHUNKY_LOG_LEVEL), else the file, else the default. With --tls-cert and --tls-key it serves HTTPS; --ca (or CHUNKY_CA) names a private CA to trust for the master and the other nodes.`
 
   static override examples = [
     {description: 'Join the master running on this machine', command: 'CHUNKY_NODE_TOKEN=node-… <%= config.bin %> <%= command.id %> --master http://127.0.0.1:7400'},
@@ -40,10 +41,14 @@ Its credential is the node credential (node-…) from the join command \`chunky 
     ca: Flags.string({description: 'trust this CA certificate (PEM) for the master and other nodes, besides the system\'s', env: 'CHUNKY_CA', helpValue: '<file>'}),
     'log-level': logLevelFlag,
     'cors-origin': Flags.string({description: 'let web pages from this origin (https://app.example, or * for any) play files from this node with fetch() (repeatable)', multiple: true, helpValue: '<origin>'}),
+    config: configFlag,
   }
 
   async run(): Promise<void> {
-    const {flags} = await this.parse(StorageNode)
+    const argv = await argvWithConfigFile(this.argv, StorageNode.flags, [{flags: ['token', 'token-file'], env: 'CHUNKY_NODE_TOKEN'}])
+    const {flags} = await this.parse(StorageNode, argv).catch((err: unknown) => {
+      throw inConfigFile(err, argv)
+    })
     const token = await resolveNodeToken({token: flags.token, tokenFile: flags['token-file']})
     if (!token) {
       throw new UsageError('a node needs the node credential: pass --token-file or --token, or set CHUNKY_NODE_TOKEN (`chunky master` prints it in its join command)')
