@@ -1,10 +1,9 @@
-import type {NodeInfo} from '../protocol/index.js'
+import {NEVER_HEARD_MS, type NodeInfo} from '../protocol/index.js'
 import {formatBytes, formatDuration} from '../util/parse.js'
 import {table} from './table.js'
 
 // `chunky nodes` as text: one row per node, then one line per drain under way.
 
-const NEVER_HEARD_MS = Number.MAX_SAFE_INTEGER
 
 export function renderNodes(nodes: readonly NodeInfo[]): string {
   if (nodes.length === 0) return 'nodes: none yet (start one with `chunky node --master URL`)'

@@ -1,5 +1,6 @@
 import {
   ChunkyError,
+  NEVER_HEARD_MS,
   type FileManifest,
   type NodeInfo,
   type NodeInfoList,
@@ -17,8 +18,6 @@ type ReplicaRow = {node_id: string; version: number; state: ReplicaState}
 
 type ClusterCounts = {files: number; chunks: number; underReplicated: number; stale: number; corrupt: number}
 
-/** "Never heard from" in status: larger than any real gap. */
-export const NEVER_HEARD_MS = Number.MAX_SAFE_INTEGER
 
 /**
  * Read-only views of the committed state: status, manifests, file and node lists. Each is built inside
@@ -86,21 +85,10 @@ export class Views {
         }
         files.push({name: file.name, size: file.size, chunkSize: file.chunk_size, chunks})
       }
-      const now = this.ctx.clock.now()
+      // status keeps the SPEC's alive/dead state; a drain shows in its own field
       const nodeDocs = nodes.all().map((node) => {
-        const drain = this.drains.progress(node.id)
-        return {
-          id: node.id,
-          url: node.url,
-          zone: node.zone,
-          state: nodes.isAlive(node.id) ? ('alive' as const) : ('dead' as const),
-          lastHeartbeatMsAgo: node.lastHeartbeatMs === null ? NEVER_HEARD_MS : Math.max(0, now - node.lastHeartbeatMs),
-          chunks: node.chunkCount,
-          bytes: node.usedBytes,
-          freeBytes: node.freeBytes,
-          reachable: !this.unreachable(node.id),
-          ...(drain ? {drain: this.drains.isDrained(drain) ? ('drained' as const) : ('draining' as const)} : {}),
-        }
+        const {alive, state, drain, ...info} = this.nodeInfo(node.id)
+        return {...info, state: alive ? ('alive' as const) : ('dead' as const), ...(drain ? {drain: state === 'drained' ? ('drained' as const) : ('draining' as const)} : {})}
       })
       const alive = nodeDocs.filter((n) => n.state === 'alive').map((n) => n.id)
       // The summary is the whole cluster's, also when one file is shown.

@@ -34,3 +34,6 @@ export const WS_CLOSE = {
   /** Another node with this id is connected and alive: the newcomer is refused, the running one is left alone. */
   DUPLICATE_ID: 4003,
 } as const
+
+/** `lastHeartbeatMsAgo` of a node never heard from: larger than any real gap. */
+export const NEVER_HEARD_MS = Number.MAX_SAFE_INTEGER
