@@ -16,6 +16,22 @@ const plan = (chunks: RepairChunk[], nodes: RepairNode[], more: {running?: Map<s
   planReplication({chunks, nodes, replicas: more.R ?? 3, running: more.running ?? new Map(), busyChunks: more.busy ?? new Set()})
 
 describe('planReplication', () => {
+  it('does not count a draining node\'s copies toward R nor copy onto it, but copies from it', () => {
+    const draining = {...node('a', 'z1'), draining: true}
+    const nodes = [draining, node('b', 'z2'), node('c', 'z3'), node('d', 'z4')]
+    // held on a (draining) and b: one copy counts, so with R=2 one more goes to c or d, never to a
+    const {tasks} = plan([chunk(1, ['a', 'b'])], nodes, {R: 2})
+    expect(tasks.flatMap((t) => t.replicas)).toHaveLength(1)
+    expect(['c', 'd']).toContain(tasks[0]!.target)
+    // held only on the draining node: it is the source, not "nothing to copy from"
+    const only = plan([chunk(2, ['a'])], nodes, {R: 2})
+    expect(only.unrepairable).toEqual([])
+    expect(only.tasks.map((t) => t.source)).toEqual(['a', 'a'])
+    const targets = only.tasks.map((t) => t.target)
+    expect(new Set(targets).size).toBe(2)
+    expect(targets).not.toContain('a')
+  })
+
   it('copies an under-replicated chunk from a fresh holder to a node on a new zone with the most room', () => {
     const nodes = [node('a', 'z1'), node('b', 'z2'), node('c', 'z1', 5000), node('d', 'z3', 100), node('x', 'z1', 9000, 'dead')]
     const {tasks} = plan([chunk(1, ['a', 'b', 'x'])], nodes)
@@ -86,6 +102,13 @@ describe('planReplication', () => {
 })
 
 describe('planExcess', () => {
+  it('keeps a draining node\'s copies: they do not count, so R others are not a surplus', () => {
+    const nodes = [{...node('a', 'z1'), draining: true}, node('b', 'z2'), node('c', 'z3')]
+    expect(planExcess([chunk(1, ['a', 'b', 'c'])], nodes, 2)).toEqual([])
+    // taken back: three counting copies for R=2, one goes (not necessarily a's)
+    expect(planExcess([chunk(1, ['a', 'b', 'c'])], nodes.map((n) => ({...n, draining: false})), 2)).toHaveLength(1)
+  })
+
   it('trims fresh replicas beyond R from the fullest usable holders', () => {
     const nodes = [node('a', 'z1', 100), node('b', 'z1', 50), node('c', 'z1', 900), node('d', 'z1', 10, 'unlinked'), node('e', 'z1', 500)]
     const deletes = planExcess([chunk(1, ['a', 'b', 'c', 'd', 'e'])], nodes, 3)
