@@ -150,4 +150,22 @@ export async function repairRun(work, file, size, i) {
   }
 }
 
+/**
+ * The drain of a node holding the whole file (R=2 on n1 and n2, then n3 joins): `chunky nodes drain n1`
+ * until the master says drained. The same bytes move as in repairRun (one copy of every chunk onto n3),
+ * so the two are neighbours: a drain is repair's copying with the node still there as a source.
+ */
+export async function drainRun(work, file, size, i) {
+  const cluster = await startCluster(work, `drain-${i}`, {replicas: 2, minReplicas: 2, nodeCount: 2, masterArgs: ['--no-rebalance']})
+  try {
+    await cluster.cli(['upload', file, '--name', 'bench/drain.bin'])
+    await cluster.addNode('n3')
+    const startedAt = performance.now()
+    await cluster.cli(['nodes', 'drain', 'n1', '--wait'], {timeoutMs: 600_000})
+    return {seconds: (performance.now() - startedAt) / 1000, bytes: size}
+  } finally {
+    await cluster.close()
+  }
+}
+
 export {MiB}

@@ -8,7 +8,7 @@ import {mkdtemp, open, rm, writeFile} from 'node:fs/promises'
 import {cpus, tmpdir} from 'node:os'
 import {join, resolve} from 'node:path'
 import {parseArgs} from 'node:util'
-import {downloadRuns, reuploadRuns, repairRun, startCluster, uploadRuns} from './chunky.mjs'
+import {downloadRuns, drainRun, reuploadRuns, repairRun, startCluster, uploadRuns} from './chunky.mjs'
 import {MiB, median, round, run, sha256File, stopAll, summarize} from './lib.mjs'
 import * as n from './neighbours.mjs'
 import {renderMarkdown, targets} from './report.mjs'
@@ -22,7 +22,7 @@ const {values: args} = parseArgs({
     'size-mib': {type: 'string'},
     'scale-chunks': {type: 'string'},
     'skip-scale': {type: 'boolean', default: false},
-    only: {type: 'string'}, // comma-separated step keys (sha256,dd,…,chunkyR1,chunkyR3,chunkyTus,tusOnePatch,chunkyTusOnePatch,repair,masterScale): a partial run
+    only: {type: 'string'}, // comma-separated step keys (sha256,dd,…,chunkyR1,chunkyR3,chunkyTus,tusOnePatch,chunkyTusOnePatch,repair,drain,masterScale): a partial run
   },
 })
 const runs = Number(args.runs ?? (args.quick ? 2 : 5))
@@ -156,6 +156,14 @@ try {
     }
     record('repair', "repair: a dead node's file back on another node (from the first transfer)", repairs.map((r) => r.transferSeconds))
     record('repairFromKill', 'repair, from the kill (includes the 3 s node timeout)', repairs.map((r) => r.fromKillSeconds))
+  })
+  await step('drain', 'drain', async () => {
+    const drains = []
+    for (let i = 0; i < Math.min(runs, 3); i++) {
+      drains.push(await drainRun(work, file, size, i))
+      log(`drain run ${i + 1}: ${round(drains.at(-1).seconds)}s`)
+    }
+    record('drain', '`chunky nodes drain --wait` of a node holding the whole file (the same bytes as repair)', drains.map((r) => r.seconds))
   })
 
   if (!args['skip-scale']) {
