@@ -16,7 +16,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await killAll()
   await dir?.remove()
-})
+}, 120_000)
 
 async function writeJson(name: string, value: unknown): Promise<string> {
   const path = join(dir.path, name)
@@ -53,7 +53,7 @@ it('runs a master and a node from their config files; a flag and an environment 
   expect(StatusDoc.parse(JSON.parse(secondStatus.stdout)).replicas).toBe(2)
   await Promise.all([second.stop(), node.stop()])
   await master.stop()
-})
+}, 120_000)
 
 it('refuses a config file it cannot use, saying what is wrong (exit 2)', async () => {
   const cases: [unknown, string][] = [
@@ -75,4 +75,4 @@ it('refuses a config file it cannot use, saying what is wrong (exit 2)', async (
   const missing = await runCli(['node', '--config', join(dir.path, 'missing.json')])
   expect(missing.code).toBe(2)
   expect(missing.stderr).toBe(`chunky: cannot read the config file ${join(dir.path, 'missing.json')} (--config): ENOENT\n`)
-})
+}, 120_000)

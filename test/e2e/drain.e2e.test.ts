@@ -11,12 +11,12 @@ let cluster: Cluster
 
 beforeAll(async () => {
   cluster = await startCluster({nodes: 4, replicas: 2})
-})
+}, 120_000) // five processes on a shared two-core machine
 
 afterAll(async () => {
   await cluster?.close()
   await killAll()
-})
+}, 120_000)
 
 async function nodes(): Promise<NodeInfo[]> {
   const result = await runCli(['nodes', '--json'], cluster.env)
@@ -40,7 +40,7 @@ it('lists the nodes on their own, as text and as one JSON document', async () =>
   const text = await runCli(['nodes'], cluster.env)
   expect(text.code, text.stderr).toBe(0)
   expect(text.stdout).toMatch(/^nodes: 4, 4 alive\nNODE +ZONE +STATE +LAST HEARD +CHUNKS +USED +FREE +REACHABLE +URL\nn1 +z1 +alive +\d/)
-})
+}, 120_000)
 
 /** Kills a drained node and checks that nothing became under-replicated and no repair started. */
 async function killDrained(id: string): Promise<void> {
@@ -95,7 +95,7 @@ it('drains a node while an upload writes to it: once drained, killing it leaves 
   const down = await runCli(['download', 'big.bin', '-o', copy], cluster.env)
   expect(down.code, down.stderr).toBe(0)
   expect(await sha256File(copy)).toBe(await sha256File(big))
-})
+}, 120_000)
 
 it('drains a node holding chunks, across a master restart; with too few nodes left it says so, and undrain takes a node back', async () => {
   expect((await node('n2'))!.chunks).toBeGreaterThan(0)
@@ -121,7 +121,7 @@ it('drains a node holding chunks, across a master restart; with too few nodes le
   expect(NodeInfo.parse(JSON.parse(back.stdout))).toMatchObject({id: 'n3', state: 'alive', alive: true})
   expect((await node('n3'))!.drain).toBeUndefined()
   expect((await cluster.status()).summary.underReplicated).toBe(0)
-})
+}, 120_000)
 
 it('forgets a dead node only: refused for a live one and an unknown one, and repair fills what it leaves', async () => {
   const live = await runCli(['nodes', 'forget', 'n3'], cluster.env)
@@ -148,4 +148,4 @@ it('forgets a dead node only: refused for a live one and an unknown one, and rep
     const doc = await cluster.status()
     return doc.summary.underReplicated === 0 && doc.nodes.map((n) => n.id).join() === 'n2,n3,n5'
   }, 30_000)
-})
+}, 120_000)
