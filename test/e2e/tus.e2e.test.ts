@@ -127,6 +127,22 @@ describe('tus uploads', () => {
     expect((await tusRequest(url.replace(node('n1'), node('n2')), 'HEAD', {authorization: `Bearer ${rw}`})).status).toBe(404)
   })
 
+  it('creation-with-upload keeps the body sent with the POST; a deferred length is given with the last PATCH', async () => {
+    const auth = {authorization: `Bearer ${rw}`}
+    const body = randomBytes(MiB + 7)
+    const created = await tusRequest(`${node('n2')}/tus/`, 'POST', {...auth, 'upload-defer-length': '1', 'content-type': 'application/offset+octet-stream',
+      'upload-metadata': `filename ${Buffer.from('tus/deferred.bin').toString('base64')}`}, body.subarray(0, MiB))
+    expect(created.status).toBe(201)
+    expect(created.headers.get('upload-offset')).toBe(String(MiB))
+    const url = created.headers.get('location')!
+    const head = await tusRequest(url, 'HEAD', auth)
+    expect(head.headers.get('upload-defer-length')).toBe('1')
+    const last = await tusRequest(url, 'PATCH', {...auth, 'content-type': 'application/offset+octet-stream', 'upload-offset': String(MiB), 'upload-length': String(body.length)}, body.subarray(MiB))
+    expect(last.status).toBe(204)
+    expect(last.headers.get('upload-offset')).toBe(String(body.length))
+    expect(sha256(await downloaded('tus/deferred.bin'))).toBe(sha256(body))
+  })
+
   it('a signed upload link uploads its name without a credential and refuses another name or a larger size', async () => {
     const share = await runCli(['share', '--upload', 'tus/linked.bin', '--max-size', '2MiB', '--node', 'n2', '--json'], cluster.env)
     expect(share.code, share.stderr).toBe(0)
