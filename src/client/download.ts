@@ -1,4 +1,5 @@
 import {createHash, randomBytes} from 'node:crypto'
+import {once} from 'node:events'
 import {open, rm, stat, type FileHandle} from 'node:fs/promises'
 import {basename, dirname, join, resolve} from 'node:path'
 import {performance} from 'node:perf_hooks'
@@ -42,16 +43,7 @@ export async function downloadFile(opts: DownloadOptions, view: TransferView): P
   const started = performance.now()
   // Checked before any byte is fetched: a bad -o used to fail only after the whole download.
   const output = await outputPath(opts.output, opts.name)
-  const api = masterApi(opts.master, opts.token, {signal: opts.signal})
-  view.step(`fetching the manifest of ${opts.name}`)
-  // One manifest for the whole download: every chunk is read at the version it names (never a mix).
-  // A master that is restarting gets a few more tries, as an upload gives it (a read need not fail on a blip).
-  const manifest = await withMasterRetry(() => api.manifest(opts.name), {signal: opts.signal, view, what: 'fetching the manifest'}).catch((err: unknown) => {
-    throw notFoundNamed(err, opts.name)
-  })
-
-  view.step('finding the nearest replicas')
-  const order = opts.nodeRtt ? byRtt(opts.nodeRtt) : await replicaOrder(manifest, opts.probe)
+  const {api, manifest, order} = await prepare(opts, view)
 
   const tmp = join(dirname(output), `.${basename(output)}.${randomBytes(6).toString('hex')}.chunky-tmp`)
   // One handle for every chunk: each writes its bytes at its own offset (positional writes).
@@ -65,25 +57,16 @@ export async function downloadFile(opts: DownloadOptions, view: TransferView): P
   try {
     await handle.truncate(manifest.size)
     const flusher = backgroundFlusher(handle)
-    const inFlight = new Map<number, number>()
-    let finished = 0
-    const report = () => view.overall(finished + [...inFlight.values()].reduce((a, b) => a + b, 0))
-    view.start('downloading', manifest.size)
+    const progress = progressOf(view, manifest.size)
     await runPool(manifest.chunks, opts.concurrency ?? 4, async (chunk, signal) => {
-      const onBytes = (bytes: number) => {
-        inFlight.set(chunk.index, bytes)
-        view.chunk(chunk.index, bytes, chunk.size)
-        report()
+      const base = manifest.chunkSize * chunk.index
+      const sink: ChunkSink = async (parts, at) => {
+        const length = parts.reduce((sum, p) => sum + p.length, 0)
+        const {bytesWritten} = await handle.writev(parts, base + at)
+        if (bytesWritten !== length) throw new Error(`short write to the output (${bytesWritten} of ${length} bytes)`)
       }
-      try {
-        await fetchChunk(chunk, manifest, order(chunk.replicas), handle, api, opts.token, view, onBytes, signal)
-        finished += chunk.size
-        flusher.chunkWritten()
-      } finally {
-        inFlight.delete(chunk.index)
-        view.chunkDone(chunk.index)
-        report()
-      }
+      await progress.around(chunk, (onBytes) => fetchChunk(chunk, manifest, order(chunk.replicas), sink, api, opts.token, view, onBytes, signal))
+      flusher.chunkWritten()
     }, opts.signal).finally(() => flusher.settled())
     await flusher.settled(true)
     await handle.close()
@@ -96,6 +79,100 @@ export async function downloadFile(opts: DownloadOptions, view: TransferView): P
   }
   view.stop()
   return {name: manifest.name, size: manifest.size, chunks: manifest.chunks.length, seconds: Math.round(performance.now() - started) / 1000, output}
+}
+
+/**
+ * `download NAME -o -`: the file to `out` (standard output) in order, each chunk verified (size and
+ * SHA-256) before any of its bytes go out, so a reader never gets a byte that failed its check. Up to
+ * `concurrency` chunks are fetched ahead and held in memory (10 MiB each by default) until their turn.
+ */
+export async function downloadToStream(opts: Omit<DownloadOptions, 'output'>, view: TransferView, out: NodeJS.WritableStream): Promise<DownloadResult> {
+  const started = performance.now()
+  const {api, manifest, order} = await prepare(opts, view)
+  const window = opts.concurrency ?? 4
+  const progress = progressOf(view, manifest.size)
+  const ready = new Map<number, Buffer>()
+  let nextOut = 0 // index of the next chunk to write out
+  let wakeFetchers: (() => void)[] = []
+  let writing: Promise<void> = Promise.resolve()
+  const outFailed = new Promise<never>((_, fail) => out.once('error', (err: NodeJS.ErrnoException) => fail(outputError(err))))
+  outFailed.catch(() => {}) // raced below
+  const writeOut = async (data: Buffer) => {
+    if (!out.write(data)) await Promise.race([once(out, 'drain'), outFailed])
+  }
+  await runPool(manifest.chunks, window, async (chunk, signal) => {
+    // chunks are handed out in order: this bounds what is held to `window` chunks
+    while (chunk.index >= nextOut + window) {
+      if (signal.aborted) throw new InterruptedError()
+      await new Promise<void>((wake) => {
+        wakeFetchers.push(wake)
+        signal.addEventListener('abort', () => wake(), {once: true}) // another chunk failed: stop waiting for a turn
+      })
+    }
+    const data = Buffer.allocUnsafe(chunk.size)
+    const sink: ChunkSink = async (parts, at) => {
+      for (const part of parts) at += part.copy(data, at)
+    }
+    await progress.around(chunk, (onBytes) => fetchChunk(chunk, manifest, order(chunk.replicas), sink, api, opts.token, view, onBytes, signal))
+    ready.set(chunk.index, data)
+    writing = writing.then(async () => {
+      for (let next = ready.get(nextOut); next; next = ready.get(nextOut)) {
+        ready.delete(nextOut)
+        await writeOut(next)
+        nextOut++
+        const waiting = wakeFetchers
+        wakeFetchers = []
+        for (const wake of waiting) wake()
+      }
+    })
+    await writing
+  }, opts.signal)
+  await writing
+  view.stop()
+  return {name: manifest.name, size: manifest.size, chunks: manifest.chunks.length, seconds: Math.round(performance.now() - started) / 1000, output: '-'}
+}
+
+function outputError(err: NodeJS.ErrnoException): Error {
+  if (err.code === 'EPIPE') return new ChunkyError('BAD_REQUEST', 'standard output was closed before the whole file was written (the reader stopped early)')
+  return err
+}
+
+/** One manifest for the whole download, and the order (nearest first) to try each chunk's replicas. */
+async function prepare(opts: Omit<DownloadOptions, 'output'>, view: TransferView): Promise<{api: MasterApi; manifest: FileManifest; order: (replicas: Target[]) => Target[]}> {
+  const api = masterApi(opts.master, opts.token, {signal: opts.signal})
+  view.step(`fetching the manifest of ${opts.name}`)
+  // One manifest for the whole download: every chunk is read at the version it names (never a mix).
+  // A master that is restarting gets a few more tries, as an upload gives it (a read need not fail on a blip).
+  const manifest = await withMasterRetry(() => api.manifest(opts.name), {signal: opts.signal, view, what: 'fetching the manifest'}).catch((err: unknown) => {
+    throw notFoundNamed(err, opts.name)
+  })
+  view.step('finding the nearest replicas')
+  const order = opts.nodeRtt ? byRtt(opts.nodeRtt) : await replicaOrder(manifest, opts.probe)
+  return {api, manifest, order}
+}
+
+/** Progress of the whole download: bytes of finished chunks plus those in flight. */
+function progressOf(view: TransferView, total: number) {
+  const inFlight = new Map<number, number>()
+  let finished = 0
+  const report = () => view.overall(finished + [...inFlight.values()].reduce((a, b) => a + b, 0))
+  view.start('downloading', total)
+  return {
+    async around(chunk: ManifestChunk, fetch: (onBytes: (bytes: number) => void) => Promise<void>): Promise<void> {
+      try {
+        await fetch((bytes) => {
+          inFlight.set(chunk.index, bytes)
+          view.chunk(chunk.index, bytes, chunk.size)
+          report()
+        })
+        finished += chunk.size
+      } finally {
+        inFlight.delete(chunk.index)
+        view.chunkDone(chunk.index)
+        report()
+      }
+    },
+  }
 }
 
 /**
@@ -175,7 +252,7 @@ async function fetchChunk(
   chunk: ManifestChunk,
   manifest: FileManifest,
   replicas: Target[],
-  file: FileHandle,
+  sink: ChunkSink,
   api: MasterApi,
   token: string | undefined,
   view: TransferView,
@@ -188,7 +265,7 @@ async function fetchChunk(
   const problems: string[] = []
   for (const replica of replicas) {
     try {
-      await fetchReplica(chunk, replica, manifest.chunkSize * chunk.index, file, token, onBytes, signal)
+      await fetchReplica(chunk, replica, sink, token, onBytes, signal)
       return
     } catch (err) {
       if (signal.aborted) throw new InterruptedError()
@@ -207,12 +284,14 @@ async function fetchChunk(
 /** Bytes gathered before one positional write: few write calls, bounded memory per chunk in flight. */
 const WRITE_BATCH_BYTES = 1024 * 1024
 
-/** Streams one replica into its place in the tmp file, hashing as it goes; throws unless size and SHA-256 match. */
+/** Where a chunk's bytes go: `parts` belong at offset `at` of the chunk (a retry from another replica starts again at 0). */
+type ChunkSink = (parts: Buffer[], at: number) => Promise<void>
+
+/** Streams one replica into the sink, hashing as it goes; throws unless size and SHA-256 match. */
 async function fetchReplica(
   chunk: ManifestChunk,
   replica: Target,
-  offset: number,
-  file: FileHandle,
+  sink: ChunkSink,
   token: string | undefined,
   onBytes: (bytes: number) => void,
   signal: AbortSignal,
@@ -228,8 +307,7 @@ async function fetchReplica(
     const length = batchBytes
     batch = []
     batchBytes = 0
-    const {bytesWritten} = await file.writev(parts, offset + written)
-    if (bytesWritten !== length) throw new Error(`short write to the output (${bytesWritten} of ${length} bytes)`)
+    await sink(parts, written)
     written += length
   }
   const abort = requestSignal(signal)
