@@ -101,10 +101,11 @@ try {
     request(holding, {headers: {authorization: `Bearer ${TOKEN}`}}, (res) => res.on('data', (d) => sha.update(d)).on('end', resolve).on('error', reject)).on('error', reject).end()
   })
   const nginx = await nginxServing(work, file)
-  if (nginx) results.nginx = median(await timeRuns(RUNS, () => curlGet(nginx.url)))
+  results.samples = {}
+  if (nginx) results.nginx = median((results.samples.nginx = await timeRuns(RUNS, () => curlGet(nginx.url))))
   else results.skipped = 'nginx is not installed (npm run bench:setup installs it)'
-  results.nodeHolding = median(await timeRuns(RUNS, () => curlGet(holding, auth)))
-  results.nodeEmpty = median(await timeRuns(RUNS, () => curlGet(empty, auth)))
+  results.nodeHolding = median((results.samples.holding = await timeRuns(RUNS, () => curlGet(holding, auth))))
+  results.nodeEmpty = median((results.samples.empty = await timeRuns(RUNS, () => curlGet(empty, auth))))
   const seeks = []
   for (let i = 0; i < SEEKS; i++) seeks.push(await ttfb(holding, Math.floor(Math.random() * (SIZE - 1)), TOKEN))
   results.seekTtfbMs = round(median(seeks), 2)

@@ -89,7 +89,7 @@ try {
   await step('threeCopies', 'three copies', async () =>
     record('threeCopies', 'three fsynced copies in parallel (R=3 disk floor)', await n.threeCopiesFloor(file, work, runs)))
   await step('barePut', 'bare PUT', async () =>
-    record('barePut', '10 MiB PUTs, 4 in flight, client SHA-256, server fsync per chunk (bare Node http)', await n.barePutFloor(work, file, size, runs)))
+    record('barePut', '10 MiB PUTs, 4 in flight, client SHA-256, server `pipeline(req, file stream)` and fsync per chunk (bare Node http)', await n.barePutFloor(work, file, size, runs)))
   await step('barePutBatch', 'bare PUT batched', async () =>
     record('barePutBatch', 'same, server writing in 4 MiB batches', await n.barePutFloor(work, file, size, runs, true)))
   await step('curlGet', 'curl GET', async () => {
@@ -164,6 +164,18 @@ try {
       log(`drain run ${i + 1}: ${round(drains.at(-1).seconds)}s`)
     }
     record('drain', '`chunky nodes drain --wait` of a node holding the whole file (the same bytes as repair)', drains.map((r) => r.seconds))
+  })
+
+  await step('play', 'whole-file GET through nodes', async () => {
+    // bench/play.mjs in its own process: a cluster of its own, nginx beside it, on a file of the same size
+    const {stdout} = await run(process.execPath, [join(import.meta.dirname, 'play.mjs'), '--size-mib', String(size / MiB), '--runs', String(runs)], {timeoutMs: 1_800_000})
+    const play = JSON.parse(stdout.slice(stdout.indexOf('{')))
+    results.play = play
+    if (play.nginx) record('nginxGet', '`curl -o /dev/null` GET of the file from nginx (the same disk)', play.samples.nginx)
+    else results.skipped.nginxGet = play.skipped
+    record('nodeGetHolding', '`curl -o /dev/null` GET /v1/files/NAME through a node holding every chunk', play.samples.holding)
+    record('nodeGetEmpty', 'the same through a node holding none (it fetches from peers)', play.samples.empty)
+    log(`seek: time to first byte ${play.seekTtfbMs} ms median (max ${play.seekTtfbMaxMs}); through the empty node ${play.seekTtfbPeerMs} ms`)
   })
 
   if (!args['skip-scale']) {

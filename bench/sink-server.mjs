@@ -1,33 +1,36 @@
-// The bare floor: a plain Node http server that takes PUT /chunks/<i> (written to a file, fsynced,
-// then answered) and serves GET /file (the benchmark's source file, for the curl download floor).
+// The bare floor: a plain Node http server that takes PUT /chunks/<i> (pipeline(req, file write stream),
+// fsynced, then answered) and serves GET /file (the benchmark's source file, for the curl download floor).
 // Usage: node sink-server.mjs DIR SOURCE_FILE [--batch]   (--batch: write in 4 MiB pieces)
-import {createReadStream} from 'node:fs'
+import {createReadStream, createWriteStream} from 'node:fs'
 import {open, stat} from 'node:fs/promises'
 import {createServer} from 'node:http'
+import {pipeline} from 'node:stream/promises'
 import {join} from 'node:path'
 
 const [dir, source, mode] = process.argv.slice(2)
 const BATCH = 4 * 1024 * 1024
 
 async function receive(req, path) {
+  if (mode !== '--batch') {
+    // the plain floor: the stream machinery's own write path (a write per piece, queued while one is in
+    // flight); `flush` fsyncs the file before the stream closes, and pipeline resolves once it has closed
+    await pipeline(req, createWriteStream(path, {flush: true}))
+    return
+  }
   const file = await open(path, 'w')
   try {
-    if (mode === '--batch') {
-      let pending = []
-      let size = 0
-      for await (const part of req) {
-        pending.push(part)
-        size += part.length
-        if (size >= BATCH) {
-          await file.write(Buffer.concat(pending, size))
-          pending = []
-          size = 0
-        }
+    let pending = []
+    let size = 0
+    for await (const part of req) {
+      pending.push(part)
+      size += part.length
+      if (size >= BATCH) {
+        await file.write(Buffer.concat(pending, size))
+        pending = []
+        size = 0
       }
-      if (size > 0) await file.write(Buffer.concat(pending, size))
-    } else {
-      for await (const part of req) await file.write(part)
     }
+    if (size > 0) await file.write(Buffer.concat(pending, size))
     await file.sync()
   } finally {
     await file.close()
