@@ -2,7 +2,7 @@ import {randomBytes} from 'node:crypto'
 import {writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {afterAll, beforeAll, expect, it} from 'vitest'
-import {ForgetResult, NodeInfo, NodeInfoList} from '../../src/protocol/index.js'
+import {deriveCredentials, ForgetResult, NodeInfo, NodeInfoList} from '../../src/protocol/index.js'
 import {killAll, runCli, sha256File, spawnCli, startCluster, TOKEN, waitFor, type Cluster} from './harness.js'
 
 // `chunky nodes`, `nodes drain/undrain/forget` (SPEC.md "Operating a cluster") on real processes:
@@ -127,6 +127,10 @@ it('forgets a dead node only: refused for a live one and an unknown one, and rep
   const live = await runCli(['nodes', 'forget', 'n3'], cluster.env)
   expect(live.code).toBe(1)
   expect(live.stderr).toBe('chunky: node n3 is alive: stop it first (or drain it with `./bin/run.js nodes drain n3`); only a dead node can be forgotten\n')
+  const readOnly = await runCli(['nodes', 'drain', 'n3'], {...cluster.env, CHUNKY_TOKEN: deriveCredentials(TOKEN).ro})
+  expect(readOnly.code).toBe(1)
+  expect(readOnly.stderr).toMatch(/^chunky: this is a read-only credential \(ro-…\)/)
+  expect((await node('n3'))!.drain).toBeUndefined()
   const unknown = await runCli(['nodes', 'forget', 'n9'], cluster.env)
   expect(unknown.code).toBe(1)
   expect(unknown.stderr).toBe('chunky: no node with id "n9": see `./bin/run.js nodes`\n')
