@@ -151,14 +151,16 @@ export async function syncFolder(opts: FolderOptions, view: TransferView): Promi
   let entryNode = ''
   if (changed.length > 0) {
     view.step(opts.node ? `using node ${opts.node}` : 'finding the nearest node')
-    entryNode = (await findNearestNode(nodes, {override: opts.node, zone: opts.zone, probe: opts.probe})).node.id
+    const nearest = await findNearestNode(nodes, {override: opts.node, zone: opts.zone, probe: opts.probe})
+    entryNode = nearest.node.id
+    const {byRtt} = nearest
     const bytes = changed.reduce((sum, file) => sum + file.size, 0)
     view.start(`uploading ${changed.length} file${changed.length === 1 ? '' : 's'}`, bytes)
     const progress = new FolderProgress(view)
     const lost = new LostNodes(view) // a node lost by one file is not sent to by the others either
     await runPool(changed, FILES_IN_FLIGHT, async (file, signal) => {
       const started = performance.now()
-      const sent = await sendHashed(file, {api, entryNode, opts: {...opts, signal}, lost}, progress.fileView(file.name))
+      const sent = await sendHashed(file, {api, entryNode, byRtt, opts: {...opts, signal}, lost}, progress.fileView(file.name))
       docs.set(file.name, {
         name: file.name, size: file.size, chunks: file.ranges.length, uploadedChunks: sent, skippedChunks: file.ranges.length - sent,
         entryNode, seconds: Math.round(performance.now() - started) / 1000,

@@ -97,8 +97,18 @@ export interface NearestOptions {
   probe?: Probe
 }
 
+/** The entry node, and the ids of the nodes that answered in round-trip order, nearest first (none with `--node`). */
+export interface Nearest extends NodeRtt {
+  byRtt: string[]
+}
+
+/** The ids of the nodes that answered, lowest median RTT first. */
+export function rankByRtt(measured: NodeRtt[]): string[] {
+  return measured.filter((entry) => entry.rttMs !== undefined).sort((a, b) => a.rttMs! - b.rttMs!).map((entry) => entry.node.id)
+}
+
 /** The entry node for an upload: the `--node` one, else the nearest alive node that answers. */
-export async function findNearestNode(nodes: NodeSummary[], opts: NearestOptions = {}): Promise<NodeRtt> {
+export async function findNearestNode(nodes: NodeSummary[], opts: NearestOptions = {}): Promise<Nearest> {
   const alive = nodes.filter((node) => node.state === 'alive')
   if (opts.override !== undefined) {
     const chosen = matchNode(nodes, opts.override)
@@ -107,15 +117,17 @@ export async function findNearestNode(nodes: NodeSummary[], opts: NearestOptions
       throw new ChunkyError('NO_NODES', `no node matches --node ${opts.override} (known nodes: ${known})`)
     }
     if (chosen.state !== 'alive') throw new ChunkyError('NO_NODES', `node ${chosen.id} (--node) is dead: pick another or leave --node out`)
-    return {node: chosen, rttMs: undefined}
+    return {node: chosen, rttMs: undefined, byRtt: []}
   }
   if (alive.length === 0) {
     throw new ChunkyError('NO_NODES', 'no storage node is alive: start one with `chunky node --master URL --token T`')
   }
-  const nearest = pickNearest(await measureNodes(alive, opts.probe), opts.zone)
+  const measured = await measureNodes(alive, opts.probe)
+  const nearest = pickNearest(measured, opts.zone)
   if (!nearest) {
     const urls = alive.map((node) => node.url).join(', ')
     throw new ChunkyError('NODE_UNREACHABLE', `none of the alive nodes answered from here (${urls}): check the network or their --public-url`)
   }
-  return nearest
+  // --zone may have picked a near-equal node over the fastest: it leads the order too
+  return {...nearest, byRtt: [nearest.node.id, ...rankByRtt(measured).filter((id) => id !== nearest.node.id)]}
 }

@@ -68,7 +68,7 @@ export async function uploadFile(opts: UploadOptions, view: TransferView): Promi
 
   const sent = await sendHashed(
     {path: opts.path, name, size: info.size, chunkSize: opts.chunkSize ?? DEFAULT_CHUNK_SIZE, ranges, digests},
-    {api, entryNode: entry.node.id, opts, lost: new LostNodes(view)},
+    {api, entryNode: entry.node.id, byRtt: entry.byRtt, opts, lost: new LostNodes(view)},
     view,
   )
   view.stop()
@@ -96,6 +96,8 @@ export interface HashedFile {
 export interface SendContext {
   api: MasterApi
   entryNode: string
+  /** Node ids by this writer's measured round trip, nearest first (empty with --node). */
+  byRtt: string[]
   /** concurrency, token and signal are read from here (path and name come from the file). */
   opts: Pick<UploadOptions, 'concurrency' | 'token' | 'signal' | 'master'>
   /** Nodes this upload (of one file, or of a whole folder) has lost: never sent to again. */
@@ -115,6 +117,7 @@ export async function sendHashed(file: HashedFile, ctx: SendContext, view: Trans
     chunkSize: file.chunkSize,
     chunks: file.ranges.map((range, i) => ({index: range.index, size: rangeSize(range), sha256: file.digests[i]!})),
     entryNode: ctx.entryNode,
+    ...(ctx.byRtt.length > 0 ? {byRtt: ctx.byRtt} : {}),
   }
   const plan = await withMasterRetry(() => api.planUpload(request), {signal: opts.signal, view, what: 'planning'})
   checkPlan(plan, file.ranges, file.digests)

@@ -16,6 +16,8 @@ export interface PlacementRequest {
   replicas: number
   minReplicas: number
   entryNode?: string
+  /** The writer's nodes by measured round trip, nearest first: the chain starts at the nearest chosen one. */
+  byRtt?: readonly string[]
   exclude?: readonly string[]
 }
 
@@ -24,8 +26,9 @@ export interface PlacementRequest {
  * Up to R distinct nodes with room for it and not excluded: nodes on zones this chunk does not use yet
  * first, then the least full (used ÷ (used + free)), then the most free bytes. The writer's nearest node
  * (entryNode) gets no copy for being near, or one site's node would hold everything uploaded there
- * while the rest sit empty; it leads the chain when balance chose it, else a chosen node in its zone
- * does, and the writer sends to the first (it forwards down the chain). Fewer than W such nodes is
+ * while the rest sit empty; the chain starts at the chosen node nearest the writer (by the round trips
+ * it measured, else the entry node when chosen, else a chosen node in its zone), and the writer sends
+ * to the first (it forwards down the chain). Fewer than W such nodes is
  * NO_NODES; between W and R it places on what there is and the repair loop fills the rest later.
  */
 export function placeChunk(request: PlacementRequest): PlacementCandidate[] {
@@ -47,8 +50,10 @@ export function placeChunk(request: PlacementRequest): PlacementCandidate[] {
     usedZones.add(rest[0]!.zone)
   }
   const entry = request.candidates.find((node) => node.id === request.entryNode)
-  if (!entry) return chosen
-  const nearness = (node: PlacementCandidate) => (node.id === entry.id ? 0 : node.zone === entry.zone ? 1 : 2)
+  const rank = new Map((request.byRtt ?? []).map((id, i) => [id, i]))
+  if (!entry && rank.size === 0) return chosen
+  const unmeasured = rank.size
+  const nearness = (node: PlacementCandidate) => rank.get(node.id) ?? unmeasured + (node.id === entry?.id ? 0 : node.zone === entry?.zone ? 1 : 2)
   return chosen.map((node, i) => ({node, i})).sort((a, b) => nearness(a.node) - nearness(b.node) || a.i - b.i).map(({node}) => node)
 
   function zoneRank(node: PlacementCandidate): number {

@@ -11,7 +11,7 @@ import {
 } from '../protocol/index.js'
 import type {MasterContext} from './context.js'
 import {checkChunkLayout} from './layout.js'
-import {placeChunk, type PlacementCandidate} from './placement.js'
+import {placeChunk, type PlacementCandidate, type PlacementRequest} from './placement.js'
 
 /** Write grants last this long; a slow client asks for a replan, which signs a new one. */
 export const GRANT_TTL_MS = 15 * 60_000
@@ -87,7 +87,7 @@ export class Uploads {
 
     const placed = this.ctx.db.transaction(() => {
       this.q.insertUpload.run(uploadId, request.name, request.size, request.chunkSize, request.chunks.length, now)
-      return request.chunks.map((input) => this.planChunkRow(uploadId, request.name, input, candidates, request.entryNode, request.exclude))
+      return request.chunks.map((input) => this.planChunkRow(uploadId, request.name, input, candidates, {entryNode: request.entryNode, byRtt: request.byRtt}, request.exclude))
     })() // throws (and rolls back: nothing handed out) on NO_NODES
 
     const fresh = placed.filter((chunk) => !chunk.skip)
@@ -114,7 +114,7 @@ export class Uploads {
   }
 
   /** Plans one chunk of an upload: skipped at the version already held, else a new version placed on targets. */
-  private planChunkRow(uploadId: string, name: string, input: {index: number; size: number; sha256: string}, candidates: PlacementCandidate[], entryNode: string | undefined, exclude: string[]) {
+  private planChunkRow(uploadId: string, name: string, input: {index: number; size: number; sha256: string}, candidates: PlacementCandidate[], near: Pick<PlacementRequest, 'entryNode' | 'byRtt'>, exclude: string[]) {
     const {replicas: R, minReplicas: W} = this.ctx
     const chunkId = this.chunkIdFor(name, input.index)
     const chunk = this.q.chunk.get(chunkId) as ChunkRow
@@ -124,7 +124,7 @@ export class Uploads {
       return {index: input.index, chunkId, version: skipVersion, size: input.size, sha256: input.sha256, targets: [] as PlacementCandidate[], skip: true}
     }
     const version = chunk.max_version + 1
-    const targets = placeChunk({candidates, size: input.size, replicas: R, minReplicas: W, entryNode, exclude})
+    const targets = placeChunk({candidates, size: input.size, replicas: R, minReplicas: W, ...near, exclude})
     for (const target of targets) {
       target.freeBytes -= input.size // so a big file spreads over the nodes
       target.usedBytes = (target.usedBytes ?? 0) + input.size
@@ -165,7 +165,7 @@ export class Uploads {
     }
     const placed = this.ctx.db.transaction(() => {
       if (row) this.q.deleteUploadChunk.run(uploadId, input.index)
-      return this.planChunkRow(uploadId, upload.name, input, this.candidates(), entryNode, exclude)
+      return this.planChunkRow(uploadId, upload.name, input, this.candidates(), {entryNode}, exclude)
     })()
     if (!placed.skip) this.ctx.metrics.versionsHandedOut.inc()
     this.ctx.log.info(

@@ -94,6 +94,8 @@ export const UploadPlanRequest = z.object({
   chunks: z.array(ChunkPlanInput).max(1_000_000),
   /** The node the client measured nearest (or chose with --node); placed first in every chunk's chain. */
   entryNode: NodeId.optional(),
+  /** Alive nodes in the writer's measured round-trip order, nearest first: each chunk's chain starts at the nearest node chosen for it. */
+  byRtt: z.array(NodeId).max(10_000).optional(),
   exclude: z.array(NodeId).max(1000).default([]),
 })
 export type UploadPlanRequest = z.input<typeof UploadPlanRequest>

@@ -21,6 +21,16 @@ describe('nearest node', () => {
     expect(median([])).toBeUndefined()
   })
 
+  it('ranks the nodes that answered by median RTT for the master to order each chain, the picked node first', async () => {
+    const nodes = [node('a', 'alive', 'eu'), node('b', 'alive', 'us'), node('c', 'alive', 'eu'), node('d')]
+    const nearest = await findNearestNode(nodes, {probe: fakeProbe({a: [9, 9, 9], b: [5, 5, 5], c: [20, 20, 20]})})
+    expect(nearest.byRtt).toEqual(['b', 'a', 'c']) // d never answered
+    // --zone picks a near-equal node of that zone over the fastest: it leads the order
+    const inZone = await findNearestNode(nodes, {zone: 'eu', probe: fakeProbe({a: [5.5, 5.5, 5.5], b: [5, 5, 5], c: [20, 20, 20]})})
+    expect(inZone.byRtt).toEqual(['a', 'b', 'c'])
+    expect((await findNearestNode(nodes, {override: 'c', probe: fakeProbe({})})).byRtt).toEqual([])
+  })
+
   it('picks the lowest median RTT, ignoring an outlier', async () => {
     const nodes = [node('a'), node('b'), node('c')]
     // a has the single fastest probe but a slow median; b is steadily fast.

@@ -27,6 +27,8 @@ const stored = new Map<string, Buffer>() // steady's disk: "<chunkId>/<version>"
 const replans: {index: number; exclude: string[]}[] = []
 let committed = 0
 let flakyWrites = 0
+/** The last plan request the fake master got. */
+let lastPlan: UploadPlanRequest | undefined
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'chunky-upload-'))
@@ -59,6 +61,7 @@ beforeAll(async () => {
     if (url === '/api/nodes') return json(res, 200, {nodes: [{...target('flaky'), state: 'alive'}, {...target('steady'), state: 'alive'}]})
     if (url === '/api/uploads') {
       request = JSON.parse(body.toString())
+      lastPlan = request
       const chunks = request!.chunks.map((c) =>
         heldIndexes.includes(c.index) ? {...planned(c.index, []), skip: true, grant: ''} : planned(c.index, [target('flaky')]),
       )
@@ -92,6 +95,16 @@ afterAll(async () => {
 })
 
 describe('uploadFile', () => {
+  it('tells the master the nodes in the order of its own round trips, so each chain starts at the nearest chosen node', async () => {
+    flakyAnswer = 'fail'
+    const path = join(dir, 'near.bin')
+    await writeFile(path, randomBytes(100))
+    const rtt: Record<string, number> = {[steady.url]: 2, [flaky.url]: 9}
+    const probe = async (url: string) => rtt[url] ?? Promise.reject(new Error('ECONNREFUSED'))
+    await uploadFile({path, name: 'near.bin', chunkSize: CHUNK, concurrency: 1, master: master.url, token: 't', probe}, silentView)
+    expect(lastPlan).toMatchObject({entryNode: 'steady', byRtt: ['steady', 'flaky']})
+  })
+
   it('re-plans a chunk whose node failed, without that node, and commits', async () => {
     flakyAnswer = 'fail'
     const bytes = randomBytes(2 * CHUNK + 100)

@@ -17,6 +17,15 @@ describe('placeChunk', () => {
     expect(ids(placeChunk({candidates, size: 10, replicas: 2, minReplicas: 1, entryNode: 'a', exclude: ['a']}))).toEqual(['b', 'c'])
   })
 
+  it("starts each chain at the chosen node nearest the writer by the round trips it measured", () => {
+    const candidates = [node('a', 'eu', 900), node('b', 'eu', 1000), node('c', 'us', 500), node('d', 'ap', 100)]
+    // balance chooses b, c, d whatever the writer measured; only their order follows the round trips
+    expect(ids(placeChunk({candidates, size: 10, replicas: 3, minReplicas: 2, byRtt: ['a', 'd', 'b', 'c']}))).toEqual(['d', 'b', 'c'])
+    expect(ids(placeChunk({candidates, size: 10, replicas: 3, minReplicas: 2, byRtt: ['c'], entryNode: 'c'}))).toEqual(['c', 'b', 'd'])
+    // nodes the writer did not measure come after, by the entry node's zone
+    expect(ids(placeChunk({candidates, size: 10, replicas: 3, minReplicas: 2, byRtt: ['d'], entryNode: 'a'}))).toEqual(['d', 'b', 'c'])
+  })
+
   it('prefers the least full node over the one with the most free bytes', () => {
     const candidates = [{...node('big', 'z', 5000), usedBytes: 5000}, {...node('small', 'z', 900), usedBytes: 100}]
     expect(ids(placeChunk({candidates, size: 10, replicas: 1, minReplicas: 1}))).toEqual(['small'])
