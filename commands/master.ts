@@ -4,7 +4,7 @@ import {invokedAs} from '../src/cli/bin-name.js'
 import {advertisedUrl, listenUrl, untilAborted} from '../src/cli/daemon.js'
 import {UsageError} from '../src/cli/failure.js'
 import {argvWithConfigFile, configFlag, inConfigFile} from '../src/cli/daemon-config.js'
-import {durationFlag, logLevelFlag} from '../src/cli/flags.js'
+import {durationFlag, httpUrl, logLevelFlag} from '../src/cli/flags.js'
 import {resolveMasterSecret} from '../src/cli/secrets.js'
 import {readTlsFiles} from '../src/cli/tls-files.js'
 import {startMaster} from '../src/master/index.js'
@@ -13,7 +13,7 @@ import {createDaemonLogger} from '../src/telemetry/logger.js'
 
 export default class Master extends ChunkyCommand {
   static override summary = 'Run the master: names, chunk versions, replica locations, node liveness'
-  static override description = `The master hands out chunk versions, plans where each chunk's replicas go, commits uploads once W copies are durable, and repairs the cluster in the background. Its metadata lives in --data-dir (SQLite).
+  static override description = `The master hands out chunk versions, plans where each chunk's replicas go, commits uploads once W copies are durable, and repairs the cluster in the background. Its metadata lives in --data-dir (SQLite), or with --meta postgres://… in PostgreSQL, where several masters on one database make one leader and standbys (GET /healthz says which; a standby tells clients and nodes where the leader is, and takes over within --node-timeout and a few seconds when the leader dies or hangs).
 
 The cluster secret comes from --secret-file, --secret (or its old name --token) or CHUNKY_SECRET; without any it loads DATA_DIR/token, or makes a new random secret and saves it there (mode 0600). The master never reads CHUNKY_TOKEN (that is the clients' credential), and it refuses a derived credential (rw-…, ro-…, node-…) as its secret. Prefer --secret-file or CHUNKY_SECRET: a flag's value shows in \`ps\`. From the secret it derives a node credential (node-…, for \`chunky node\`), a read-write client credential (rw-…: upload, rm, and everything ro can) and a read-only one (ro-…: status, ls, download), and prints the command that joins a node and the line that points clients at it. The secret itself is valid for everything.
 
@@ -29,6 +29,7 @@ It listens on 127.0.0.1 by default: use --host 0.0.0.0 to let nodes and clients 
     {description: 'Start a master for a local try-out (port 7400, token saved in .chunky/master/token)', command: '<%= config.bin %> <%= command.id %>'},
     {description: 'Reachable from other machines, two copies of every chunk', command: '<%= config.bin %> <%= command.id %> --host 0.0.0.0 --replicas 2 --data-dir /var/lib/chunky/master'},
     {description: 'Settings from a file (as a service does)', command: '<%= config.bin %> <%= command.id %> --config /etc/chunky/master.json'},
+    {description: 'One of several masters on one PostgreSQL database (run the same line on another machine for a standby)', command: '<%= config.bin %> <%= command.id %> --host 0.0.0.0 --meta postgres://chunky@db.example/chunky --public-url http://master1.example:7400'},
     {description: 'Fast failure detection for a test cluster on a free port', command: '<%= config.bin %> <%= command.id %> --port 0 --node-timeout 2s --repair-interval 500ms'},
   ]
 
@@ -49,6 +50,12 @@ It listens on 127.0.0.1 by default: use --host 0.0.0.0 to let nodes and clients 
     token: Flags.string({description: 'the old name of --secret, still accepted', helpValue: '<secret>', exclusive: ['secret', 'secret-file']}),
     'tls-cert': Flags.string({description: 'serve HTTPS/WSS with this certificate (PEM; with --tls-key)', helpValue: '<file>'}),
     'tls-key': Flags.string({description: 'private key of --tls-cert (PEM)', helpValue: '<file>'}),
+    meta: Flags.string({
+      description: 'where the metadata lives: sqlite:DIR (the --data-dir) or a postgres:// URL (several masters on one database: one leads, the others stand by; a URL may name several hosts, h1,h2, and the writable one is used)',
+      helpValue: '<url>',
+      env: 'CHUNKY_META',
+    }),
+    'public-url': Flags.string({description: 'the URL nodes and clients reach this master at (a standby tells them the leader\'s) [default: http(s)://HOST:PORT]', helpValue: '<url>', parse: async (input) => httpUrl(input)}),
     'log-level': logLevelFlag,
     config: configFlag,
   }
@@ -63,6 +70,7 @@ It listens on 127.0.0.1 by default: use --host 0.0.0.0 to let nodes and clients 
     if (minReplicas > replicas) {
       throw new UsageError(`--min-replicas ${minReplicas} is more than --replicas ${replicas}: W must be between 1 and R (see \`chunky master --help\`)`)
     }
+    const meta = metaLocation(flags.meta, flags['data-dir'])
     const tls = await readTlsFiles(flags['tls-cert'], flags['tls-key'])
     const token = await resolveMasterSecret({
       dataDir: flags['data-dir'],
@@ -87,6 +95,8 @@ It listens on 127.0.0.1 by default: use --host 0.0.0.0 to let nodes and clients 
       token: token.token,
       tls,
       log: logger.log,
+      meta,
+      advertise: (port) => flags['public-url'] ?? (tls ? advertisedUrl(flags.host, port).replace(/^http:/, 'https:') : advertisedUrl(flags.host, port)),
     }).catch((err: unknown) => {
       logger.release() // what it logged before failing still counts
       throw err
@@ -112,4 +122,16 @@ It listens on 127.0.0.1 by default: use --host 0.0.0.0 to let nodes and clients 
     await master.close()
     this.exit(0)
   }
+}
+
+/** --meta: undefined for the data dir's SQLite; a postgres:// URL as given; anything else is refused. */
+function metaLocation(meta: string | undefined, dataDir: string): string | undefined {
+  if (meta === undefined || meta === '') return undefined
+  if (/^postgres(ql)?:\/\//.test(meta)) return meta
+  if (meta.startsWith('sqlite:')) {
+    const dir = meta.slice('sqlite:'.length)
+    if (dir !== '' && dir !== dataDir) throw new UsageError(`--meta ${meta}: SQLite metadata lives in the --data-dir (${dataDir}); give --data-dir ${dir} instead`)
+    return undefined
+  }
+  throw new UsageError(`--meta ${meta} is neither sqlite:DIR nor a postgres://USER@HOST/DB URL (see \`chunky master --help\`)`)
 }

@@ -3,7 +3,7 @@ import {ChunkyCommand} from '../src/cli/base-command.js'
 import {listenUrl, untilAborted} from '../src/cli/daemon.js'
 import {UsageError} from '../src/cli/failure.js'
 import {argvWithConfigFile, configFlag, inConfigFile} from '../src/cli/daemon-config.js'
-import {durationFlag, httpUrl, logLevelFlag} from '../src/cli/flags.js'
+import {durationFlag, httpUrl, httpUrls, logLevelFlag} from '../src/cli/flags.js'
 import {resolveNodeToken} from '../src/cli/secrets.js'
 import {readCa, readTlsFiles, trustCa} from '../src/cli/tls-files.js'
 import {startNode} from '../src/node/index.js'
@@ -25,7 +25,7 @@ Its credential is the node credential (node-…) from the join command \`chunky 
   ]
 
   static override flags = {
-    master: Flags.string({description: 'address of the master', env: 'CHUNKY_MASTER', required: true, helpValue: '<url>', parse: async (input) => httpUrl(input)}),
+    master: Flags.string({description: 'address of the master, or of several (A,B: the node links to the leader and follows it)', env: 'CHUNKY_MASTER', required: true, helpValue: '<url[,url]>', parse: async (input) => httpUrls(input)}),
     host: Flags.string({description: 'address to listen on (0.0.0.0 for every interface)', default: '127.0.0.1'}),
     port: Flags.integer({description: 'port to listen on (0 to 65535; 0 picks a free one)', default: DEFAULT_NODE_PORT, min: 0, max: 65535}),
     'public-url': Flags.string({description: 'the URL the master, clients and other nodes use to reach this node [default: http://HOST:PORT]', helpValue: '<url>', parse: async (input) => httpUrl(input)}),

@@ -3,7 +3,7 @@ import {join} from 'node:path'
 import {z} from 'zod'
 import {Zone} from '../protocol/index.js'
 import {writeFileAtomic} from '../util/fs.js'
-import {httpUrl} from './flags.js'
+import {httpUrls} from './flags.js'
 
 // The user's config file (`chunky config set …`): the fallback after flags and environment for the
 // master, the token and the zone. It lives in oclif's config.configDir (XDG_CONFIG_HOME/chunky or
@@ -71,7 +71,7 @@ export async function writeConfig(configDir: string, config: ConfigFile): Promis
 export function checkConfigValue(key: ConfigKey, value: string): string {
   switch (key) {
     case 'master':
-      return httpUrl(value)
+      return httpUrls(value)
     case 'token':
       if (value.length === 0 || /\s/.test(value)) throw new Error('a token is one word with no spaces')
       return value

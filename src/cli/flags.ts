@@ -48,13 +48,20 @@ export function httpUrl(input: string): string {
   return input.replace(/\/+$/, '')
 }
 
+/** One master URL or several, comma-separated (`A,B`: one leads, the others stand by): each must be an http(s) URL. */
+export function httpUrls(input: string): string {
+  const urls = input.split(',').map((url) => url.trim()).filter((url) => url !== '')
+  if (urls.length === 0) throw new Error(`"${input}" names no master: use something like http://127.0.0.1:7400`)
+  return urls.map(httpUrl).join(',')
+}
+
 // No defaults on the client flags: "not given" must stay visible so that the config file can fill in
 // (flag, then environment, then `chunky config set`, then the built-in default). See ChunkyCommand.clientSettings.
 export const masterFlag = Flags.string({
-  description: `address of the master (then CHUNKY_MASTER, then \`chunky config set master\`) [default: ${DEFAULT_MASTER_URL}]`,
+  description: `address of the master, or of several (A,B: the leader is found and followed) (then CHUNKY_MASTER, then \`chunky config set master\`) [default: ${DEFAULT_MASTER_URL}]`,
   env: 'CHUNKY_MASTER',
-  helpValue: '<url>',
-  parse: async (input) => httpUrl(input),
+  helpValue: '<url[,url]>',
+  parse: async (input) => httpUrls(input),
 })
 
 export const tokenFlag = Flags.string({

@@ -143,7 +143,7 @@ async function prepare(opts: Omit<DownloadOptions, 'output'>, view: TransferView
   view.step(`fetching the manifest of ${opts.name}`)
   // One manifest for the whole download: every chunk is read at the version it names (never a mix).
   // A master that is restarting gets a few more tries, as an upload gives it (a read need not fail on a blip).
-  const manifest = await withMasterRetry(() => api.manifest(opts.name), {signal: opts.signal, view, what: 'fetching the manifest'}).catch((err: unknown) => {
+  const manifest = await withMasterRetry(() => api.manifest(opts.name), {signal: opts.signal, view, masters: api.masters, what: 'fetching the manifest'}).catch((err: unknown) => {
     throw notFoundNamed(err, opts.name)
   })
   view.step('finding the nearest replicas')

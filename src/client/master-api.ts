@@ -12,6 +12,9 @@ import {
   PlannedChunk,
   PrefixFileList,
   RemoveResult,
+  ShareAnswer,
+  type ShareRequest,
+  type UploadShareRequest,
   StatusDoc,
   UploadPlan,
   type BadReplicaReport,
@@ -26,7 +29,10 @@ import {credentialRefused, errorFromResponse, InterruptedError, masterUnreachabl
 // schema; every failure becomes a ChunkyError whose message says what to do.
 
 export interface MasterApi {
+  /** The master asked last (of several: the one that answered). */
   readonly url: string
+  /** How many masters it may ask. */
+  readonly masters: number
   nodes(): Promise<z.infer<typeof NodeList>>
   /** Every node with its state, space and drain progress (`chunky nodes`). */
   nodeInfos(): Promise<NodeInfoList>
@@ -44,6 +50,10 @@ export interface MasterApi {
   status(name?: string): Promise<StatusDoc>
   balance(): Promise<BalanceReport>
   reportBadReplica(report: z.input<typeof BadReplicaReport>): Promise<void>
+  /** A signed link's path for a committed name or a prefix (the caller puts it on a node's URL). */
+  share(request: ShareRequest): Promise<ShareAnswer>
+  /** A signed tus upload link's path for one name. */
+  shareUpload(request: UploadShareRequest): Promise<ShareAnswer>
 }
 
 export interface MasterApiOptions {
@@ -59,11 +69,33 @@ const GET_RETRIES = 2
 /** Failures that may pass on a second try (a TLS refusal, say, will not). */
 const RETRIED_CODES = new Set(['ETIMEDOUT', 'ECONNRESET', 'EADDRINUSE', 'ECONNREFUSED', 'EPIPE', 'ENOTFOUND', 'ENETUNREACH', 'EAI_AGAIN'])
 
+/**
+ * `masterUrl` may list several masters, `A,B` (one leads, the others stand by): a call goes to the one
+ * that answered last, and moves on to the next when a master is a standby (it changed nothing) or
+ * cannot be reached, so a client follows the leader through a failover.
+ */
 export function masterApi(masterUrl: string, token: string | undefined, opts: MasterApiOptions = {}): MasterApi {
-  const base = normalizeUrl(masterUrl)
+  const bases = masterUrls(masterUrl).map(normalizeUrl)
+  let current = 0
   const headers: Record<string, string> = token ? {authorization: `Bearer ${token}`} : {}
 
   async function call<T>(schema: z.ZodType<T>, method: Method, path: string, body?: unknown): Promise<T> {
+    let last: unknown
+    for (let hop = 0; hop < bases.length; hop++) {
+      const at = (current + hop) % bases.length
+      try {
+        const answer = await callOne(bases[at]!, schema, method, path, body)
+        current = at
+        return answer
+      } catch (err) {
+        if (!(err instanceof ChunkyError) || (err.code !== 'NOT_LEADER' && err.code !== 'MASTER_UNREACHABLE')) throw err
+        last = err
+      }
+    }
+    throw last
+  }
+
+  async function callOne<T>(base: URL, schema: z.ZodType<T>, method: Method, path: string, body?: unknown): Promise<T> {
     let response
     const request = requestSignal(opts.signal)
     const payload = body === undefined ? undefined : JSON.stringify(body)
@@ -115,7 +147,10 @@ export function masterApi(masterUrl: string, token: string | undefined, opts: Ma
   const upload = (id: string, action: string) => `/api/uploads/${encodeURIComponent(id)}/${action}`
 
   return {
-    url: base.origin,
+    get url() {
+      return bases[current]!.origin
+    },
+    masters: bases.length,
     nodes: () => call(NodeList, 'GET', '/api/nodes'),
     nodeInfos: () => call(NodeInfoList, 'GET', '/api/nodes'),
     drainNode: (id) => call(NodeInfo, 'POST', `/api/nodes/${encodeURIComponent(id)}/drain`, {}),
@@ -130,10 +165,17 @@ export function masterApi(masterUrl: string, token: string | undefined, opts: Ma
     remove: (name) => call(RemoveResult, 'DELETE', file(name)),
     status: (name) => call(StatusDoc, 'GET', name === undefined ? '/api/status' : `/api/status?name=${encodeURIComponent(name)}`),
     balance: () => call(BalanceReport, 'GET', '/api/rebalance'),
+    share: (request) => call(ShareAnswer, 'POST', '/api/share', request),
+    shareUpload: (request) => call(ShareAnswer, 'POST', '/api/share/upload', request),
     reportBadReplica: async (report) => {
       await call(Ok, 'POST', '/api/bad-replica', report)
     },
   }
+}
+
+/** The masters of `--master A,B` / CHUNKY_MASTER, in the order given. */
+export function masterUrls(list: string): string[] {
+  return list.split(',').map((url) => url.trim()).filter((url) => url !== '')
 }
 
 /** Certificate errors, said plainly: they mean "trust the cluster's CA", not "is the master running?". */

@@ -1,7 +1,5 @@
-import {ShareAnswer, type ShareRequest, type UploadShareRequest} from '../protocol/index.js'
-import {masterUnreachable, credentialRefused, errorFromResponse, networkErrorCode} from './errors.js'
-import {sendForText} from './http.js'
-import {masterApi, normalizeUrl, tlsProblem} from './master-api.js'
+import type {ShareRequest, UploadShareRequest} from '../protocol/index.js'
+import {masterApi} from './master-api.js'
 import {findNearestNode, type Probe} from './nearest.js'
 
 // `chunky share`: the master signs a link (it alone holds the key, and it checks the name is
@@ -32,32 +30,11 @@ export interface ShareResult {
 }
 
 export async function shareLink(opts: ShareOptions): Promise<ShareResult> {
-  const base = normalizeUrl(opts.master)
   const request: ShareRequest | UploadShareRequest = opts.upload
     ? {name: opts.name!, expiresInMs: opts.expiresInMs, ...(opts.upload.maxSize !== undefined ? {maxSize: opts.upload.maxSize} : {})}
     : opts.name !== undefined ? {name: opts.name, expiresInMs: opts.expiresInMs} : {prefix: opts.prefix!, expiresInMs: opts.expiresInMs}
-  const body = JSON.stringify(request)
-  let response
-  try {
-    response = await sendForText(new URL(opts.upload ? '/api/share/upload' : '/api/share', base), {
-      method: 'POST',
-      headers: {
-        ...(opts.token ? {authorization: `Bearer ${opts.token}`} : {}),
-        'content-type': 'application/json',
-        'content-length': Buffer.byteLength(body),
-      },
-      body,
-      signal: opts.signal,
-      connectTimeoutMs: 5_000,
-      totalTimeoutMs: 30_000,
-    })
-  } catch (err) {
-    const code = networkErrorCode(err)
-    throw tlsProblem(code, base.origin) ?? masterUnreachable(base.origin, code ?? String(err))
-  }
-  if (response.statusCode === 401) throw credentialRefused(Boolean(opts.token))
-  if (response.statusCode >= 400) throw errorFromResponse(response.statusCode, response.body, `the master at ${base.origin}`)
-  const answer = ShareAnswer.parse(JSON.parse(response.body))
+  const api = masterApi(opts.master, opts.token, {signal: opts.signal, timeoutMs: 30_000})
+  const answer = await (opts.upload ? api.shareUpload(request as UploadShareRequest) : api.share(request as ShareRequest))
   return {name: answer.name, url: new URL(answer.path, await nodeBase(opts)).toString(), expiresAt: answer.expiresAt}
 }
 

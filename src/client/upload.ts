@@ -119,7 +119,7 @@ export async function sendHashed(file: HashedFile, ctx: SendContext, view: Trans
     entryNode: ctx.entryNode,
     ...(ctx.byRtt.length > 0 ? {byRtt: ctx.byRtt} : {}),
   }
-  const plan = await withMasterRetry(() => api.planUpload(request), {signal: opts.signal, view, what: 'planning'})
+  const plan = await withMasterRetry(() => api.planUpload(request), {signal: opts.signal, view, masters: api.masters, what: 'planning'})
   checkPlan(plan, file.ranges, file.digests)
 
   const toSend = plan.chunks.filter((chunk) => !chunk.skip)
@@ -218,7 +218,7 @@ async function sendOneChunk(
   const excluded = () => [...new Set([...lost.ids(), ...failedNodes])]
   const replan = async (problem: string) => {
     try {
-      return await withMasterRetry(() => api.replan(plan.uploadId, {index: range.index, exclude: excluded()}), {signal, view, what: `re-planning chunk ${range.index}`})
+      return await withMasterRetry(() => api.replan(plan.uploadId, {index: range.index, exclude: excluded()}), {signal, view, masters: api.masters, what: `re-planning chunk ${range.index}`})
     } catch (err) {
       if (err instanceof ChunkyError) {
         throw new ChunkyError(err.code, `chunk ${range.index} ${problem} and could not be re-planned: ${err.message}`)
@@ -291,11 +291,11 @@ async function commitWithRetry(api: MasterApi, plan: UploadPlan, opts: UploadOpt
         try {
           await api.commit(plan.uploadId)
         } catch (err) {
-          if (err instanceof ChunkyError && err.code === 'MASTER_UNREACHABLE') unanswered = true
+          if (err instanceof ChunkyError && (err.code === 'MASTER_UNREACHABLE' || err.code === 'NOT_LEADER')) unanswered = true
           throw err
         }
       },
-      {signal: opts.signal, view, what: 'committing'},
+      {signal: opts.signal, view, masters: api.masters, what: 'committing'},
     )
   } catch (err) {
     if (!(unanswered && err instanceof ChunkyError && err.code === 'UPLOAD_NOT_FOUND')) throw err

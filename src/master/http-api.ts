@@ -8,6 +8,7 @@ import {
   type CredentialHashes,
   fileNameProblem,
   MAX_JSON_BODY,
+  type MasterHealth,
   ReplanRequest,
   UploadPlanRequest,
   ShareRequest,
@@ -38,6 +39,10 @@ export interface HttpApiDeps {
   dashboard: Dashboard
   /** Balance of the nodes and moves under way (repair-loop.ts). */
   balance: () => BalanceReport
+  /** Resolves once what the request changed is in the metadata store (meta-sync.ts); answers wait for it. */
+  persist: () => Promise<void>
+  /** This master's advertised URL (it leads). */
+  leader: string
 }
 
 /** The master's HTTP routes (src/protocol/api.ts). Every error becomes a response in sendError. */
@@ -60,7 +65,7 @@ async function route(deps: HttpApiDeps, req: IncomingMessage, res: ServerRespons
   const [first, second, third, fourth, ...more] = segments
 
   if (method === 'GET' && first === 'healthz' && segments.length === 1) {
-    return sendJson(res, 200, {ok: true, role: 'leader', epoch: ctx.leadership.epoch})
+    return sendJson(res, 200, {ok: true, role: 'leader', epoch: ctx.leadership.epoch, leader: deps.leader} satisfies MasterHealth)
   }
   // The dashboard page holds no data (it asks /api/live with the credential the user types in): no credential.
   if ((method === 'GET' || method === 'HEAD') && isDashboardPath(segments)) return deps.dashboard.servePage(req, res, segments)
@@ -80,9 +85,9 @@ async function route(deps: HttpApiDeps, req: IncomingMessage, res: ServerRespons
     await discardBody(req)
     if (fourth === 'drain') drainNode(ctx, third)
     else undrainNode(ctx, third)
-    return sendJson(res, 200, views.nodeInfo(third))
+    return answerPersisted(deps, res, views.nodeInfo(third))
   }
-  if (second === 'nodes' && third && segments.length === 3 && method === 'DELETE') return sendJson(res, 200, forgetNode(ctx, third))
+  if (second === 'nodes' && third && segments.length === 3 && method === 'DELETE') return answerPersisted(deps, res, forgetNode(ctx, third))
   if (second === 'rebalance' && segments.length === 2 && method === 'GET') return sendJson(res, 200, deps.balance())
   if (second === 'live' && segments.length === 2 && method === 'GET') {
     const file = queryParam(req, 'file')
@@ -97,18 +102,18 @@ async function route(deps: HttpApiDeps, req: IncomingMessage, res: ServerRespons
   if (second === 'uploads') {
     if (segments.length === 2 && method === 'POST') {
       const request = await readJson(req, UploadPlanRequest)
-      return sendJson(res, 200, uploads.plan(request))
+      return answerPersisted(deps, res, uploads.plan(request))
     }
     if (third && segments.length === 4 && method === 'POST' && fourth === 'replan') {
       const request = await readJson(req, ReplanRequest)
-      return sendJson(res, 200, uploads.replan(third, request))
+      return answerPersisted(deps, res, uploads.replan(third, request))
     }
     if (third && segments.length === 4 && method === 'POST' && fourth === 'commit') {
       await discardBody(req)
-      return sendJson(res, 200, uploads.commit(third))
+      return answerPersisted(deps, res, uploads.commit(third))
     }
   }
-  if (second === 'tus') return routeTus(deps.tus, req, res, method, segments.slice(2))
+  if (second === 'tus') return routeTus(deps, req, res, method, segments.slice(2))
   if (second === 'files') {
     if (segments.length === 2 && method === 'GET') {
       // ?prefix=P&chunks=1: every file under P with its chunk checksums, in one answer (chunky sync)
@@ -120,7 +125,7 @@ async function route(deps: HttpApiDeps, req: IncomingMessage, res: ServerRespons
     // A name is one URL-encoded segment; a client that left its "/" unencoded still means the same file.
     const name = [third, fourth, ...more].filter((s) => s !== undefined).join('/')
     if (segments.length >= 3 && method === 'GET') return sendJson(res, 200, views.manifest(checkName(name)))
-    if (segments.length >= 3 && method === 'DELETE') return sendJson(res, 200, uploads.remove(checkName(name)))
+    if (segments.length >= 3 && method === 'DELETE') return answerPersisted(deps, res, uploads.remove(checkName(name)))
   }
   if (second === 'share' && segments.length === 3 && third === 'upload' && method === 'POST') {
     return sendJson(res, 200, createUploadShare(ctx, await readJson(req, UploadShareRequest)))
@@ -144,19 +149,26 @@ async function route(deps: HttpApiDeps, req: IncomingMessage, res: ServerRespons
 }
 
 /** The session routes nodes call for tus uploads (protocol/tus.ts). */
-async function routeTus(tus: TusSessions, req: IncomingMessage, res: ServerResponse, method: string, rest: string[]): Promise<void> {
-  if (rest.length === 0 && method === 'POST') return sendJson(res, 200, tus.create(await readJson(req, TusCreateRequest)))
+async function routeTus(deps: HttpApiDeps, req: IncomingMessage, res: ServerResponse, method: string, rest: string[]): Promise<void> {
+  const {tus} = deps
+  if (rest.length === 0 && method === 'POST') return answerPersisted(deps, res, tus.create(await readJson(req, TusCreateRequest)))
   const id = TusId.safeParse(rest[0])
   if (!id.success) throw new ChunkyError('BAD_REQUEST', 'expected /api/tus/<32 hex id>')
   if (rest.length === 1 && method === 'GET') return sendJson(res, 200, tus.get(id.data))
   if (rest.length === 1 && method === 'DELETE') {
     tus.terminate(id.data)
-    return sendJson(res, 200, {ok: true})
+    return answerPersisted(deps, res, {ok: true})
   }
-  if (rest.length === 2 && method === 'POST' && rest[1] === 'claim') return sendJson(res, 200, tus.claim(id.data, await readJson(req, TusClaimRequest)))
-  if (rest.length === 2 && method === 'POST' && rest[1] === 'chunk') return sendJson(res, 200, tus.planChunk(id.data, await readJson(req, TusChunkRequest)))
-  if (rest.length === 2 && method === 'POST' && rest[1] === 'advance') return sendJson(res, 200, tus.advance(id.data, await readJson(req, TusAdvanceRequest)))
+  if (rest.length === 2 && method === 'POST' && rest[1] === 'claim') return answerPersisted(deps, res, tus.claim(id.data, await readJson(req, TusClaimRequest)))
+  if (rest.length === 2 && method === 'POST' && rest[1] === 'chunk') return answerPersisted(deps, res, tus.planChunk(id.data, await readJson(req, TusChunkRequest)))
+  if (rest.length === 2 && method === 'POST' && rest[1] === 'advance') return answerPersisted(deps, res, tus.advance(id.data, await readJson(req, TusAdvanceRequest)))
   throw new ChunkyError('NOT_FOUND', `no such route: ${method} ${(req.url ?? '/').split('?')[0]}`)
+}
+
+/** Answers a change once it is in the metadata store. */
+async function answerPersisted(deps: HttpApiDeps, res: ServerResponse, body: unknown): Promise<void> {
+  await deps.persist()
+  sendJson(res, 200, body)
 }
 
 /** Reading (and reporting a bad replica, which a download does) needs `read`; anything that changes files needs `write`. */

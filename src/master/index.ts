@@ -1,23 +1,26 @@
-import type {IncomingMessage, Server} from 'node:http'
+import type {IncomingMessage, Server, ServerResponse} from 'node:http'
 import type {AddressInfo} from 'node:net'
 import type {Duplex} from 'node:stream'
 import {WebSocketServer} from 'ws'
 import {authorize} from '../http/auth.js'
 import {countAsNodeLink, createEdgeServer, DEFAULT_LIMITS, type HttpLimits, type TlsFiles} from '../http/limits.js'
-import {toChunkyError} from '../http/server.js'
-import {ChunkyError, credentialHashes, MAX_WS_PAYLOAD, WS_CLOSE} from '../protocol/index.js'
+import {sendError, sendJson, toChunkyError} from '../http/server.js'
+import {ChunkyError, credentialHashes, MAX_WS_PAYLOAD, WS_CLOSE, type MasterHealth} from '../protocol/index.js'
 import {systemClock, type Clock} from '../util/clock.js'
 import {MasterMetrics} from '../telemetry/metrics.js'
 import {silentLogger, type Logger} from '../util/log.js'
 import {formatDuration} from '../util/parse.js'
 import {createMasterContext} from './context.js'
 import {createDashboard, type LiveOptions} from './dashboard/index.js'
-import {lockDataDir, openDatabase} from './db.js'
+import {lockDataDir, openDatabase, type Db} from './db.js'
 import {Drains} from './drain.js'
 import {createHttpApi} from './http-api.js'
 import {NodeLinks} from './node-link.js'
 import {RepairLoop, UPLOAD_TTL_MS} from './repair-loop.js'
 import {ReplicaRecords} from './replicas.js'
+import type {LeaderInfo, Leadership, MetaStore} from './meta-store.js'
+import {loadWorkingCopy, MetaSync} from './meta-sync.js'
+import {PostgresMetaStore} from './postgres-meta-store.js'
 import {SqliteMetaStore} from './sqlite-meta-store.js'
 import {TusSessions} from './tus-sessions.js'
 import {Uploads} from './uploads.js'
@@ -54,6 +57,10 @@ export interface MasterOptions {
   live?: Partial<LiveOptions>
   log?: Logger
   clock?: Clock
+  /** Where the metadata lives: `sqlite:DIR` / undefined (the data dir's SQLite) or a postgres:// URL (several masters, one leads). */
+  meta?: string
+  /** The URL other masters, nodes and clients reach this one at (a standby tells them the leader's); default http(s)://HOST:PORT. */
+  advertise?: (port: number) => string
 }
 
 export interface RunningMaster {
@@ -65,21 +72,167 @@ export interface RunningMaster {
 
 /** Persist heartbeats (kept in memory between) this often. */
 const PERSIST_NODES_MS = 5_000
+/** Changes made outside a request (expiry, a report's version above any handed out) reach the store this often. */
+const FLUSH_MS = 200
+
+/** What one term of leading serves; it ends with close() when the master steps down or stops. */
+interface Term {
+  http(req: IncomingMessage, res: ServerResponse): void
+  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void
+  close(): Promise<void>
+}
 
 export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
   checkOptions(opts)
   const log = opts.log ?? silentLogger
-  const clock = opts.clock ?? systemClock
   const lock = lockDataDir(opts.dataDir) // one master per data dir: a second one stops here
-  let db
+  let db: Db | undefined
+  let store: MetaStore
+  let postgres: PostgresMetaStore | undefined
   try {
     db = openDatabase(opts.dataDir)
+    if (isPostgresUrl(opts.meta)) {
+      // A paused leader loses the lock after one node timeout: a standby leads within that plus its retry.
+      store = postgres = new PostgresMetaStore(opts.meta, {leaseMs: opts.nodeTimeoutMs, log})
+      await postgres.init()
+    } else {
+      store = new SqliteMetaStore(db)
+    }
   } catch (err) {
+    db?.close()
     lock.release()
     throw err
   }
-  const store = new SqliteMetaStore(db)
-  const leadership = await store.lead(`${opts.host}:${opts.port}`, new AbortController().signal)
+  const workingCopy = db
+
+  let term: Term | undefined
+  /** Where the leader is, as the store said last (what a standby answers). */
+  let known: LeaderInfo | undefined
+  const leading = () => term !== undefined && (postgres === undefined || postgres.holdsLease())
+
+  const standby = createStandbyApi(() => known)
+  const server = createEdgeServer((req, res) => (leading() ? term!.http(req, res) : standby.http(req, res)), {tls: opts.tls, limits: opts.limits, log: (line) => log.warn({event: 'http.peer_limit'}, line)})
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    socket.on('error', () => {}) // a peer that resets mid-upgrade must not crash the master
+    if (leading()) return term!.upgrade(req, socket, head)
+    refuseUpgrade(socket, '503 Service Unavailable', notLeader(known))
+  })
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(opts.port, opts.host, () => {
+      server.off('error', reject)
+      resolve()
+    })
+  }).catch(async (err) => {
+    await store.close()
+    workingCopy.close()
+    lock.release()
+    throw err
+  })
+  const port = (server.address() as AddressInfo).port
+  const shownHost = opts.host.includes(':') ? `[${opts.host}]` : opts.host
+  const url = `${opts.tls ? 'https' : 'http'}://${shownHost}:${port}`
+  const advertised = opts.advertise?.(port) ?? url
+
+  const stopping = new AbortController()
+  /** One term after the other: lead, serve until leadership is lost, step down, stand by again. */
+  const serve = async (leadership: Leadership): Promise<void> => {
+    known = {epoch: leadership.epoch, url: advertised}
+    let lost!: (reason: string) => void
+    const ended = new Promise<string>((resolve) => (lost = resolve))
+    store.onLost((reason) => lost(reason))
+    let sync: MetaSync | undefined
+    if (postgres) {
+      const started = Date.now()
+      const rows = await loadWorkingCopy(workingCopy, store)
+      sync = new MetaSync(workingCopy, store, leadership.epoch, (err) => lost(err.message))
+      log.info({event: 'master.leading', epoch: leadership.epoch, rows, ms: Date.now() - started}, `leading (epoch ${leadership.epoch}): loaded ${rows} metadata rows in ${Date.now() - started} ms`)
+    }
+    term = startTerm({...opts, log, clock: opts.clock ?? systemClock}, workingCopy, {epoch: leadership.epoch, storeId: leadership.storeId}, sync, advertised)
+    const reason = await Promise.race([ended, new Promise<string>((resolve) => stopping.signal.addEventListener('abort', () => resolve('stopping'), {once: true}))])
+    const ending = term
+    term = undefined
+    await ending.close()
+    if (reason === 'stopping') return
+    log.error({event: 'master.stepped_down', epoch: leadership.epoch, reason}, `no longer leading (epoch ${leadership.epoch}): ${reason}; standing by`)
+    await postgres?.release()
+  }
+  const takeOver = async () => serve(await store.lead(advertised, stopping.signal))
+  let elections: Promise<void> = Promise.resolve()
+  if (postgres) {
+    const watch = setInterval(() => {
+      if (!leading()) postgres.leader().then((info) => (known = info), () => {})
+    }, 1000)
+    elections = (async () => {
+      while (!stopping.signal.aborted) {
+        await takeOver().catch((err: unknown) => {
+          if (!stopping.signal.aborted) log.error({event: 'master.lead_failed', error: (err as Error).message}, `taking over failed: ${(err as Error).message}`)
+        })
+      }
+      clearInterval(watch)
+    })()
+  } else {
+    // SQLite: one master per data dir, so this one leads at once, and for good.
+    elections = serve(await store.lead(advertised, stopping.signal))
+    if (!term) {
+      await elections.catch(async (err: unknown) => {
+        await closeHttp(server)
+        workingCopy.close()
+        lock.release()
+        throw err
+      })
+    }
+  }
+
+  let closing: Promise<void> | undefined
+  const close = () =>
+    (closing ??= (async () => {
+      stopping.abort()
+      await elections.catch(() => {})
+      await closeHttp(server)
+      await store.close()
+      workingCopy.close()
+      lock.release()
+    })())
+
+  return {url, port, close}
+}
+
+function isPostgresUrl(meta: string | undefined): meta is string {
+  return meta !== undefined && /^postgres(ql)?:\/\//.test(meta)
+}
+
+function notLeader(known: LeaderInfo | undefined): ChunkyError {
+  return new ChunkyError(
+    'NOT_LEADER',
+    known?.url ? `this master is a standby: the leader is ${known.url}` : 'this master is a standby and no master leads yet: try again in a few seconds',
+  )
+}
+
+/** A standby answers /healthz with where the leader is, and refuses everything else with the same hint. */
+function createStandbyApi(known: () => LeaderInfo | undefined) {
+  return {
+    http(req: IncomingMessage, res: ServerResponse) {
+      const info = known()
+      if (req.method === 'GET' && (req.url ?? '').split('?')[0] === '/healthz') {
+        return sendJson(res, 200, {ok: true, role: 'standby', epoch: info?.epoch ?? 0, leader: info?.url || null} satisfies MasterHealth)
+      }
+      if (info?.url) res.setHeader('x-chunky-leader', info.url)
+      sendError(res, notLeader(info))
+    },
+  }
+}
+
+function refuseUpgrade(socket: Duplex, status: string, err: ChunkyError): void {
+  const body = JSON.stringify({error: {code: err.code, message: err.message}})
+  const lines = `HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}`
+  socket.end(`${lines}\r\n\r\n${body}`, () => socket.destroy())
+}
+
+/** The leader's master: node links, uploads, repair, views and the dashboard on the working copy. */
+function startTerm(opts: MasterOptions & {log: Logger; clock: Clock}, db: Db, leadership: Leadership, sync: MetaSync | undefined, url: string): Term {
+  const {log, clock} = opts
   const metrics = new MasterMetrics()
   const ctx = createMasterContext({db, clock, log, metrics, nodeTimeoutMs: opts.nodeTimeoutMs, replicas: opts.replicas, minReplicas: opts.minReplicas, leadership})
   const {nodes} = ctx
@@ -104,16 +257,16 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
   })
 
   const dashboard = createDashboard(ctx, {repairProgress: () => repair.progress(), health: () => views.summaryForMetrics(), nodeState: (nodeId) => drains.state(nodeId)}, opts.live)
-  const server = createEdgeServer(createHttpApi({ctx, uploads, tus, views, credentials, dashboard, balance: () => repair.balance()}), {tls: opts.tls, limits: opts.limits, log: (line) => log.warn({event: 'http.peer_limit'}, line)})
+  const persist = sync
+    ? () =>
+        sync.flush().catch((err: Error) => {
+          throw new ChunkyError('NOT_LEADER', `this master could not record the change in PostgreSQL and no longer leads (${err.message}): try again`)
+        })
+    : async () => {}
+  const http = createHttpApi({ctx, uploads, tus, views, credentials, dashboard, balance: () => repair.balance(), persist, leader: url})
   const wss = new WebSocketServer({noServer: true, maxPayload: MAX_WS_PAYLOAD})
-  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    socket.on('error', () => {}) // a peer that resets mid-upgrade must not crash the master
-    const refuse = (status: string, code: string, message: string) => {
-      const body = JSON.stringify({error: {code, message}})
-      const lines = `HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}`
-      socket.end(`${lines}\r\n\r\n${body}`, () => socket.destroy())
-    }
-    if ((req.url ?? '').split('?')[0] !== '/ws') return refuse('404 Not Found', 'NOT_FOUND', 'WebSocket links go to /ws')
+  const upgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    if ((req.url ?? '').split('?')[0] !== '/ws') return refuseUpgrade(socket, '404 Not Found', new ChunkyError('NOT_FOUND', 'WebSocket links go to /ws'))
     try {
       authorize(req, credentials, 'node') // a node with a wrong credential never says hello, so never shows in status
       if (!countAsNodeLink(req.socket)) throw new ChunkyError('BUSY', `this address holds the most node links it may (${{...DEFAULT_LIMITS, ...opts.limits}.maxNodeLinksPerPeer})`)
@@ -122,23 +275,10 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
       metrics.requestErrors.inc({status: refused.status, code: refused.code})
       log.warn({event: 'node.link_refused', remote: req.socket.remoteAddress, code: refused.code}, `refused a node link from ${req.socket.remoteAddress}: ${refused.message}`)
       const line = {403: '403 Forbidden', 503: '503 Service Unavailable'}[refused.status] ?? '401 Unauthorized'
-      return refuse(line, refused.code, refused.message)
+      return refuseUpgrade(socket, line, refused)
     }
     wss.handleUpgrade(req, socket, head, (ws) => links.accept(ws, `${req.socket.remoteAddress}:${req.socket.remotePort}`))
-  })
-
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(opts.port, opts.host, () => {
-      server.off('error', reject)
-      resolve()
-    })
-  }).catch((err) => {
-    db.close()
-    lock.release()
-    throw err
-  })
-  const port = (server.address() as AddressInfo).port
+  }
 
   const timeoutText = opts.nodeTimeoutMs % 1000 === 0 ? `${opts.nodeTimeoutMs / 1000}s` : formatDuration(opts.nodeTimeoutMs)
   let lastPersist = clock.now()
@@ -155,29 +295,32 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
       log.error({event: 'liveness.failed', error: (err as Error).message}, `liveness sweep failed: ${(err as Error).message}`)
     }
   }, Math.max(50, Math.min(1000, Math.round(opts.nodeTimeoutMs / 4))))
-  const repairTimer = setInterval(() => repair.runSafely(), opts.repairIntervalMs)
+  // A new leader of a shared store gives every node one --node-timeout to reconnect and report before repairing.
+  let repairTimer: NodeJS.Timeout | undefined
+  const repairStart = setTimeout(() => {
+    repairTimer = setInterval(() => repair.runSafely(), opts.repairIntervalMs)
+  }, sync ? opts.nodeTimeoutMs : 0)
+  const flushTimer = sync ? setInterval(() => void sync.flush().catch(() => {}), FLUSH_MS) : undefined
 
-  let closing: Promise<void> | undefined
-  const close = () =>
-    (closing ??= (async () => {
+  return {
+    http,
+    upgrade,
+    async close() {
       clearInterval(sweep)
+      clearTimeout(repairStart)
       clearInterval(repairTimer)
+      clearInterval(flushTimer)
       repair.stop()
       dashboard.close()
       nodes.closeAll(WS_CLOSE.GOING_AWAY, 'master shutting down')
       await closeWebSockets(wss)
-      await closeHttp(server)
       try {
         nodes.persist(true)
       } catch {
         // best effort: last heartbeats are a convenience for status after a restart
       }
-      db.close()
-      lock.release()
-    })())
-
-  const shownHost = opts.host.includes(':') ? `[${opts.host}]` : opts.host
-  return {url: `${opts.tls ? 'https' : 'http'}://${shownHost}:${port}`, port, close}
+    },
+  }
 }
 
 function checkOptions(opts: MasterOptions): void {

@@ -109,7 +109,7 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
     ca,
     limits: opts.limits,
     ranges: diskStore,
-    manifests: new ManifestCache({masterUrl: opts.masterUrl, token: opts.token, ca}),
+    manifests: new ManifestCache({masterUrl: () => link.masterUrl, token: opts.token, ca}), // the leader the link follows
     cors: opts.corsOrigins?.length ? {origins: opts.corsOrigins} : undefined,
     tus: {
       master: new TusMaster({masterUrl: opts.masterUrl, token: opts.token, ca}),

@@ -22,7 +22,7 @@ export interface ServedManifest {
 export class ManifestCache {
   private readonly entries = new Map<string, {at: number; value: Promise<ServedManifest>}>()
 
-  constructor(private readonly opts: {masterUrl: string; token: string; ca?: string[]; now?: () => number}) {}
+  constructor(private readonly opts: {masterUrl: string | (() => string); token: string; ca?: string[]; now?: () => number}) {}
 
   get(name: string, fresh = false): Promise<ServedManifest> {
     const now = (this.opts.now ?? Date.now)()
@@ -37,7 +37,8 @@ export class ManifestCache {
   }
 
   private async fetch(name: string): Promise<ServedManifest> {
-    const url = new URL(`/api/files/${encodeURIComponent(name)}`, this.opts.masterUrl)
+    const master = typeof this.opts.masterUrl === 'function' ? this.opts.masterUrl() : this.opts.masterUrl
+    const url = new URL(`/api/files/${encodeURIComponent(name)}`, master)
     let response
     try {
       response = await peerGet(url, {headers: {authorization: `Bearer ${this.opts.token}`, accept: 'application/json'}, ca: this.opts.ca, timeoutMs: 5000})

@@ -2,6 +2,7 @@ import {randomBytes} from 'node:crypto'
 import {setTimeout as sleep} from 'node:timers/promises'
 import WebSocket from 'ws'
 import {
+  ChunkyError,
   type CredentialHashes,
   decode,
   type Hello,
@@ -21,6 +22,7 @@ import type {Logger} from '../util/log.js'
 export type NodeCommand = Exclude<MasterToNode, {type: 'welcome'} | {type: 'ack'}>
 
 export interface MasterLinkOptions {
+  /** The master's URL, or several comma-separated (`A,B`): the link goes to the one that leads. */
   masterUrl: string
   token: string
   /** CA certificates to trust for a wss:// master (undefined: the system's). */
@@ -51,6 +53,11 @@ interface PendingAck {
 
 const MAX_BACKOFF_MS = 30_000
 const MIN_SILENCE_MS = 10_000
+/**
+ * With several masters a silent one may be a paused leader that a standby replaced: the link gives up
+ * on it sooner, and on a master that accepts TCP but never answers the upgrade (paused) as soon.
+ */
+const MIN_SILENCE_MS_OF_SEVERAL = 5_000
 
 /** The WebSocket URL of a master given by its HTTP URL: ws(s)://host:port/ws. */
 export function masterWsUrl(masterUrl: string): string {
@@ -75,6 +82,11 @@ export class MasterLink {
   grantKey: string | undefined
   /** Hashes of the credentials the cluster accepts; learnt from `welcome`, kept across reconnects. */
   credentials: CredentialHashes | undefined
+  /** The highest leader epoch seen per metadata store (welcomes and grants): anything older comes from a master that no longer leads. */
+  private readonly epochs = new Map<string, number>()
+  private readonly masters: string[]
+  /** Which of `masters` this link dials (the one that welcomed it last). */
+  private current = 0
   private ws: WebSocket | undefined
   private welcomed = false
   private everWelcomed = false
@@ -86,7 +98,28 @@ export class MasterLink {
   /** Rotten replicas found while the link was down: told after the next report, which still lists them. */
   private readonly unreportedCorrupt = new Map<string, {chunkId: string; version: number}>()
 
-  constructor(private readonly opts: MasterLinkOptions) {}
+  constructor(private readonly opts: MasterLinkOptions) {
+    this.masters = opts.masterUrl.split(',').map((url) => url.trim()).filter((url) => url !== '')
+    if (this.masters.length === 0) throw new Error('no master URL given')
+  }
+
+  /** The master this link goes to now (with several, the leader once welcomed). */
+  get masterUrl(): string {
+    return this.masters[this.current]!
+  }
+
+  /**
+   * Refuses a grant or welcome of a leader older than one already seen for the same store; remembers
+   * a newer one. Undefined fence: a master that does not say (no fencing to do).
+   */
+  checkFence(fence: {storeId: string; epoch: number} | undefined, what: string): void {
+    if (!fence) return
+    const highest = this.epochs.get(fence.storeId) ?? 0
+    if (fence.epoch < highest) {
+      throw new ChunkyError('STALE_LEADER', `${what} comes from a master that no longer leads (epoch ${fence.epoch}, the leader's is ${highest}): ask the leader again`)
+    }
+    if (fence.epoch > highest) this.epochs.set(fence.storeId, fence.epoch)
+  }
 
   get connected(): boolean {
     return this.welcomed && this.ws?.readyState === WebSocket.OPEN
@@ -176,15 +209,20 @@ export class MasterLink {
     while (!this.closing) {
       const {welcomed, reason, credentialRefused} = await this.connectOnce()
       if (this.closing) break
+      if (!welcomed && !credentialRefused && this.masters.length > 1) {
+        // Another master may lead now (this one stands by, or is gone): try each once before backing off.
+        this.current = (this.current + 1) % this.masters.length
+        if (this.current !== 0) continue
+      }
       if (credentialRefused && this.opts.onRefused) {
-        this.opts.log.error({event: 'master.refused', master: this.opts.masterUrl, reason}, `${reason}: not retrying`)
+        this.opts.log.error({event: 'master.refused', master: this.masterUrl, reason}, `${reason}: not retrying`)
         this.opts.onRefused(reason ?? 'the master refused this node\'s credential')
         break
       }
       if (welcomed) failures = 0
       const delay = backoffMs(failures++)
       this.opts.log.warn(
-        {event: 'master.lost', master: this.opts.masterUrl, retryInMs: delay, reason},
+        {event: 'master.lost', master: this.masterUrl, retryInMs: delay, reason},
         `lost master link, retrying in ${(delay / 1000).toFixed(1)}s${reason ? ` (${reason})` : ''}`,
       )
       try {
@@ -198,10 +236,10 @@ export class MasterLink {
   /** One connection, from dial to close. Resolves (never rejects) with whether the master welcomed us. */
   private connectOnce(): Promise<{welcomed: boolean; reason?: string; credentialRefused?: boolean}> {
     return new Promise((resolve) => {
-      const ws = new WebSocket(masterWsUrl(this.opts.masterUrl), {
+      const ws = new WebSocket(masterWsUrl(this.masterUrl), {
         headers: {authorization: `Bearer ${this.opts.token}`},
         maxPayload: MAX_WS_PAYLOAD,
-        handshakeTimeout: 10_000,
+        handshakeTimeout: this.minSilenceMs(),
         ...(this.opts.ca ? {ca: this.opts.ca} : {}),
       })
       this.ws = ws
@@ -210,7 +248,7 @@ export class MasterLink {
       let credentialRefused = false
       let heartbeat: NodeJS.Timeout | undefined
       let silence: NodeJS.Timeout | undefined
-      let silenceMs = Math.max(3 * this.opts.heartbeatIntervalMs, MIN_SILENCE_MS)
+      let silenceMs = Math.max(3 * this.opts.heartbeatIntervalMs, this.minSilenceMs())
       let lastHeardMs = Date.now()
       let pinged = false
       const stillThere = () => {
@@ -267,17 +305,24 @@ export class MasterLink {
           return
         }
         if (message.type === 'welcome') {
+          try {
+            this.checkFence(message.fence, `the welcome of ${this.masterUrl}`)
+          } catch (err) {
+            reason = (err as Error).message
+            ws.terminate()
+            return
+          }
           this.grantKey = message.grantKey
           if (message.credentials) this.credentials = message.credentials
           const wasWelcomed = welcomed
           welcomed = true
           this.welcomed = true
-          silenceMs = Math.max(3 * Math.max(this.opts.heartbeatIntervalMs, message.heartbeatMs), MIN_SILENCE_MS)
+          silenceMs = Math.max(3 * Math.max(this.opts.heartbeatIntervalMs, message.heartbeatMs), this.minSilenceMs())
           stillThere()
           if (wasWelcomed) return
           if (this.everWelcomed) this.opts.metrics?.masterReconnects.inc()
           this.everWelcomed = true
-          this.opts.log.info({event: 'master.connected', master: this.opts.masterUrl}, 'connected to master')
+          this.opts.log.info({event: 'master.connected', master: this.masterUrl, epoch: message.fence?.epoch}, 'connected to master')
           heartbeat = setInterval(() => {
             this.sendHeartbeat()
             // Heartbeats get no answer, so a quiet master is asked for a pong before the silence runs out.
@@ -318,6 +363,10 @@ export class MasterLink {
         resolve({welcomed, reason, credentialRefused})
       })
     })
+  }
+
+  private minSilenceMs(): number {
+    return this.masters.length > 1 ? MIN_SILENCE_MS_OF_SEVERAL : MIN_SILENCE_MS
   }
 
   private async sendHello(ws: WebSocket): Promise<void> {

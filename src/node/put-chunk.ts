@@ -153,6 +153,7 @@ export function checkGrant(ctx: NodeContext, grantText: string, chunkId: string,
   const key = ctx.link.grantKey
   if (!key) throw new ChunkyError('MASTER_UNREACHABLE', 'not connected to the master yet: try again shortly')
   const grant = verifyGrant(grantText, key)
+  ctx.link.checkFence(grant.fence, 'the grant')
   if (grant.chunkId !== chunkId || grant.version !== version) {
     throw new ChunkyError('FORBIDDEN', `the grant is for chunk ${grant.chunkId} v${grant.version}, not ${chunkId} v${version}`)
   }

@@ -17,6 +17,8 @@ export const HTTP_STATUS = {
   NODE_ALIVE: 409,
   VERSION_CONFLICT: 409,
   NOT_DURABLE: 409,
+  /** A grant or command of a master that no longer leads (an older epoch than the node has seen). */
+  STALE_LEADER: 409,
   BODY_TOO_LARGE: 413,
   CHUNK_TOO_LARGE: 413,
   HEADERS_TOO_LARGE: 431,
@@ -37,6 +39,8 @@ export const HTTP_STATUS = {
   /** A bounded resource is full (e.g. live dashboard streams): try again later. */
   BUSY: 503,
   MASTER_UNREACHABLE: 503,
+  /** A standby master (or one that just lost leadership): ask the leader, which the message names. */
+  NOT_LEADER: 503,
   NODE_UNREACHABLE: 503,
 } as const satisfies Record<string, number>
 

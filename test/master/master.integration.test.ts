@@ -42,7 +42,7 @@ describe('master over real HTTP and WebSocket', () => {
 
   it('answers /healthz without a credential and refuses everything else without the right one', async () => {
     expect(master.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/)
-    expect(await api(master, 'GET', '/healthz', undefined, null)).toEqual({status: 200, body: {ok: true, role: 'leader', epoch: 1}})
+    expect(await api(master, 'GET', '/healthz', undefined, null)).toEqual({status: 200, body: {ok: true, role: 'leader', epoch: 1, leader: master.url}})
     const missing = await api(master, 'GET', '/api/status', undefined, null)
     expect(missing.status).toBe(401)
     expect(missing.body.error.code).toBe('UNAUTHORIZED')

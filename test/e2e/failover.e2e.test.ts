@@ -1,0 +1,189 @@
+import {createHash, randomBytes} from 'node:crypto'
+import {readFile, writeFile} from 'node:fs/promises'
+import {join} from 'node:path'
+import {afterAll, beforeAll, expect, it} from 'vitest'
+import {startPostgres, type PostgresServer} from '../../scripts/postgres-server.mjs'
+import {MasterHealth, StatusDoc} from '../../src/protocol/index.js'
+import {killAll, runCli, spawnCli, startDaemon, tempDir, TOKEN, waitFor, type Daemon} from './harness.js'
+
+// Issue 15: two masters on one PostgreSQL. kill -9 the leader: the standby leads, an upload carries
+// on (or succeeds when run again), committed files read back identical, versions keep rising, the
+// old leader comes back as a standby. SIGSTOP the leader: the standby leads, never two at once, the
+// paused one hands out nothing when it wakes, and nodes refuse its grants.
+const MiB = 1024 * 1024
+const NODE_TIMEOUT_MS = 2000
+let pg: PostgresServer
+let dir: {path: string; remove: () => Promise<void>}
+const masters: Daemon[] = []
+const masterArgs: string[][] = []
+const nodes: Daemon[] = []
+let env: Record<string, string>
+
+// A paused master does not answer: each ask gives up after a second (the poller counts it as no answer).
+const health = async (master: Daemon) => MasterHealth.parse(await (await fetch(`${master.url}/healthz`, {signal: AbortSignal.timeout(1000)})).json())
+const role = async (master: Daemon) => (await health(master).catch(() => undefined))?.role
+const sha = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex')
+
+async function startMaster(i: number, port = '0'): Promise<Daemon> {
+  const args = masterArgs[i]!.map((a, k) => (masterArgs[i]![k - 1] === '--port' ? port : a))
+  const master = await startDaemon(args)
+  masters[i] = master
+  return master
+}
+
+async function status(name?: string) {
+  const result = await runCli(['status', ...(name ? [name] : []), '--json'], env)
+  if (result.code !== 0) throw new Error(`status exited ${result.code}: ${result.stderr}`)
+  return StatusDoc.parse(JSON.parse(result.stdout))
+}
+
+beforeAll(async () => {
+  pg = await startPostgres()
+  dir = await tempDir()
+  for (const i of [0, 1]) {
+    masterArgs[i] = ['master', '--port', '0', '--data-dir', join(dir.path, `master${i}`), '--token', TOKEN, '--meta', pg.url,
+      '--node-timeout', `${NODE_TIMEOUT_MS}ms`, '--repair-interval', '300ms', '--replicas', '2']
+  }
+  await startMaster(0)
+  await waitFor('the first master to lead', async () => (await role(masters[0]!)) === 'leader')
+  await startMaster(1)
+  const list = masters.map((m) => m.url).join(',')
+  env = {CHUNKY_MASTER: list, CHUNKY_TOKEN: TOKEN}
+  for (const id of ['n1', 'n2', 'n3']) {
+    nodes.push(await startDaemon(['node', '--master', list, '--port', '0', '--id', id, '--zone', id, '--data-dir', join(dir.path, id), '--token', TOKEN, '--heartbeat-interval', '200ms']))
+  }
+  await waitFor('three nodes alive', async () => (await status()).summary.aliveNodes === 3)
+}, 90_000)
+
+afterAll(async () => {
+  await killAll()
+  await pg?.destroy()
+  await dir?.remove()
+})
+
+it('a standby answers where the leader is and refuses the rest with that hint', async () => {
+  expect(await health(masters[1]!)).toEqual({ok: true, role: 'standby', epoch: expect.any(Number), leader: masters[0]!.url})
+  const refused = await fetch(`${masters[1]!.url}/api/status`, {headers: {authorization: `Bearer ${TOKEN}`}})
+  expect(refused.status).toBe(503)
+  expect(((await refused.json()) as {error: {code: string; message: string}}).error).toEqual({code: 'NOT_LEADER', message: `this master is a standby: the leader is ${masters[0]!.url}`})
+})
+
+it('kill -9 of the leader: the standby leads, uploads carry on, nothing committed is lost, versions rise', async () => {
+  const first = join(dir.path, 'first.bin')
+  const firstBytes = randomBytes(2 * MiB + 5)
+  await writeFile(first, firstBytes)
+  const upload = (file: string) => runCli(['upload', file, '--chunk-size', '1MiB', '--json'], env)
+  expect((await upload(first)).code).toBe(0)
+  const before = (await status('first.bin')).files[0]!
+
+  const second = join(dir.path, 'second.bin')
+  const secondBytes = randomBytes(6 * MiB)
+  await writeFile(second, secondBytes)
+  const running = spawnCli(['upload', second, '--chunk-size', '1MiB', '--json'], env)
+  await new Promise((r) => setTimeout(r, 300)) // let it start: plan, and maybe some chunks
+  const epochBefore = (await health(masters[0]!)).epoch
+  const killedAt = Date.now()
+  await masters[0]!.kill9()
+  await waitFor('the standby to lead', async () => (await role(masters[1]!)) === 'leader', 30_000)
+  const tookOverMs = Date.now() - killedAt
+  console.log(`kill -9 of the leader: the standby led after ${tookOverMs} ms (node timeout ${NODE_TIMEOUT_MS} ms)`)
+  expect(tookOverMs).toBeLessThan(NODE_TIMEOUT_MS + 8000)
+  expect((await health(masters[1]!)).epoch).toBeGreaterThan(epochBefore)
+
+  const result = await running.result
+  const retried = result.code === 0 ? result : await upload(second) // a running upload may have to be run again
+  expect(retried.code, retried.stderr).toBe(0)
+  console.log(`the upload running through the kill ${result.code === 0 ? 'finished by itself' : `failed (${result.stderr.trim().split('\n').pop()}) and succeeded when run again`}`)
+
+  for (const [name, bytes] of [['first.bin', firstBytes], ['second.bin', secondBytes]] as const) {
+    const out = join(dir.path, `${name}.copy`)
+    const down = await runCli(['download', name, '-o', out], env)
+    expect(down.code, down.stderr).toBe(0)
+    expect(sha(await readFile(out))).toBe(sha(bytes))
+  }
+  expect((await status('first.bin')).files[0]!.chunks.map((c) => c.version)).toEqual(before.chunks.map((c) => c.version))
+  firstBytes[10] = firstBytes[10]! ^ 1
+  await writeFile(first, firstBytes)
+  expect((await upload(first)).code).toBe(0)
+  expect((await status('first.bin')).files[0]!.chunks[0]!.version).toBeGreaterThan(before.chunks[0]!.version)
+
+  await startMaster(0, new URL(masters[0]!.url).port)
+  await waitFor('the old leader back as a standby that names the new leader', async () => {
+    const h = await health(masters[0]!)
+    return h.role === 'standby' && h.leader === masters[1]!.url
+  })
+}, 120_000)
+
+it('SIGSTOP of the leader: the standby leads, never two leaders, the paused one hands out nothing after SIGCONT and nodes refuse its grants', async () => {
+  const [standby, leader] = [masters[0]!, masters[1]!]
+  expect(await role(leader)).toBe('leader')
+  // A grant from the leader before it pauses, to show to a node afterwards.
+  const bytes = randomBytes(1000)
+  const planned = await fetch(`${leader.url}/api/uploads`, {
+    method: 'POST',
+    headers: {authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json'},
+    body: JSON.stringify({name: 'paused.bin', size: bytes.length, chunkSize: MiB, chunks: [{index: 0, size: bytes.length, sha256: sha(bytes)}]}),
+  })
+  expect(planned.status).toBe(200)
+  const oldChunk = ((await planned.json()) as {chunks: {chunkId: string; version: number; grant: string; targets: {url: string}[]}[]}).chunks[0]!
+
+  let bothLeading = 0
+  let polls = 0
+  let polling = true
+  const poller = (async () => {
+    while (polling) {
+      const [a, b] = await Promise.all([role(standby), role(leader)])
+      polls++
+      if (a === 'leader' && b === 'leader') bothLeading++
+      await new Promise((r) => setTimeout(r, 50))
+    }
+  })()
+
+  const pausedAt = Date.now()
+  let late: Promise<Response> | undefined
+  leader.child.kill('SIGSTOP')
+  try {
+    await waitFor('the standby to lead', async () => (await role(standby)) === 'leader', 30_000)
+    console.log(`SIGSTOP of the leader: the standby led after ${Date.now() - pausedAt} ms (node timeout ${NODE_TIMEOUT_MS} ms)`)
+    // Sent while it is paused: the kernel queues it, the master reads it when it wakes.
+    late = fetch(`${leader.url}/api/uploads`, {
+      method: 'POST',
+      headers: {authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json'},
+      body: JSON.stringify({name: 'late.bin', size: 5, chunkSize: MiB, chunks: [{index: 0, size: 5, sha256: 'd'.repeat(64)}]}),
+    })
+    const nodesBack = Date.now()
+    await waitFor('the nodes to link to the new leader', async () => (await status()).summary.aliveNodes === 3, 40_000)
+    console.log(`nodes linked to the new leader ${Date.now() - pausedAt} ms after the pause (${Date.now() - nodesBack} ms after it led)`)
+  } finally {
+    leader.child.kill('SIGCONT')
+  }
+  // It answers NOT_LEADER, or its edge timeouts cut the request that waited through the pause: either way no plan.
+  const answer = await late!.catch((err: Error) => err)
+  if (answer instanceof Response) {
+    expect(answer.status).toBe(503)
+    expect(((await answer.json()) as {error: {code: string}}).error.code).toBe('NOT_LEADER')
+  } else {
+    expect(answer.message).toBe('fetch failed')
+  }
+  await waitFor('the woken master to stand by', async () => (await role(leader)) === 'standby', 20_000)
+  polling = false
+  await poller
+  expect(polls).toBeGreaterThan(10)
+  expect(bothLeading).toBe(0)
+  // Nothing of the late plan was recorded: the new leader hands out late.bin's first version as 1.
+  const fresh = await fetch(`${standby.url}/api/uploads`, {
+    method: 'POST',
+    headers: {authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json'},
+    body: JSON.stringify({name: 'late.bin', size: 5, chunkSize: MiB, chunks: [{index: 0, size: 5, sha256: 'd'.repeat(64)}]}),
+  })
+  expect(((await fresh.json()) as {chunks: {version: number}[]}).chunks[0]!.version).toBe(1)
+
+  // The node now knows the new epoch: the old leader's grant is refused.
+  const put = await fetch(`${oldChunk.targets[0]!.url}/chunks/${oldChunk.chunkId}/${oldChunk.version}`, {
+    method: 'PUT',
+    headers: {authorization: `Bearer ${TOKEN}`, 'x-chunky-grant': oldChunk.grant, 'content-length': String(bytes.length)},
+    body: bytes,
+  })
+  expect(put.status).toBe(409)
+  expect(((await put.json()) as {error: {code: string}}).error.code).toBe('STALE_LEADER')
+}, 120_000)
