@@ -3,6 +3,7 @@ import {mkdirSync} from 'node:fs'
 import {join} from 'node:path'
 import Database from 'better-sqlite3'
 import {REPLICA_STATES_VIEW} from './replica-state.js'
+import {TUS_SESSIONS_SCHEMA} from './tus-sessions.js'
 
 export type Db = Database.Database
 
@@ -93,6 +94,7 @@ export function openDatabase(dataDir: string): Db {
   // 100,000-entry report or a status summary does not read pages back from the OS one by one.
   db.pragma('cache_size = -65536')
   db.exec(SCHEMA)
+  db.exec(TUS_SESSIONS_SCHEMA)
   db.exec(REPLICA_STATES_VIEW)
   return db
 }

@@ -2,23 +2,33 @@
 // default, one master, no setup) and PostgreSQL (several masters, one leads). Everything else the
 // master keeps (replica locations, node liveness) is rebuilt from the nodes' reports, as after a restart.
 
-/** The durable tables, their columns and primary keys. Both stores hold exactly these. */
+/**
+ * The durable tables: columns, primary key, which columns are whole numbers (the rest are text) and
+ * which may be null. Both stores hold exactly these.
+ */
 export const META_TABLES = {
-  meta: {key: ['key'], columns: ['key', 'value']},
-  chunk_ids: {key: ['name', 'idx'], columns: ['name', 'idx', 'chunk_id']},
-  chunks: {key: ['chunk_id'], columns: ['chunk_id', 'committed_version', 'max_version', 'size', 'sha256']},
-  planned: {key: ['chunk_id', 'version'], columns: ['chunk_id', 'version', 'size', 'sha256', 'upload_id']},
-  uploads: {key: ['upload_id'], columns: ['upload_id', 'name', 'size', 'chunk_size', 'chunk_count', 'created_ms']},
-  upload_chunks: {key: ['upload_id', 'idx'], columns: ['upload_id', 'idx', 'chunk_id', 'version', 'size', 'sha256', 'skip']},
-  files: {key: ['name'], columns: ['name', 'size', 'chunk_size', 'chunk_count', 'committed_at']},
+  meta: {key: ['key'], columns: ['key', 'value'], ints: []},
+  chunk_ids: {key: ['name', 'idx'], columns: ['name', 'idx', 'chunk_id'], ints: ['idx']},
+  chunks: {key: ['chunk_id'], columns: ['chunk_id', 'committed_version', 'max_version', 'size', 'sha256'], ints: ['committed_version', 'max_version', 'size']},
+  planned: {key: ['chunk_id', 'version'], columns: ['chunk_id', 'version', 'size', 'sha256', 'upload_id'], ints: ['version', 'size']},
+  uploads: {key: ['upload_id'], columns: ['upload_id', 'name', 'size', 'chunk_size', 'chunk_count', 'created_ms'], ints: ['size', 'chunk_size', 'chunk_count', 'created_ms']},
+  upload_chunks: {key: ['upload_id', 'idx'], columns: ['upload_id', 'idx', 'chunk_id', 'version', 'size', 'sha256', 'skip'], ints: ['idx', 'version', 'size', 'skip']},
+  files: {key: ['name'], columns: ['name', 'size', 'chunk_size', 'chunk_count', 'committed_at'], ints: ['size', 'chunk_size', 'chunk_count']},
   /** Nodes being drained (an operator's decision: a new leader must keep it); NodeRegistry writes it. */
-  node_drains: {key: ['node_id'], columns: ['node_id', 'started_ms']},
-} as const satisfies Record<string, {key: readonly string[]; columns: readonly string[]}>
+  node_drains: {key: ['node_id'], columns: ['node_id', 'started_ms'], ints: ['started_ms']},
+  /** tus uploads in progress (tus-sessions.ts owns it). */
+  tus_sessions: {
+    key: ['id'],
+    columns: ['id', 'upload_id', 'name', 'length', 'offset', 'chunk_size', 'metadata', 'max_size', 'creator', 'created_ms', 'expires_ms', 'holder', 'epoch', 'state'],
+    ints: ['length', 'offset', 'chunk_size', 'max_size', 'created_ms', 'expires_ms', 'epoch'],
+    nullable: ['length', 'max_size', 'holder'],
+  },
+} as const satisfies Record<string, {key: readonly string[]; columns: readonly string[]; ints: readonly string[]; nullable?: readonly string[]}>
 
 export type MetaTable = keyof typeof META_TABLES
 export const META_TABLE_NAMES = Object.keys(META_TABLES) as MetaTable[]
 
-export type MetaRow = Record<string, string | number>
+export type MetaRow = Record<string, string | number | null>
 
 /** One row written (whole) or deleted (by its key columns). */
 export type MetaChange = {table: MetaTable; op: 'put'; row: MetaRow} | {table: MetaTable; op: 'delete'; row: MetaRow}

@@ -24,7 +24,7 @@ export async function loadWorkingCopy(db: Db, store: MetaStore): Promise<number>
     for (const table of META_TABLE_NAMES) {
       const {columns} = META_TABLES[table]
       db.prepare(`DELETE FROM main.${table}`).run()
-      const insert = db.prepare(`INSERT INTO main.${table} (${columns.join(', ')}) VALUES (${columns.map((c) => `@${c}`).join(', ')})`)
+      const insert = db.prepare(`INSERT INTO main.${table} (${columns.map((c) => `"${c}"`).join(', ')}) VALUES (${columns.map((c) => `@${c}`).join(', ')})`)
       for (const page of rowsByTable.get(table) ?? []) for (const row of page) insert.run(row)
     }
     createCapture(db)
@@ -41,7 +41,7 @@ function createCapture(db: Db): void {
   db.exec(`CREATE TABLE ${CHANGES} (seq INTEGER PRIMARY KEY, tbl TEXT NOT NULL, op TEXT NOT NULL, row TEXT NOT NULL)`)
   for (const table of META_TABLE_NAMES) {
     const {key, columns} = META_TABLES[table]
-    const json = (of: string, cols: readonly string[]) => `json_object(${cols.map((c) => `'${c}', ${of}.${c}`).join(', ')})`
+    const json = (of: string, cols: readonly string[]) => `json_object(${cols.map((c) => `'${c}', ${of}."${c}"`).join(', ')})`
     const record = (op: string, of: string, cols: readonly string[]) =>
       `BEGIN INSERT INTO meta_changes (tbl, op, row) VALUES ('${table}', '${op}', ${json(of, cols)}); END`
     db.exec(`CREATE TEMP TRIGGER capture_${table}_insert AFTER INSERT ON main.${table} ${record('put', 'NEW', columns)}`)

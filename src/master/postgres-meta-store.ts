@@ -10,11 +10,13 @@ import {coalesce, META_TABLE_NAMES, META_TABLES, StaleEpochError, type LeaderInf
 // keep-alives end it when the leader's host vanishes. The epoch row is raised by each new leader, and
 // every write checks it in its own transaction, so a leader that lost the lock writes nothing.
 
-const TYPES = ['TEXT', 'BIGINT'] as const
-/** Column types: every column that is not a name, an id, a checksum or a time string is a whole number. */
-const TEXT_COLUMNS = new Set(['key', 'value', 'name', 'chunk_id', 'sha256', 'upload_id', 'committed_at', 'node_id'])
-const typeOf = (column: string): (typeof TYPES)[number] => (TEXT_COLUMNS.has(column) ? 'TEXT' : 'BIGINT')
 const tableName = (table: MetaTable) => `chunky_${table}`
+/** Column names quoted: some are words PostgreSQL reserves (offset). */
+const q = (columns: readonly string[]) => columns.map((column) => `"${column}"`).join(', ')
+function columnDef(table: MetaTable, column: string): string {
+  const spec: {ints: readonly string[]; nullable?: readonly string[]} = META_TABLES[table]
+  return `"${column}" ${spec.ints.includes(column) ? 'BIGINT' : 'TEXT'}${spec.nullable?.includes(column) ? '' : ' NOT NULL'}`
+}
 
 /** Any key of this lock space is ours: "chunky" in ASCII. */
 const LEADER_LOCK = 0x6368756e6b79
@@ -83,8 +85,8 @@ export class PostgresMetaStore implements MetaStore {
       await client.query('SELECT pg_advisory_xact_lock($1)', [SCHEMA_LOCK])
       for (const table of META_TABLE_NAMES) {
         const {key, columns} = META_TABLES[table]
-        const defs = columns.map((column) => `${column} ${typeOf(column)} NOT NULL`)
-        await client.query(`CREATE TABLE IF NOT EXISTS ${tableName(table)} (${defs.join(', ')}, PRIMARY KEY (${key.join(', ')}))`)
+        const defs = columns.map((column) => columnDef(table, column))
+        await client.query(`CREATE TABLE IF NOT EXISTS ${tableName(table)} (${defs.join(', ')}, PRIMARY KEY (${q(key)}))`)
       }
       await client.query(`CREATE TABLE IF NOT EXISTS chunky_leader (
         id INT PRIMARY KEY CHECK (id = 1), store_id TEXT NOT NULL, epoch BIGINT NOT NULL, url TEXT NOT NULL)`)
@@ -147,12 +149,12 @@ export class PostgresMetaStore implements MetaStore {
       await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY') // one consistent picture
       for (const table of META_TABLE_NAMES) {
         const {key, columns} = META_TABLES[table]
-        const order = key.join(', ')
+        const order = q(key)
         let after: MetaRow | undefined
         while (true) {
           const params = after ? key.map((column) => after![column]) : []
           const where = after ? `WHERE (${order}) > (${key.map((_, i) => `$${i + 1}`).join(', ')})` : ''
-          const {rows} = await client.query<MetaRow>(`SELECT ${columns.join(', ')} FROM ${tableName(table)} ${where} ORDER BY ${order} LIMIT ${LOAD_PAGE}`, params)
+          const {rows} = await client.query<MetaRow>(`SELECT ${q(columns)} FROM ${tableName(table)} ${where} ORDER BY ${order} LIMIT ${LOAD_PAGE}`, params)
           if (rows.length > 0) onRows(table, rows)
           if (rows.length < LOAD_PAGE) break
           after = rows[rows.length - 1]
@@ -174,13 +176,13 @@ export class PostgresMetaStore implements MetaStore {
         const {key, columns} = META_TABLES[table]
         const name = tableName(table)
         if (deletes.length > 0) {
-          await client.query(`DELETE FROM ${name} WHERE (${key.join(', ')}) IN (SELECT ${key.join(', ')} FROM json_populate_recordset(null::${name}, $1))`, [JSON.stringify(deletes)])
+          await client.query(`DELETE FROM ${name} WHERE (${q(key)}) IN (SELECT ${q(key)} FROM json_populate_recordset(null::${name}, $1))`, [JSON.stringify(deletes)])
         }
         if (puts.length > 0) {
-          const updates = columns.filter((column) => !(key as readonly string[]).includes(column)).map((column) => `${column} = excluded.${column}`)
+          const updates = columns.filter((column) => !(key as readonly string[]).includes(column)).map((column) => `"${column}" = excluded."${column}"`)
           await client.query(
-            `INSERT INTO ${name} (${columns.join(', ')}) SELECT ${columns.join(', ')} FROM json_populate_recordset(null::${name}, $1)
-             ON CONFLICT (${key.join(', ')}) DO UPDATE SET ${updates.join(', ')}`,
+            `INSERT INTO ${name} (${q(columns)}) SELECT ${q(columns)} FROM json_populate_recordset(null::${name}, $1)
+             ON CONFLICT (${q(key)}) DO UPDATE SET ${updates.join(', ')}`,
             [JSON.stringify(puts)],
           )
         }

@@ -30,7 +30,7 @@ export class SqliteMetaStore implements MetaStore {
 
   async load(onRows: (table: MetaTable, rows: MetaRow[]) => void): Promise<void> {
     for (const table of META_TABLE_NAMES) {
-      onRows(table, this.db.prepare(`SELECT ${META_TABLES[table].columns.join(', ')} FROM ${table}`).all() as MetaRow[])
+      onRows(table, this.db.prepare(`SELECT ${META_TABLES[table].columns.map((c) => `"${c}"`).join(', ')} FROM ${table}`).all() as MetaRow[])
     }
   }
 
@@ -40,11 +40,11 @@ export class SqliteMetaStore implements MetaStore {
       if (current !== epoch) throw new StaleEpochError(epoch, current)
       for (const [table, {puts, deletes}] of coalesce(changes)) {
         const {key, columns} = META_TABLES[table]
-        const where = key.map((column) => `${column} = @${column}`).join(' AND ')
+        const where = key.map((column) => `"${column}" = @${column}`).join(' AND ')
         const remove = this.db.prepare(`DELETE FROM ${table} WHERE ${where}`)
         for (const row of deletes) remove.run(pick(row, key))
-        const put = this.db.prepare(`INSERT OR REPLACE INTO ${table} (${columns.join(', ')}) VALUES (${columns.map((c) => `@${c}`).join(', ')})`)
-        for (const row of puts) put.run(pick(row, columns))
+        const put = this.db.prepare(`INSERT OR REPLACE INTO ${table} (${columns.map((c) => `"${c}"`).join(', ')}) VALUES (${columns.map((c) => `@${c}`).join(', ')})`)
+        for (const row of puts) put.run(pick(row, columns, (META_TABLES[table] as {nullable?: readonly string[]}).nullable))
       }
     })()
   }
@@ -58,11 +58,11 @@ export class SqliteMetaStore implements MetaStore {
   }
 }
 
-function pick(row: MetaRow, columns: readonly string[]): MetaRow {
+function pick(row: MetaRow, columns: readonly string[], nullable: readonly string[] = []): MetaRow {
   const picked: MetaRow = {}
   for (const column of columns) {
     const value = row[column]
-    if (value === undefined) throw new Error(`a metadata row lacks its ${column} column`)
+    if (value === undefined || (value === null && !nullable.includes(column))) throw new Error(`a metadata row lacks its ${column} column`)
     picked[column] = value
   }
   return picked

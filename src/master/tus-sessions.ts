@@ -17,7 +17,8 @@ import type {Uploads} from './uploads.js'
 // answers for it. Each session is an upload of uploads.ts (opened at creation, its chunks planned one
 // by one as the bytes arrive, committed on the last byte), so versions, expiry and garbage are the
 // CLI's. The offset here only counts whole chunks on W nodes; a tail past it lives on `holder`.
-const SCHEMA = `
+/** Made with the rest of the schema (db.ts): the table is durable metadata (meta-store.ts) a new leader loads. */
+export const TUS_SESSIONS_SCHEMA = `
 CREATE TABLE IF NOT EXISTS tus_sessions (
   id TEXT PRIMARY KEY, upload_id TEXT NOT NULL, name TEXT NOT NULL, length INTEGER, offset INTEGER NOT NULL,
   chunk_size INTEGER NOT NULL, metadata TEXT NOT NULL, max_size INTEGER, creator TEXT NOT NULL,
@@ -44,7 +45,6 @@ export class TusSessions {
 
   constructor(private readonly ctx: MasterContext, private readonly uploads: Uploads, private readonly limits: TusLimits) {
     const db = ctx.db
-    db.exec(SCHEMA)
     this.q = {
       get: db.prepare('SELECT * FROM tus_sessions WHERE id = ?'),
       insert: db.prepare(`INSERT INTO tus_sessions (id, upload_id, name, length, offset, chunk_size, metadata, max_size, creator, created_ms, expires_ms, holder, epoch, state)

@@ -115,6 +115,8 @@ describe.each(STORE_KINDS)('the $name metadata store', (kind) => {
       {table: 'chunk_ids', op: 'put', row: {name: 'a.mp4', idx: 0, chunk_id: 'c1'}},
       {table: 'planned', op: 'put', row: {chunk_id: 'c1', version: 2, size: 5, sha256: 'ab', upload_id: 'u1'}},
       {table: 'meta', op: 'put', row: {key: 'grant_key', value: 'k'}},
+      {table: 'tus_sessions', op: 'put', row: {id: 't1', upload_id: 'u1', name: 'a.mp4', length: null, offset: 0, chunk_size: 10, metadata: '', max_size: null, creator: 'n1', created_ms: big, expires_ms: big, holder: null, epoch: 1, state: 'open'}},
+      {table: 'node_drains', op: 'put', row: {node_id: 'n2', started_ms: big}},
     ])
     await store.apply(epoch, [
       {table: 'files', op: 'delete', row: {name: 'b.mp4'}},
@@ -134,6 +136,8 @@ describe.each(STORE_KINDS)('the $name metadata store', (kind) => {
     expect(tables.get('uploads')).toEqual([{upload_id: 'u2', name: 'a.mp4', size: 5, chunk_size: 10, chunk_count: 1, created_ms: big}])
     expect(tables.get('upload_chunks')).toEqual([{upload_id: 'u2', idx: 0, chunk_id: 'c1', version: 3, size: 5, sha256: 'cd', skip: 1}])
     expect(tables.get('meta')?.sort(sortBy('key'))).toEqual([{key: 'grant_key', value: 'k'}])
+    expect(tables.get('tus_sessions')).toEqual([{id: 't1', upload_id: 'u1', name: 'a.mp4', length: null, offset: 0, chunk_size: 10, metadata: '', max_size: null, creator: 'n1', created_ms: big, expires_ms: big, holder: null, epoch: 1, state: 'open'}])
+    expect(tables.get('node_drains')).toEqual([{node_id: 'n2', started_ms: big}])
   })
 
   it('lets one master lead at a time; the next one leads once the first lets go', async (t) => {
