@@ -1,24 +1,12 @@
 import {randomBytes} from 'node:crypto'
-import {open, writeFile} from 'node:fs/promises'
+import {writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
-import {chunkFilesOnDisk, killAll, runCli, sha256File, startCluster, waitFor, type Cluster} from './harness.js'
+import {chunkFilesOnDisk, flipByte, killAll, runCli, sha256File, startCluster, waitFor, type Cluster} from './harness.js'
 
 // Issue 3 / invariants 3 and 5: a byte flipped in a stored chunk file is found (by a reader, and by
 // the scrubber), never served as current, and replaced from a fresh replica.
 const MiB = 1024 * 1024
-
-async function flipByte(path: string, offset: number): Promise<void> {
-  const handle = await open(path, 'r+')
-  try {
-    const one = Buffer.alloc(1)
-    await handle.read(one, 0, 1, offset)
-    one[0] = one[0]! ^ 0xff
-    await handle.write(one, 0, 1, offset)
-  } finally {
-    await handle.close()
-  }
-}
 
 async function uploadRandom(cluster: Cluster, name: string): Promise<string> {
   const file = join(cluster.dir, name)

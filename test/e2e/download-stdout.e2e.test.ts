@@ -3,7 +3,7 @@ import {createHash} from 'node:crypto'
 import {copyFile, open, stat} from 'node:fs/promises'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
-import {BIN, MEDIA, killAll, runCli, sha256File, startCluster, type Cluster} from './harness.js'
+import {BIN, MEDIA, flipByte, killAll, runCli, sha256File, startCluster, type Cluster} from './harness.js'
 
 // Issue 12: `chunky download NAME -o -` writes the file, verified, to standard output and nothing
 // else: piped into sha256sum and ffprobe, a rotten copy skipped for a good one, a chunk with no good
@@ -13,18 +13,6 @@ const NAME = `stdout/${VIDEO}`
 
 let cluster: Cluster
 let file: string
-
-async function flipByte(path: string, offset: number): Promise<void> {
-  const handle = await open(path, 'r+')
-  try {
-    const one = Buffer.alloc(1)
-    await handle.read(one, 0, 1, offset)
-    one[0] = one[0]! ^ 0xff
-    await handle.write(one, 0, 1, offset)
-  } finally {
-    await handle.close()
-  }
-}
 
 /** `chunky download NAME -o -` into a shell pipeline; its stdout, stderr and exit status (the pipeline's). */
 function pipeInto(command: string): Promise<{code: number | null; stdout: string; stderr: string}> {

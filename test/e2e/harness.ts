@@ -2,7 +2,7 @@ import {spawn, type ChildProcess} from 'node:child_process'
 import {createHash} from 'node:crypto'
 import {createReadStream} from 'node:fs'
 import {connect, createServer, type AddressInfo, type Socket} from 'node:net'
-import {mkdtemp, readdir, rm} from 'node:fs/promises'
+import {mkdtemp, open, readdir, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join, resolve} from 'node:path'
 import {createInterface} from 'node:readline'
@@ -283,5 +283,18 @@ export async function startDelayProxy(delayMs: number): Promise<DelayProxy> {
       for (const socket of sockets) socket.destroy()
       await new Promise((done) => server.close(done))
     },
+  }
+}
+
+/** Inverts one stored byte in place: rot a replica the way a bad disk would. */
+export async function flipByte(path: string, offset: number): Promise<void> {
+  const handle = await open(path, 'r+')
+  try {
+    const one = Buffer.alloc(1)
+    await handle.read(one, 0, 1, offset)
+    one[0] = one[0]! ^ 0xff
+    await handle.write(one, 0, 1, offset)
+  } finally {
+    await handle.close()
   }
 }
