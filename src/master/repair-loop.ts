@@ -1,10 +1,10 @@
 import {randomBytes} from 'node:crypto'
 import {type ReplicaInfo, signTransferGrant} from '../protocol/index.js'
 import {formatBytes, formatDuration} from '../util/parse.js'
+import {CommittedBytes} from './committed-bytes.js'
 import type {MasterContext} from './context.js'
 import {relaxedDurability} from './db.js'
 import {DeleteSender, type DeleteReason, type NodeChange} from './nodes.js'
-import {fill} from './placement.js'
 import {countsTowardR, planExcess, planReplication, transferKey, type RepairChunk, type RepairNode} from './repair.js'
 import {replicaState} from './replica-state.js'
 import type {ReplicaRow} from './replica-table.js'
@@ -68,10 +68,13 @@ interface RunningTask {
 export interface BalanceReport {
   enabled: boolean
   balanced: boolean
-  /** The mean fill (used ÷ (used + free)) of alive nodes with a link, and the band around it. */
+  /**
+   * The mean fill of alive nodes with a link, and the band around it. A node's fill is the bytes of the
+   * fresh copies the master records there ÷ its capacity (used + free): only those copies can move.
+   */
   meanFill: number
   band: number
-  nodes: {id: string; fill: number; usedBytes: number; freeBytes: number; outOfBand: boolean}[]
+  nodes: {id: string; fill: number; committedBytes: number; usedBytes: number; freeBytes: number; outOfBand: boolean}[]
   /** Copies being moved now, and moved since the master started. */
   moving: number
   moved: number
@@ -131,6 +134,7 @@ export class RepairLoop {
   private moveDue = false
   /** When each node last took part in a move that ended. */
   private readonly lastMoveMs = new Map<string, number>()
+  private readonly committed: CommittedBytes
 
   constructor(
     private readonly ctx: MasterContext,
@@ -153,7 +157,11 @@ export class RepairLoop {
       allChunkIds: db.prepare('SELECT chunk_id FROM chunks WHERE chunk_id > ? ORDER BY chunk_id LIMIT ?').pluck(),
       plannedSha: db.prepare('SELECT sha256 FROM planned WHERE chunk_id = ? AND version = ?').pluck(),
     }
-    ctx.replicaTable.onChange((chunkId) => this.dirty.add(chunkId))
+    this.committed = new CommittedBytes(db)
+    ctx.replicaTable.onChange((chunkId) => {
+      this.dirty.add(chunkId)
+      this.committed.changed()
+    })
     ctx.nodes.onChange((nodeId, change) => this.nodeChanged(nodeId, change))
   }
 
@@ -250,7 +258,10 @@ export class RepairLoop {
     }
     this.noteUnrepairable(newlyUnrepairable)
     if (this.needsCopies()) this.plan(nodeList())
-    else if (now - this.lastHousekeepingMs >= HOUSEKEEPING_MS || this.moveDue) this.planMoves(nodeList())
+    else if (now - this.lastHousekeepingMs >= HOUSEKEEPING_MS || this.moveDue) {
+      this.committed.step(() => this.balanceNodes().map((node) => node.id))
+      this.planMoves(nodeList())
+    }
     this.resendDeletes(now)
     if (now - this.lastHousekeepingMs < HOUSEKEEPING_MS) {
       if (this.hasChangesToLookAt()) this.kick()
@@ -291,6 +302,7 @@ export class RepairLoop {
 
   /** A node came alive or its link opened, or it died, left or lost its link: its chunks need a look. */
   private nodeChanged(nodeId: string, change: NodeChange): void {
+    this.committed.changed()
     if (change === 'down') {
       // Its transfers cannot finish (or their answer cannot arrive): free their chunks now, not in two minutes.
       for (const task of [...this.running.values()]) {
@@ -540,22 +552,34 @@ export class RepairLoop {
     }
   }
 
-  /** Fill of every alive node with a link, the mean, and who is out of the band around it. */
+  /** Alive nodes with a link that take part in balance (a draining node neither gives nor takes moves). */
+  private balanceNodes() {
+    const usable = this.repairNodes().filter((node) => node.usable && !node.draining)
+    return usable.flatMap((node) => this.ctx.nodes.get(node.id) ?? [])
+  }
+
+  /** Fill of every node that takes part in balance, the mean, and who is out of the band around it. */
   balance(): BalanceReport {
-    const usable = this.repairNodes().filter((node) => node.usable && !node.draining) // a draining node neither gives nor takes moves
-    const records = usable.flatMap((node) => this.ctx.nodes.get(node.id) ?? [])
-    const fills = records.map((node) => ({id: node.id, fill: fill(node), usedBytes: node.usedBytes, freeBytes: node.freeBytes}))
-    const meanFill = fills.length === 0 ? 0 : fills.reduce((sum, n) => sum + n.fill, 0) / fills.length
+    const records = this.balanceNodes()
+    const counted = records.flatMap((node) => {
+      const committedBytes = this.committed.of(node.id)
+      if (committedBytes === undefined) return []
+      const capacity = node.usedBytes + node.freeBytes
+      return [{id: node.id, fill: capacity > 0 ? committedBytes / capacity : 1, committedBytes, usedBytes: node.usedBytes, freeBytes: node.freeBytes}]
+    })
+    const meanFill = counted.length === 0 ? 0 : counted.reduce((sum, n) => sum + n.fill, 0) / counted.length
     const chunkBytes = records.reduce((sum, node) => sum + node.usedBytes, 0) / Math.max(1, records.reduce((sum, node) => sum + node.chunkCount, 0))
     const capacity = records.reduce((sum, node) => sum + node.usedBytes + node.freeBytes, 0) / Math.max(1, records.length)
     const band = meanFill * BALANCE_BAND + (capacity > 0 ? (BALANCE_SLACK_CHUNKS * chunkBytes) / capacity : 0)
-    const nodes = fills.map((n) => ({...n, outOfBand: Math.abs(n.fill - meanFill) > band}))
+    const nodes = counted.map((n) => ({...n, outOfBand: Math.abs(n.fill - meanFill) > band}))
     let moving = 0
     for (const task of this.running.values()) if (task.move) moving += task.replicas.length
-    const balanced = nodes.every((n) => !n.outOfBand)
+    const uncounted = records.length - counted.length
+    const balanced = uncounted === 0 && nodes.every((n) => !n.outOfBand)
     let waiting: string | undefined
     if (!balanced && !this.rebalance) waiting = 'rebalancing is off (chunky master --no-rebalance)'
     else if (!balanced && this.needsRepair()) waiting = 'repairs first: chunks are below R'
+    else if (uncounted > 0) waiting = `counting the copies on ${uncounted} node${uncounted === 1 ? '' : 's'}`
     return {enabled: this.rebalance, balanced, meanFill, band, nodes, moving, moved: this.moved, ...(waiting ? {waiting} : {})}
   }
 
@@ -582,7 +606,7 @@ export class RepairLoop {
     for (const task of this.running.values()) if (task.move) moving++
     if (moving >= MOVE_TASKS) return
     const report = this.balance()
-    if (report.balanced) return
+    if (report.balanced || report.waiting) return
     const now = this.ctx.clock.now()
     const free = (id: string) => this.loadOf(id) === 0 && now - (this.lastMoveMs.get(id) ?? -Infinity) >= this.moveCooldownMs
     // Out of band above: to the emptiest node below the mean; out of band below: from the fullest above it.

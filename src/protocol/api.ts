@@ -198,13 +198,13 @@ export const PrefixFileEntry = z.object({
 export const PrefixFileList = z.object({files: z.array(PrefixFileEntry)})
 export type PrefixFileList = z.infer<typeof PrefixFileList>
 
-/** GET /api/rebalance: how full each node is against the mean, and the moves under way. */
+/** GET /api/rebalance: how full each node is against the mean (fill = committedBytes ÷ (used + free)), and the moves under way. */
 export const BalanceReport = z.object({
   enabled: z.boolean(),
   balanced: z.boolean(),
   meanFill: z.number(),
   band: z.number(),
-  nodes: z.array(z.object({id: NodeId, fill: z.number(), usedBytes: ByteCount, freeBytes: ByteCount, outOfBand: z.boolean()})),
+  nodes: z.array(z.object({id: NodeId, fill: z.number(), committedBytes: ByteCount, usedBytes: ByteCount, freeBytes: ByteCount, outOfBand: z.boolean()})),
   moving: z.number().int().nonnegative(),
   moved: z.number().int().nonnegative(),
   waiting: z.string().optional(),

@@ -103,3 +103,34 @@ it('does not rebalance while a chunk is below R', async () => {
   expect(tasks).toHaveLength(1) // the repair copy, not a move
   expect(s.loop.balance().waiting).toMatch(/repairs first/)
 })
+
+it('balances on committed copies: bytes of an upload not yet committed neither count nor make moves', async () => {
+  const s = await setup(3, ['n1', 'n2', 'n3', 'n4'])
+  // Four committed chunks of 1000 bytes spread evenly, three copies each: 3 per node.
+  const spread = [['n1', 'n2', 'n3'], ['n2', 'n3', 'n4'], ['n3', 'n4', 'n1'], ['n4', 'n1', 'n2']]
+  spread.forEach((holders, i) => {
+    const committed = s.uploads.plan(planRequest(`f${i}`, 1000, `c${i}`))
+    const c = committed.chunks[0]!
+    for (const node of holders) s.records.stored(node, 'L1', {chunkId: c.chunkId, version: c.version, size: c.size, sha256: c.sha256})
+    s.uploads.commit(committed.uploadId)
+  })
+  // An upload that never commits (its client was killed): a 40,000-byte chunk pending on n1..n3, kept for a resume.
+  const plan = s.uploads.plan(planRequest('unfinished', 40_000, 'u'))
+  for (const c of plan.chunks) for (const node of ['n1', 'n2', 'n3']) s.records.stored(node, 'L1', {chunkId: c.chunkId, version: c.version, size: c.size, sha256: c.sha256})
+  for (const id of ['n1', 'n2', 'n3']) s.nodes.heartbeat(id, {freeBytes: 57_000, usedBytes: 43_000, chunkCount: 43})
+  s.nodes.heartbeat('n4', {freeBytes: 97_000, usedBytes: 3000, chunkCount: 3})
+  expect(s.loop.balance()).toMatchObject({balanced: false, waiting: 'counting the copies on 4 nodes'})
+  s.loop.run()
+  const report = s.loop.balance()
+  expect(report.nodes.map((n) => [n.id, n.committedBytes])).toEqual([['n1', 3000], ['n2', 3000], ['n3', 3000], ['n4', 3000]])
+  expect(report).toMatchObject({balanced: true, moving: 0})
+  expect(report.waiting).toBeUndefined()
+  expect([...s.sent.values()].flat().filter((m) => m.type === 'replicate')).toEqual([])
+
+  // Committing it makes the copies count: now n4 is the empty one and a move starts toward it.
+  s.uploads.commit(plan.uploadId)
+  s.clock.t += 10_000
+  s.loop.run()
+  expect(s.loop.balance().nodes.find((n) => n.id === 'n1')?.committedBytes).toBe(43_000)
+  expect(s.inbox('n4').filter((m) => m.type === 'replicate').length).toBeGreaterThan(0)
+})
