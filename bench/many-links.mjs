@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The master with thousands of nodes: a real `chunky master` process, and this one process holding N
 // node links (it speaks the node protocol: hello, an empty report, a heartbeat every 2 s, a ping when the
-// master has been quiet for 5 s; it stores no
+// master has been quiet for 7.5 s; it stores no
 // data). Measures how long N links take to join, then the master's CPU while idle and its event-loop
 // lag. Prints one JSON line. All on 127.0.0.1; every process it starts is stopped.
 // Usage: node bench/many-links.mjs [LINKS=5000] [IDLE_SECONDS=20]
@@ -15,6 +15,7 @@ import WebSocket from 'ws'
 const LINKS = Number(process.argv[2] ?? 5000)
 const IDLE_SECONDS = Number(process.argv[3] ?? 20)
 const HEARTBEAT_MS = 2000
+const PING_WHEN_QUIET_MS = 7500
 const SECRET = 'many-links-bench-secret-0123456789'
 const ROOT = resolve(import.meta.dirname, '..')
 const TICKS = 100 // clock ticks per second in /proc/PID/stat
@@ -69,14 +70,15 @@ try {
         const msg = JSON.parse(data.toString())
         if (msg.type !== 'welcome') return
         ws.send(JSON.stringify({type: 'report', reportId: `r${i}`, done: true, replicas: []}))
-        // as a node does: a heartbeat every 2 s, and a ping only when the master has been quiet for 5 s
+        // as a node does: a heartbeat every 2 s, and a ping only when the master has been quiet for half
+        // the node's silence window (src/node/master-link.ts: 15 s with one master)
         let lastHeard = Date.now()
         ws.on('pong', () => (lastHeard = Date.now()))
         ws.on('ping', () => (lastHeard = Date.now()))
         setInterval(() => {
           if (ws.readyState !== WebSocket.OPEN) return
           ws.send(JSON.stringify({type: 'heartbeat', freeBytes: 1e12, usedBytes: 0, chunkCount: 0}))
-          if (Date.now() - lastHeard >= 5000) ws.ping()
+          if (Date.now() - lastHeard >= PING_WHEN_QUIET_MS) ws.ping()
         }, HEARTBEAT_MS).unref()
         resolveLink(true)
       })

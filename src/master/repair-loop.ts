@@ -142,8 +142,9 @@ export class RepairLoop {
     /** Move copies from the fullest nodes to the emptiest while nothing needs repair. */
     private readonly rebalance = true,
     /**
-     * A node just part of a move takes no other move for this long: its used bytes reach the master
-     * with its heartbeats, and planning on stale numbers would overshoot and move copies back and forth.
+     * A node just part of a move takes no other move for this long: the source's copies are trimmed and
+     * the counts redone after the move, and planning on stale numbers would overshoot and move copies
+     * back and forth.
      */
     private readonly moveCooldownMs = 2000,
     /** Only for the log line: how old an unfinished upload is when expireUploads forgets it. */
