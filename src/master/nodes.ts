@@ -253,6 +253,7 @@ export class NodeRegistry {
       this.q.undrain.run(nodeId)
     })()
     this.nodes.delete(nodeId)
+    this.written.delete(nodeId)
     this.sorted = undefined
   }
 
