@@ -3,10 +3,16 @@
 // then a 100,000-entry chunk report from n2 processed through the same code the WebSocket link calls,
 // then `status NAME` of one 1,000-chunk file, the repair loop's first look and a healthy round, and
 // `status NAME` again right after a change, its summary from the loop's kept counts. Prints one JSON line.
-// Usage: node master-scale.mjs DIR [CHUNKS]
+// With a postgres:// URL the same scene is shipped to PostgreSQL through the store the master writes
+// with, then loaded back as a new leader loads it (its working copy), and the rest runs on that copy
+// with every change recorded and flushed to PostgreSQL, as a leader on PostgreSQL runs.
+// Usage: node master-scale.mjs DIR [CHUNKS] [postgres://…]
 import {createHash} from 'node:crypto'
 import {readFileSync} from 'node:fs'
 import {createMasterContext} from '../dist/src/master/context.js'
+import {META_TABLE_NAMES, META_TABLES} from '../dist/src/master/meta-store.js'
+import {loadWorkingCopy, MetaSync} from '../dist/src/master/meta-sync.js'
+import {PostgresMetaStore} from '../dist/src/master/postgres-meta-store.js'
 import {openDatabase} from '../dist/src/master/db.js'
 import {RepairLoop} from '../dist/src/master/repair-loop.js'
 import {ReplicaRecords} from '../dist/src/master/replicas.js'
@@ -16,6 +22,9 @@ import {messageLogger} from '../dist/src/util/log.js'
 
 const dir = process.argv[2]
 const CHUNKS = Number(process.argv[3] ?? 1_000_000)
+const META = process.argv[4]
+/** Rows per transaction when shipping the scene to PostgreSQL. */
+const SHIP_BATCH = 10_000
 const PER_FILE = 1000
 const REPORT = Math.min(100_000, CHUNKS)
 const BATCH = 2000
@@ -59,6 +68,39 @@ db.transaction(() => {
 })()
 const recordMs = ms(t)
 
+// 1b. on PostgreSQL: the scene shipped to it (setting the scene too), then a takeover's load of it
+let store
+let sync
+let pg
+if (META) {
+  store = new PostgresMetaStore(META, {leaseMs: 60_000, log})
+  await store.init()
+  const leadership = await store.lead('http://127.0.0.1:1', AbortSignal.timeout(60_000))
+  t = performance.now()
+  let shipped = 0
+  for (const table of META_TABLE_NAMES) {
+    let batch = []
+    for (const row of db.prepare(`SELECT ${META_TABLES[table].columns.map((c) => `"${c}"`).join(', ')} FROM ${table}`).iterate()) {
+      batch.push({table, op: 'put', row})
+      if (batch.length === SHIP_BATCH) {
+        await store.apply(leadership.epoch, batch)
+        shipped += batch.length
+        batch = []
+      }
+    }
+    if (batch.length > 0) await store.apply(leadership.epoch, batch)
+    shipped += batch.length
+  }
+  const shipMs = ms(t)
+  t = performance.now()
+  const loadedRows = await loadWorkingCopy(db, store)
+  const loadMs = ms(t)
+  sync = new MetaSync(db, store, leadership.epoch, (err) => {
+    throw err
+  })
+  pg = {shippedRows: shipped, shipMs, loadedRows, loadMs}
+}
+
 // 2. a 100,000-entry report, as every node sends on every (re)connect: from n1, whose rows are on
 // record (a node coming back: the common case), and from n2, whose rows are all new.
 const records = new ReplicaRecords(ctx)
@@ -79,7 +121,11 @@ function report(nodeId) {
   return {ms: ms(started), slowest}
 }
 const known = report('n1')
+t = performance.now()
+await sync?.flush() // what a report changed that PostgreSQL keeps (nothing: replica locations are rebuilt from reports)
+const reportFlushMs = META ? ms(t) : undefined
 const fresh = report('n2')
+await sync?.flush()
 const reportMs = known.ms
 const slowestBatchMs = known.slowest
 const summaryLine = lines.find((l) => l.startsWith('report from n1'))
@@ -166,9 +212,12 @@ console.log(
     statusAfterChangeMs,
     statusAfterChangeSummary: keptDoc.summary,
     scrapedFreshChunks: Number(scrapedChunks),
+    meta: META ? 'postgres' : 'sqlite',
+    ...(pg ? {pg: {...pg, reportFlushMs}} : {}),
     rssMiB: Math.round(process.memoryUsage().rss / 1024 / 1024),
     peakRssMiB: Math.round(hwm),
     messagesToNodes,
   }),
 )
 db.close()
+await store?.close()

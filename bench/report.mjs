@@ -2,6 +2,7 @@
 import {round} from './lib.mjs'
 
 const MB_PER_MiB = 1.048576
+const SHIP_ROWS_NOTE = '10,000 rows per transaction'
 
 /** Each target: {target, measured, limit text, met (true/false/undefined when a row is missing)}. */
 export function targets(results) {
@@ -56,6 +57,12 @@ export function targets(results) {
   add(`master: 100,000-entry report ≤ 1 s (${s ? s.chunks.toLocaleString('en') : '?'} chunks recorded)`, s ? `${s.reportMs} ms` : 'n/a', s ? s.reportMs <= 1000 : undefined)
   add('master: `status NAME` of a 1,000-chunk file ≤ 50 ms', s ? `${s.statusNameMs} ms` : 'n/a', s ? s.statusNameMs <= 50 : undefined)
   add('master RSS ≤ 500 MB', s ? `${round(s.peakRssMiB * MB_PER_MiB, 0)} MB` : 'n/a', s ? s.peakRssMiB * MB_PER_MiB <= 500 : undefined)
+  const p = results.masterScalePg
+  add('master on PostgreSQL: 100,000-entry report (no target: said how long)', p ? `${p.reportMs} ms + ${p.pg.reportFlushMs} ms flush` : 'n/a', undefined,
+    p ? `a report changes replica locations only, which live in the leader's working copy, not in PostgreSQL; a new leader loads the ${p.pg.loadedRows.toLocaleString('en')} rows in ${p.pg.loadMs} ms` : undefined)
+  add('master on PostgreSQL: `status NAME` of a 1,000-chunk file ≤ 50 ms', p ? `${p.statusNameMs} ms` : 'n/a', p ? p.statusNameMs <= 50 : undefined)
+  const pgUpload = ratio('chunkyR3Pg', 'chunkyR3PairSqlite')
+  add('upload R=3 through a master on PostgreSQL ≤ 1.1 × through one on SQLite (taken in turns)', pgUpload === undefined ? 'n/a' : `${pgUpload} ×`, check(pgUpload, (x) => x <= 1.1))
   return list
 }
 
@@ -93,6 +100,13 @@ export function renderMarkdown(results) {
       `from a node whose rows are all new ${s.reportNewRowsMs} ms; ` +
       `\`status NAME\` (${s.statusChunks} chunks) ${s.statusNameMs} ms median of 5, ${s.statusColdMs} ms for the first call after a change ` +
       `(the cluster summary is recomputed then); RSS ${s.rssMiB} MiB, peak ${s.peakRssMiB} MiB.`, '')
+  }
+  const p = results.masterScalePg
+  if (p) {
+    out.push(`Master at scale on PostgreSQL (the same scene): ${p.pg.shippedRows.toLocaleString('en')} rows written to PostgreSQL in ${p.pg.shipMs} ms ` +
+      `(${SHIP_ROWS_NOTE}), loaded back by a new leader into its working copy in ${p.pg.loadMs} ms; ` +
+      `${p.reportEntries.toLocaleString('en')}-entry report ${p.reportMs} ms, its flush to PostgreSQL ${p.pg.reportFlushMs} ms; ` +
+      `\`status NAME\` ${p.statusNameMs} ms median of 5; peak RSS ${p.peakRssMiB} MiB.`, '')
   }
   out.push('Times are wall-clock; chunky rows run the built CLI as separate processes (master, nodes, client) on 127.0.0.1.')
   return out.join('\n') + '\n'

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 // npm run bench [-- --quick] [-- --runs N] [-- --size-mib N] [-- --scale-chunks N] [-- --skip-scale] [-- --only a,b]
+// The rows on PostgreSQL (chunkyR3Pg, masterScalePg) start a throwaway server (scripts/postgres-server.mjs).
 // Measures chunky and its floors and neighbours side by side on one file of random bytes, and writes
 // bench/results.md and bench/results.json. Needs `npm run build` first (it runs the built dist/).
 import {randomFillSync} from 'node:crypto'
@@ -12,6 +13,7 @@ import {downloadRuns, drainRun, reuploadRuns, repairRun, startCluster, uploadRun
 import {MiB, median, round, run, sha256File, stopAll, summarize} from './lib.mjs'
 import * as n from './neighbours.mjs'
 import {renderMarkdown, targets} from './report.mjs'
+import {startPostgres} from '../scripts/postgres-server.mjs'
 import {tusIntoChunky} from './tus-chunky.mjs'
 
 const ROOT = resolve(import.meta.dirname, '..')
@@ -22,7 +24,7 @@ const {values: args} = parseArgs({
     'size-mib': {type: 'string'},
     'scale-chunks': {type: 'string'},
     'skip-scale': {type: 'boolean', default: false},
-    only: {type: 'string'}, // comma-separated step keys (sha256,dd,…,chunkyR1,chunkyR3,chunkyTus,tusOnePatch,chunkyTusOnePatch,repair,drain,masterScale): a partial run
+    only: {type: 'string'}, // comma-separated step keys (sha256,dd,…,chunkyR1,chunkyR3,chunkyR3Pg,chunkyTus,tusOnePatch,chunkyTusOnePatch,repair,drain,masterScale,masterScalePg): a partial run
   },
 })
 const runs = Number(args.runs ?? (args.quick ? 2 : 5))
@@ -142,6 +144,30 @@ try {
       await cluster.close()
     }
   })
+  await step('chunkyR3Pg', 'chunky R=3 through a master on PostgreSQL', async () => {
+    // Two clusters side by side, uploads taken in turns so both see the same load: one master on
+    // SQLite, one on PostgreSQL (every metadata change written there before it answers).
+    const pg = await startPostgres()
+    const clusters = []
+    try {
+      clusters.push(await startCluster(work, 'r3-sqlite', {replicas: 3, minReplicas: 2, nodeCount: 3}))
+      clusters.push(await startCluster(work, 'r3-pg', {replicas: 3, minReplicas: 2, nodeCount: 3, masterArgs: ['--meta', pg.url]}))
+      const walls = [[], []]
+      for (let i = 0; i < runs; i++) {
+        for (const [k, cluster] of clusters.entries()) {
+          const tag = `${k === 0 ? 'sqlite' : 'pg'}-${i}`
+          const up = await uploadRuns(cluster, file, 1, tag)
+          walls[k].push(up.wall[0])
+          await cluster.cli(['rm', up.name])
+        }
+      }
+      record('chunkyR3PairSqlite', 'chunky `upload`, R=3, master on SQLite (in turns with the next row)', walls[0])
+      record('chunkyR3Pg', 'chunky `upload`, R=3, master on PostgreSQL (in turns with the row above)', walls[1])
+    } finally {
+      for (const cluster of clusters) await cluster.close()
+      await pg.destroy()
+    }
+  })
   await step('chunkyTus', 'chunky through tus', async () =>
     record('chunkyTus', 'tus (`tus-js-client` → chunky node `/tus/`, R=1, 10 MiB PATCHes; durable, committed)', await tusIntoChunky(work, file, size, runs)))
   await step('tusOnePatch', 'tus, one PATCH', async () =>
@@ -188,8 +214,23 @@ try {
       log(`master at scale: ${s.chunks} chunks recorded in ${s.recordMs} ms; ${s.reportEntries}-entry report ${s.reportMs} ms; status NAME ${s.statusNameMs} ms; peak RSS ${s.peakRssMiB} MiB`)
       await rm(dir, {recursive: true, force: true})
     })
+    await step('masterScalePg', 'master at scale on PostgreSQL', async () => {
+      const dir = join(work, 'scale-pg')
+      const pg = await startPostgres()
+      try {
+        log(`master at scale on PostgreSQL: recording ${scaleChunks} chunks and shipping them there (takes a while)`)
+        const {stdout} = await run(process.execPath, [join(import.meta.dirname, 'master-scale.mjs'), dir, String(scaleChunks), pg.url], {timeoutMs: 900_000})
+        results.masterScalePg = JSON.parse(stdout.trim().split('\n').pop())
+        const s = results.masterScalePg
+        log(`master at scale on PostgreSQL: ${s.pg.shippedRows} rows shipped in ${s.pg.shipMs} ms, loaded by a new leader in ${s.pg.loadMs} ms; ${s.reportEntries}-entry report ${s.reportMs} ms (+ flush ${s.pg.reportFlushMs} ms); status NAME ${s.statusNameMs} ms`)
+      } finally {
+        await pg.destroy()
+        await rm(dir, {recursive: true, force: true})
+      }
+    })
   } else {
     results.skipped.masterScale = '--skip-scale'
+    results.skipped.masterScalePg = '--skip-scale'
   }
 
   results.targets = targets(results)

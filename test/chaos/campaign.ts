@@ -3,9 +3,11 @@ import {existsSync} from 'node:fs'
 import {appendFile, mkdir, mkdtemp, open, readdir, readFile, rm, truncate, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
+import {pathToFileURL} from 'node:url'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {ABSENT, fmt, type Attempt, type Content, Model, setEpoch, short} from './model.js'
-import {BIN, campaignEnv, Daemon, StartTimeout, type DaemonExit, killEverything, liveProcesses, type ProcEnv, runClient, type ClientResult} from './procs.js'
+import type {PostgresServer} from '../../scripts/postgres-server.mjs'
+import {BIN, campaignEnv, Daemon, StartTimeout, type DaemonExit, killEverything, liveProcesses, type ProcEnv, ROOT, runClient, type ClientResult} from './procs.js'
 import {TcpProxy} from './proxy.js'
 import {bytesFor, Rng, sha256} from './rng.js'
 import {CHUNK, HEARTBEAT_MS, MiB, NODE_TIMEOUT_MS, NODES, R, REPAIR_INTERVAL_MS, SCRUB_INTERVAL_MS, W, ZONES} from './constants.js'
@@ -14,7 +16,9 @@ import {describeUnhealthy, isHealthy, isStatusDoc, type StatusChunk, type Status
 
 // A seeded fault campaign against a real cluster: 1 master + 5 nodes (R=3, W=2) as processes of the
 // built binary on 127.0.0.1, every node behind two TCP proxies the campaign controls (its link to the
-// master, and its data port as others reach it through --public-url). While workers upload, edit,
+// master, and its data port as others reach it through --public-url). With `meta: 'postgres'` it is
+// 2 masters on a throwaway PostgreSQL, every master behind proxies of its own, nodes and clients given
+// both, and the master faults hit either one. While workers upload, edit,
 // truncate, extend and download files through the CLI, a fault plan computed from the seed kills,
 // pauses and partitions nodes and the master, adds latency and flips bytes on disk. The model
 // (model.ts) judges every client run; after the faults stop the cluster must heal within a stated
@@ -68,6 +72,8 @@ export interface CampaignOptions {
   scrubIntervalMs?: number
   /** bin/run.js of the build to test (default: this checkout's). */
   bin?: string
+  /** Where the metadata lives: the master's SQLite (default, 1 master) or a throwaway PostgreSQL with 2 masters. */
+  meta?: 'sqlite' | 'postgres'
   /** Where progress lines go (default stdout). */
   print?: (line: string) => void
 }
@@ -81,6 +87,8 @@ export interface CampaignStats {
   /** Why client commands failed: the first line of their standard error, ids and numbers blurred, with counts. */
   clientErrors: Record<string, number>
   repairsStarted: number
+  /** Terms led, over every master (`master.leading` lines): 1 + each takeover. */
+  leaderTerms: number
   healMs: number | undefined
   healBoundMs: number | undefined
   committedBytes: number
@@ -98,6 +106,13 @@ export interface CampaignResult {
   dir: string
   kept: boolean
   replay: string
+}
+
+/** One master with the proxies in front of it: the clients' and each node's link. */
+interface MasterSlot {
+  daemon: Daemon
+  clientProxy: TcpProxy
+  linkProxies: Map<string, TcpProxy>
 }
 
 interface Balance {
@@ -125,6 +140,7 @@ class Campaign {
     statusPolls: 0,
     clientErrors: {},
     repairsStarted: 0,
+    leaderTerms: 0,
     healMs: undefined,
     healBoundMs: undefined,
     committedBytes: 0,
@@ -141,10 +157,9 @@ class Campaign {
   private stopping = false
   /** Set once the campaign itself stops the daemons: exits from then on are its own. */
   private shuttingDown = false
-  private master!: Daemon
+  private readonly masters: MasterSlot[] = []
+  private postgres: PostgresServer | undefined
   private readonly nodes = new Map<string, Daemon>()
-  private clientProxy!: TcpProxy
-  private readonly linkProxies = new Map<string, TcpProxy>()
   private readonly dataProxies = new Map<string, TcpProxy>()
   private rwToken = SECRET
   private nodeToken = SECRET
@@ -198,13 +213,14 @@ class Campaign {
       this.opts.maxSizeMiB !== undefined ? ` --max-size-mib ${this.opts.maxSizeMiB}` : '',
       this.opts.scrubIntervalMs !== undefined ? ` --scrub-ms ${this.opts.scrubIntervalMs}` : '',
       this.opts.bin !== undefined ? ` --bin ${this.opts.bin}` : '',
+      this.opts.meta === 'postgres' ? ' --meta postgres' : '',
     ].join('')
     return `npm run chaos -- --seed ${this.opts.seed} --seconds ${this.opts.seconds}${extra}`
   }
 
   async run(): Promise<CampaignResult> {
     this.dir = await mkdtemp(join(tmpdir(), `chunky-chaos-${this.opts.seed}-`))
-    for (const sub of ['logs', 'contents', 'downloads', 'cwd', 'home', 'proc-tmp', 'master', ...NODES]) await mkdir(join(this.dir, sub))
+    for (const sub of this.subfolders()) await mkdir(join(this.dir, sub))
     this.campaignLog = join(this.dir, 'logs', 'campaign.log')
     this.procEnv = {bin: this.opts.bin ?? BIN, cwd: join(this.dir, 'cwd'), env: campaignEnv(this.dir)}
     this.print(`chaos: seed ${this.opts.seed}, ${this.opts.seconds} s of faults, folder ${this.dir}`)
@@ -215,7 +231,7 @@ class Campaign {
       setEpoch(this.start)
       this.faultsEnd = this.start + this.opts.seconds * 1000
       poller = this.pollStatus()
-      const plan = planFaults(this.rng.fork('faults'), this.opts.seconds)
+      const plan = planFaults(this.rng.fork('faults'), this.opts.seconds, this.masterKeys().length)
       await writeFile(join(this.dir, 'logs', 'plan.txt'), plan.map((p) => `${(p.at / 1000).toFixed(2)}s ${describe(p.fault)}`).join('\n') + '\n')
       this.print(`chaos: ${plan.length} fault events planned, ${this.workers} workers; cluster up`)
       const workers = Array.from({length: this.workers}, (_, i) => this.worker(i))
@@ -253,19 +269,34 @@ class Campaign {
     }
   }
 
+  /** `master`, or `master1` and `master2` on PostgreSQL: the name of each master's log and data dir. */
+  private masterKeys(): string[] {
+    return this.opts.meta === 'postgres' ? ['master1', 'master2'] : ['master']
+  }
+
+  /** The folders of a run: anything else appearing in it is written where nothing may be. */
+  private subfolders(): string[] {
+    return ['logs', 'contents', 'downloads', 'cwd', 'home', 'proc-tmp', ...this.masterKeys(), ...NODES]
+  }
+
   private async startCluster(): Promise<void> {
-    this.clientProxy = await TcpProxy.start('clients')
-    for (const id of NODES) {
-      this.linkProxies.set(id, await TcpProxy.start(`${id}-link`))
-      this.dataProxies.set(id, await TcpProxy.start(`${id}-data`))
+    const meta: string[] = []
+    if (this.opts.meta === 'postgres') {
+      // Loaded at run time: the chaos build's root is test/chaos, and the script is shared with the e2e tests.
+      const {startPostgres} = (await import(pathToFileURL(join(ROOT, 'scripts', 'postgres-server.mjs')).href)) as typeof import('../../scripts/postgres-server.mjs')
+      const postgres = (this.postgres = await startPostgres())
+      // Ctrl-C of the campaign (main.ts) ends its processes by pid; this ends the server too.
+      process.once('exit', () => {
+        try {
+          process.kill(postgres.pid, 'SIGINT')
+        } catch {
+          // already stopped
+        }
+      })
+      meta.push('--meta', this.postgres.url)
+      this.note(`PostgreSQL pid ${this.postgres.pid} at ${this.postgres.url}`)
     }
-    const masterArgs = [
-      'master', '--host', '127.0.0.1', '--port', '0', '--data-dir', join(this.dir, 'master'), '--token', SECRET,
-      '--replicas', String(R), '--min-replicas', String(W), '--node-timeout', `${NODE_TIMEOUT_MS}ms`,
-      '--repair-interval', `${REPAIR_INTERVAL_MS}ms`,
-    ]
-    this.master = new Daemon('master', () => masterArgs, join(this.dir, 'logs', 'master.log'), this.procEnv, this.onExit)
-    this.master.lineListeners.add((line) => {
+    const listen = (line: string) => {
       if (!line.includes('"event":"repair.started"')) return
       try {
         const record = JSON.parse(line) as {source?: unknown; target?: unknown}
@@ -274,14 +305,28 @@ class Campaign {
       } catch {
         // not one JSON record: ignore
       }
-    })
-    await this.startMaster()
-    const banner = this.master.banner.join('\n')
+    }
+    for (const key of this.masterKeys()) {
+      const masterArgs = [
+        'master', '--host', '127.0.0.1', '--port', '0', '--data-dir', join(this.dir, key), '--token', SECRET,
+        '--replicas', String(R), '--min-replicas', String(W), '--node-timeout', `${NODE_TIMEOUT_MS}ms`,
+        '--repair-interval', `${REPAIR_INTERVAL_MS}ms`, ...meta,
+      ]
+      const daemon = new Daemon(key, () => masterArgs, join(this.dir, 'logs', `${key}.log`), this.procEnv, this.onExit)
+      daemon.lineListeners.add(listen)
+      const linkProxies = new Map<string, TcpProxy>()
+      for (const id of NODES) linkProxies.set(id, await TcpProxy.start(key === 'master' ? `${id}-link` : `${id}-link-${key}`))
+      this.masters.push({daemon, clientProxy: await TcpProxy.start(key === 'master' ? 'clients' : `clients-${key}`), linkProxies})
+    }
+    for (const id of NODES) this.dataProxies.set(id, await TcpProxy.start(`${id}-data`))
+    // The first leads; the second (PostgreSQL) starts once it does, so it stands by.
+    for (const slot of this.masters) await this.startMaster(slot)
+    const banner = this.masters[0]!.daemon.banner.join('\n')
     this.nodeToken = /--token (node-\S+)/.exec(banner)?.[1] ?? SECRET
     this.rwToken = /CHUNKY_TOKEN=(rw-\S+)/.exec(banner)?.[1] ?? SECRET
     for (const id of NODES) {
       const args = [
-        'node', '--master', this.linkProxies.get(id)!.url, '--host', '127.0.0.1', '--port', '0',
+        'node', '--master', this.masters.map((m) => m.linkProxies.get(id)!.url).join(','), '--host', '127.0.0.1', '--port', '0',
         '--public-url', this.dataProxies.get(id)!.url, '--id', id, '--zone', ZONES[id]!, '--data-dir', join(this.dir, id),
         '--token', this.nodeToken, '--heartbeat-interval', `${HEARTBEAT_MS}ms`, '--scrub-interval', `${this.scrubMs}ms`,
       ]
@@ -294,10 +339,15 @@ class Campaign {
     })
   }
 
-  private async startMaster(): Promise<void> {
-    const url = await this.master.start()
+  private async startMaster(slot: MasterSlot): Promise<void> {
+    const url = await slot.daemon.start()
     const port = Number(new URL(url).port)
-    await Promise.all([this.clientProxy, ...this.linkProxies.values()].map((p) => p.setTarget(port)))
+    await Promise.all([slot.clientProxy, ...slot.linkProxies.values()].map((p) => p.setTarget(port)))
+  }
+
+  /** Every proxy in front of a master: the clients' and the nodes' links. */
+  private masterProxies(): TcpProxy[] {
+    return this.masters.flatMap((m) => [m.clientProxy, ...m.linkProxies.values()])
   }
 
   private async startNode(id: string): Promise<void> {
@@ -314,12 +364,29 @@ class Campaign {
     throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
   }
 
-  /** GET /api/status straight from the master (not through the client proxy and its faults). */
+  /**
+   * GET straight from the master that leads (not through the client proxies and their faults): the
+   * first running one that does not answer 503 (a standby's NOT_LEADER). Undefined when none answers.
+   */
+  private async fromLeader(path: string, timeoutMs: number): Promise<Response | undefined> {
+    for (const {daemon} of this.masters) {
+      if (!daemon.running || daemon.paused) continue
+      try {
+        const res = await fetch(`${daemon.url}${path}`, {headers: {authorization: `Bearer ${this.rwToken}`}, signal: AbortSignal.timeout(timeoutMs)})
+        if (res.status !== 503) return res
+        await res.body?.cancel()
+      } catch {
+        // not answering: the next one
+      }
+    }
+    return undefined
+  }
+
+  /** GET /api/status from the leader. */
   private async fetchStatus(timeoutMs = 3000): Promise<StatusDoc | undefined> {
-    if (!this.master.running || this.master.paused) return undefined
     try {
-      const res = await fetch(`${this.master.url}/api/status`, {headers: {authorization: `Bearer ${this.rwToken}`}, signal: AbortSignal.timeout(timeoutMs)})
-      if (res.status !== 200) return undefined
+      const res = await this.fromLeader('/api/status', timeoutMs)
+      if (res?.status !== 200) return undefined
       const doc: unknown = await res.json()
       return isStatusDoc(doc) ? doc : undefined
     } catch {
@@ -330,7 +397,8 @@ class Campaign {
   /** GET /api/rebalance: settled when nothing moves and the nodes are balanced (or rebalancing waits or is off). */
   private async fetchBalance(): Promise<Balance | undefined> {
     try {
-      const res = await fetch(`${this.master.url}/api/rebalance`, {headers: {authorization: `Bearer ${this.rwToken}`}, signal: AbortSignal.timeout(3000)})
+      const res = await this.fromLeader('/api/rebalance', 3000)
+      if (!res) return undefined
       if (res.status === 404) return {settled: true, text: 'no rebalancer'}
       if (res.status !== 200) return undefined
       const doc = (await res.json()) as {enabled?: boolean; balanced?: boolean; moving?: number; waiting?: string; meanFill?: number; band?: number; nodes?: {id: string; fill: number}[]}
@@ -440,10 +508,10 @@ class Campaign {
           return this.nodes.get(fault.node)!.resume()
         case 'cut-link':
           this.nodes.get(fault.node)!.note(`link to the master cut (${fault.mode})`)
-          return await this.linkProxies.get(fault.node)!.setMode(fault.mode)
+          return void (await Promise.all(this.masters.map((m) => m.linkProxies.get(fault.node)!.setMode(fault.mode))))
         case 'heal-link':
           this.nodes.get(fault.node)!.note('link to the master restored')
-          return await this.linkProxies.get(fault.node)!.setMode('pass')
+          return void (await Promise.all(this.masters.map((m) => m.linkProxies.get(fault.node)!.setMode('pass'))))
         case 'cut-data':
           this.nodes.get(fault.node)!.note(`data port cut (${fault.mode})`)
           return await this.dataProxies.get(fault.node)!.setMode(fault.mode)
@@ -451,31 +519,33 @@ class Campaign {
           this.nodes.get(fault.node)!.note('data port restored')
           return await this.dataProxies.get(fault.node)!.setMode('pass')
         case 'latency':
-          this.linkProxies.get(fault.node)!.delayMs = fault.ms
+          for (const m of this.masters) m.linkProxies.get(fault.node)!.delayMs = fault.ms
           this.dataProxies.get(fault.node)!.delayMs = fault.ms
           return
         case 'latency-off':
-          this.linkProxies.get(fault.node)!.delayMs = 0
+          for (const m of this.masters) m.linkProxies.get(fault.node)!.delayMs = 0
           this.dataProxies.get(fault.node)!.delayMs = 0
           return
         case 'client-latency':
-          this.clientProxy.delayMs = fault.ms
+          for (const m of this.masters) m.clientProxy.delayMs = fault.ms
           return
         case 'client-latency-off':
-          this.clientProxy.delayMs = 0
+          for (const m of this.masters) m.clientProxy.delayMs = 0
           return
-        case 'kill-master':
-          this.master.note('kill -9')
-          await this.master.kill9()
-          return void (await Promise.all([this.clientProxy, ...this.linkProxies.values()].map((p) => p.setTarget(undefined))))
+        case 'kill-master': {
+          const slot = this.masters[fault.master]!
+          slot.daemon.note('kill -9')
+          await slot.daemon.kill9()
+          return void (await Promise.all([slot.clientProxy, ...slot.linkProxies.values()].map((p) => p.setTarget(undefined))))
+        }
         case 'restart-master':
-          return await this.restartMaster()
+          return await this.restartMaster(this.masters[fault.master]!)
         case 'pause-master':
-          this.master.note('SIGSTOP')
-          return this.master.pause()
+          this.masters[fault.master]!.daemon.note('SIGSTOP')
+          return this.masters[fault.master]!.daemon.pause()
         case 'resume-master':
-          this.master.note('SIGCONT')
-          return this.master.resume()
+          this.masters[fault.master]!.daemon.note('SIGCONT')
+          return this.masters[fault.master]!.daemon.resume()
         case 'flip':
           return await this.flip(fault.node, fault.how)
       }
@@ -512,12 +582,12 @@ class Campaign {
     }
   }
 
-  private async restartMaster(): Promise<void> {
-    if (this.master.running) return
+  private async restartMaster(slot: MasterSlot): Promise<void> {
+    if (slot.daemon.running) return
     try {
-      await this.startMaster()
+      await this.startMaster(slot)
     } catch (err) {
-      this.violate(err instanceof StartTimeout ? 'campaign' : 'no-crash', `the master did not restart on its data dir: ${(err as Error).message}\n${this.master.tail(30)}`)
+      this.violate(err instanceof StartTimeout ? 'campaign' : 'no-crash', `${slot.daemon.key} did not restart on its data dir: ${(err as Error).message}\n${slot.daemon.tail(30)}`)
     }
   }
 
@@ -595,20 +665,20 @@ class Campaign {
 
   /** Everything back: resumed, unpartitioned, no latency, every process running. */
   private async restoreAll(): Promise<void> {
-    this.master.resume()
+    for (const m of this.masters) m.daemon.resume()
     for (const d of this.nodes.values()) d.resume()
-    for (const p of [this.clientProxy, ...this.linkProxies.values(), ...this.dataProxies.values()]) {
+    for (const p of [...this.masterProxies(), ...this.dataProxies.values()]) {
       await p.setMode('pass')
       p.delayMs = 0
     }
-    await this.restartMaster()
+    for (const m of this.masters) await this.restartMaster(m)
     await Promise.all(NODES.map((id) => this.restartNode(id)))
   }
 
   // --- workload ---
 
   private clientArgs(): string[] {
-    return ['--master', this.clientProxy.url, '--token', this.rwToken]
+    return ['--master', this.masters.map((m) => m.clientProxy.url).join(','), '--token', this.rwToken]
   }
 
   private async worker(index: number): Promise<void> {
@@ -1005,7 +1075,7 @@ class Campaign {
   }
 
   private async auditOutside(): Promise<void> {
-    const allowed = new Set(['logs', 'contents', 'downloads', 'cwd', 'home', 'proc-tmp', 'master', ...NODES])
+    const allowed = new Set(this.subfolders())
     const strays = (await readdir(this.dir)).filter((e) => !allowed.has(e))
     for (const dir of ['cwd', 'home', 'proc-tmp', 'downloads']) {
       for (const e of await readdir(join(this.dir, dir), {recursive: true})) strays.push(`${dir}/${e}`)
@@ -1047,26 +1117,31 @@ class Campaign {
     for (const {d, r} of await Promise.all(stops)) {
       if (r && r.code !== 0) this.stats.warnings.push(`${d.key} exited ${r.code ?? r.signal} on SIGTERM`)
     }
-    const r = this.master ? await this.master.stop(5000) : undefined
-    if (r && r.code !== 0) this.stats.warnings.push(`master exited ${r.code ?? r.signal} on SIGTERM`)
+    for (const {daemon} of this.masters) {
+      const r = await daemon.stop(5000)
+      if (r && r.code !== 0) this.stats.warnings.push(`${daemon.key} exited ${r.code ?? r.signal} on SIGTERM`)
+    }
     await killEverything()
     if (liveProcesses().length > 0) this.stats.warnings.push(`${liveProcesses().length} process(es) would not die`)
-    for (const p of [this.clientProxy, ...this.linkProxies.values(), ...this.dataProxies.values()]) await p?.close()
-    for (const d of [this.master, ...this.nodes.values()]) await d?.closeLog()
+    await this.postgres?.destroy()
+    for (const p of [...this.masterProxies(), ...this.dataProxies.values()]) await p?.close()
+    for (const d of [...this.masters.map((m) => m.daemon), ...this.nodes.values()]) await d?.closeLog()
     await this.scanLogs()
   }
 
   /** Error-level log lines are not violations by themselves, but they are what to read first. */
   private async scanLogs(): Promise<void> {
     const seconds = Math.max(1, (Date.now() - this.start) / 1000)
-    const masterLog = await readFile(join(this.dir, 'logs', 'master.log'), 'utf8').catch(() => '')
+    let masterLog = ''
+    for (const key of this.masterKeys()) masterLog += await readFile(join(this.dir, 'logs', `${key}.log`), 'utf8').catch(() => '')
     const repairs = masterLog.split('"event":"repair.started"').length - 1
     this.stats.repairsStarted = repairs
+    this.stats.leaderTerms = masterLog.split('"event":"master.leading"').length - 1
     if (repairs / seconds > MAX_REPAIRS_PER_S) {
       const sample = masterLog.split('\n').filter((l) => l.includes('"event":"repair.')).slice(-3).map((l) => l.slice(0, 300)).join('\n')
-      this.violate('bounded-repair-work', `the master started ${repairs} repair transfers in ${seconds.toFixed(0)} s (${(repairs / seconds).toFixed(0)}/s), master.log is ${(masterLog.length / MiB).toFixed(1)} MiB; last lines:\n${sample}`)
+      this.violate('bounded-repair-work', `the master(s) started ${repairs} repair transfers in ${seconds.toFixed(0)} s (${(repairs / seconds).toFixed(0)}/s), their logs are ${(masterLog.length / MiB).toFixed(1)} MiB; last lines:\n${sample}`)
     }
-    for (const key of ['master', ...NODES]) {
+    for (const key of [...this.masterKeys(), ...NODES]) {
       const text = await readFile(join(this.dir, 'logs', `${key}.log`), 'utf8').catch(() => '')
       const bad = text.split('\n').filter((l) => /"level":(50|60)/.test(l) || /^(Error|TypeError|RangeError)\b|Uncaught|node:internal/.test(l))
       if (bad.length > 0) this.stats.warnings.push(`${key}.log: ${bad.length} error line(s), first: ${bad[0]!.slice(0, 300)}`)
@@ -1092,7 +1167,7 @@ class Campaign {
     this.print(
       `chaos: seed ${this.opts.seed}: uploads ${s.uploads.ok} ok / ${s.uploads.failed} failed / ${s.uploads.killed} killed; downloads ${s.downloads.ok} ok / ${s.downloads.failed} failed / ${s.downloads.killed} killed; rm ${s.removes.ok} ok / ${s.removes.failed} failed`,
     )
-    this.print(`chaos: faults: ${faults || 'none'}`)
+    this.print(`chaos: faults: ${faults || 'none'}${this.opts.meta === 'postgres' ? `; ${s.leaderTerms} leader terms over ${this.masters.length} masters on PostgreSQL` : ''}`)
     this.print(`chaos: committed ${s.files} files, ${s.chunks} chunks, ${(s.committedBytes / MiB).toFixed(1)} MiB; heal ${s.healMs === undefined ? 'not reached' : `${(s.healMs / 1000).toFixed(1)} s`} (bound ${((s.healBoundMs ?? 0) / 1000).toFixed(1)} s)`)
     const errors = Object.entries(s.clientErrors).sort((a, b) => b[1] - a[1])
     for (const [reason, n] of errors.slice(0, 6)) this.print(`chaos: client failures ×${n}: ${reason.slice(0, 300)}`)

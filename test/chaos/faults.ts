@@ -20,10 +20,11 @@ export type Fault =
   | {kind: 'latency-off'; node: string}
   | {kind: 'client-latency'; ms: number}
   | {kind: 'client-latency-off'}
-  | {kind: 'kill-master'}
-  | {kind: 'restart-master'}
-  | {kind: 'pause-master'}
-  | {kind: 'resume-master'}
+  /** `master`: which of several masters (0 when there is one). */
+  | {kind: 'kill-master'; master: number}
+  | {kind: 'restart-master'; master: number}
+  | {kind: 'pause-master'; master: number}
+  | {kind: 'resume-master'; master: number}
   /** Rot on disk: one byte flipped, the file cut short, or the file gone. */
   | {kind: 'flip'; node: string; how: 'byte' | 'truncate' | 'delete'}
 
@@ -36,14 +37,16 @@ export interface PlannedFault {
 export function targetOf(f: Fault): string {
   if ('node' in f) return f.node
   if (f.kind === 'client-latency' || f.kind === 'client-latency-off') return 'clients'
-  return 'master'
+  return `master${f.master}`
 }
 
 /**
  * The whole fault schedule, from the seed alone: a simulation of which nodes are impaired (down,
- * paused or partitioned; never more than R−1 at once) decides what may happen next.
+ * paused or partitioned; never more than R−1 at once) decides what may happen next. With several
+ * masters each master fault picks one (still one master fault at a time); with one the plan is the
+ * same as it always was for a seed.
  */
-export function planFaults(rng: Rng, seconds: number): PlannedFault[] {
+export function planFaults(rng: Rng, seconds: number, masters = 1): PlannedFault[] {
   const end = seconds * 1000
   const plan: PlannedFault[] = []
   const impairedUntil = new Map<string, number>(NODES.map((n) => [n, 0]))
@@ -53,6 +56,7 @@ export function planFaults(rng: Rng, seconds: number): PlannedFault[] {
   const add = (at: number, fault: Fault) => {
     if (at < end) plan.push({at, fault})
   }
+  const pickMaster = () => (masters > 1 ? rng.int(0, masters - 1) : 0)
   for (let t = 1500; t < end; t += rng.int(300, 2200)) {
     const free = NODES.filter((n) => impairedUntil.get(n)! <= t)
     const impaired = NODES.length - free.length
@@ -134,16 +138,18 @@ export function planFaults(rng: Rng, seconds: number): PlannedFault[] {
         break
       }
       case 'kill-master': {
+        const master = pickMaster()
         const down = rng.int(100, 3000)
-        add(t, {kind: 'kill-master'})
-        add(t + down, {kind: 'restart-master'})
+        add(t, {kind: 'kill-master', master})
+        add(t + down, {kind: 'restart-master', master})
         masterUntil = t + down + 500
         break
       }
       case 'pause-master': {
+        const master = pickMaster()
         const paused = rng.int(200, 3000)
-        add(t, {kind: 'pause-master'})
-        add(t + paused, {kind: 'resume-master'})
+        add(t, {kind: 'pause-master', master})
+        add(t + paused, {kind: 'resume-master', master})
         masterUntil = t + paused + 300
         break
       }
@@ -170,6 +176,11 @@ export function describe(f: Fault): string {
       return `flip ${f.node} (${f.how})`
     case 'kill-repairing':
       return `kill-repairing ${f.node} (within ${f.windowMs} ms, +${f.delayMs} ms)`
+    case 'kill-master':
+    case 'restart-master':
+    case 'pause-master':
+    case 'resume-master':
+      return f.master === 0 ? f.kind : `${f.kind} ${f.master + 1}`
     default:
       return 'node' in f ? `${f.kind} ${f.node}` : f.kind
   }

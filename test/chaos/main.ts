@@ -4,17 +4,18 @@ import {dirname, join, resolve} from 'node:path'
 import {runCampaign} from './campaign.js'
 import {killEverything, ROOT} from './procs.js'
 
-// `npm run chaos -- --seed N --seconds S [--workers N] [--max-size-mib M] [--scrub-ms MS] [--keep] [--bin PATH/bin/run.js]`: one campaign
+// `npm run chaos -- --seed N --seconds S [--workers N] [--max-size-mib M] [--scrub-ms MS] [--meta sqlite|postgres] [--keep] [--bin PATH/bin/run.js]`: one campaign
 // against the built binary (run `npm run build` first). Exit 0 when it passed, 1 when an invariant
-// failed (the folder is kept and the replay command printed), 2 on bad usage.
+// failed (the folder is kept and the replay command printed), 2 on bad usage. `--meta postgres` runs
+// 2 masters on a throwaway PostgreSQL (needs PostgreSQL installed) instead of 1 on SQLite.
 
 function usage(message: string): never {
-  console.error(`chaos: ${message}\nusage: npm run chaos -- [--seed N] [--seconds S] [--workers N] [--max-size-mib M] [--scrub-ms MS] [--keep] [--bin PATH/bin/run.js]`)
+  console.error(`chaos: ${message}\nusage: npm run chaos -- [--seed N] [--seconds S] [--workers N] [--max-size-mib M] [--scrub-ms MS] [--meta sqlite|postgres] [--keep] [--bin PATH/bin/run.js]`)
   process.exit(2)
 }
 
 const args = process.argv.slice(2)
-const options: {seed?: number; seconds: number; workers?: number; maxSizeMiB?: number; keep: boolean; bin?: string; scrubIntervalMs?: number} = {seconds: 60, keep: false}
+const options: {seed?: number; seconds: number; workers?: number; maxSizeMiB?: number; keep: boolean; bin?: string; scrubIntervalMs?: number; meta?: 'sqlite' | 'postgres'} = {seconds: 60, keep: false}
 for (let i = 0; i < args.length; i++) {
   const flag = args[i]!
   if (flag === '--keep') {
@@ -25,6 +26,12 @@ for (let i = 0; i < args.length; i++) {
     const bin = args[++i]
     if (!bin || !existsSync(bin)) usage('--bin needs the path of a bin/run.js')
     options.bin = resolve(bin)
+    continue
+  }
+  if (flag === '--meta') {
+    const meta = args[++i]
+    if (meta !== 'sqlite' && meta !== 'postgres') usage('--meta needs sqlite or postgres')
+    options.meta = meta
     continue
   }
   const value = args[++i]
@@ -47,5 +54,5 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 }
 const seed = options.seed ?? randomInt(1, 2 ** 31)
 console.log(`chaos: seed ${seed}`)
-const result = await runCampaign({seed, seconds: options.seconds, workers: options.workers, maxSizeMiB: options.maxSizeMiB, keep: options.keep, bin: options.bin, scrubIntervalMs: options.scrubIntervalMs})
+const result = await runCampaign({seed, seconds: options.seconds, workers: options.workers, maxSizeMiB: options.maxSizeMiB, keep: options.keep, bin: options.bin, scrubIntervalMs: options.scrubIntervalMs, meta: options.meta})
 process.exit(result.passed ? 0 : 1)
