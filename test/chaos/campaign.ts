@@ -534,6 +534,7 @@ class Campaign {
           return
         case 'kill-master': {
           const slot = this.masters[fault.master]!
+          await this.countLeaderHit(fault.kind, slot)
           slot.daemon.note('kill -9')
           await slot.daemon.kill9()
           return void (await Promise.all([slot.clientProxy, ...slot.linkProxies.values()].map((p) => p.setTarget(undefined))))
@@ -541,6 +542,7 @@ class Campaign {
         case 'restart-master':
           return await this.restartMaster(this.masters[fault.master]!)
         case 'pause-master':
+          await this.countLeaderHit(fault.kind, this.masters[fault.master]!)
           this.masters[fault.master]!.daemon.note('SIGSTOP')
           return this.masters[fault.master]!.daemon.pause()
         case 'resume-master':
@@ -550,6 +552,16 @@ class Campaign {
           return await this.flip(fault.node, fault.how)
       }
     }
+  }
+
+  /** With several masters: counts whether a master fault hit the leader or a standby (its /healthz just before). */
+  private async countLeaderHit(kind: string, slot: MasterSlot): Promise<void> {
+    if (this.masters.length < 2 || !slot.daemon.running || slot.daemon.paused) return
+    const role = await fetch(`${slot.daemon.url}/healthz`, {signal: AbortSignal.timeout(500)})
+      .then(async (res) => ((await res.json()) as {role?: string}).role)
+      .catch(() => undefined)
+    const key = `${kind} (${role ?? 'no answer'})`
+    this.stats.faults[key] = (this.stats.faults[key] ?? 0) + 1
   }
 
   /** Waits (at most windowMs) for a repair transfer from or to `id`, then kills it -9 mid-transfer. */
