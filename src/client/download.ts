@@ -58,8 +58,15 @@ export async function downloadFile(opts: DownloadOptions, view: TransferView): P
     await handle.truncate(manifest.size)
     const flusher = backgroundFlusher(handle)
     const progress = progressOf(view, manifest.size)
+    // Chunks are placed by the sizes before them: a file joined from tus partial uploads has short chunks mid-file.
+    const starts = new Map<number, number>()
+    let at = 0
+    for (const chunk of manifest.chunks) {
+      starts.set(chunk.index, at)
+      at += chunk.size
+    }
     await runPool(manifest.chunks, opts.concurrency ?? 4, async (chunk, signal) => {
-      const base = manifest.chunkSize * chunk.index
+      const base = starts.get(chunk.index)!
       const sink: ChunkSink = async (parts, at) => {
         const length = parts.reduce((sum, p) => sum + p.length, 0)
         const {bytesWritten} = await handle.writev(parts, base + at)

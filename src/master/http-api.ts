@@ -16,6 +16,7 @@ import {
   TusAdvanceRequest,
   TusChunkRequest,
   TusClaimRequest,
+  TusConcatRequest,
   TusCreateRequest,
   TusId,
 } from '../protocol/index.js'
@@ -152,6 +153,7 @@ async function route(deps: HttpApiDeps, req: IncomingMessage, res: ServerRespons
 async function routeTus(deps: HttpApiDeps, req: IncomingMessage, res: ServerResponse, method: string, rest: string[]): Promise<void> {
   const {tus} = deps
   if (rest.length === 0 && method === 'POST') return answerPersisted(deps, res, tus.create(await readJson(req, TusCreateRequest)))
+  if (rest.length === 1 && rest[0] === 'concat' && method === 'POST') return answerPersisted(deps, res, tus.concat(await readJson(req, TusConcatRequest)))
   const id = TusId.safeParse(rest[0])
   if (!id.success) throw new ChunkyError('BAD_REQUEST', 'expected /api/tus/<32 hex id>')
   if (rest.length === 1 && method === 'GET') return sendJson(res, 200, tus.get(id.data))

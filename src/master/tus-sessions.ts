@@ -6,6 +6,7 @@ import {
   type TusAdvanceRequest,
   type TusChunkRequest,
   type TusClaimRequest,
+  type TusConcatRequest,
   type TusCreateRequest,
   type TusSession,
 } from '../protocol/index.js'
@@ -17,6 +18,9 @@ import type {Uploads} from './uploads.js'
 // answers for it. Each session is an upload of uploads.ts (opened at creation, its chunks planned one
 // by one as the bytes arrive, committed on the last byte), so versions, expiry and garbage are the
 // CLI's. The offset here only counts whole chunks on W nodes; a tail past it lives on `holder`.
+// A partial upload of a concatenation has no chunky name: its `name` is PARTIAL (made with a
+// credential) or PARTIAL + '/' + the signed link's name, never a valid file name; its upload's own
+// name is PARTIAL + '/' + its id, so its chunks have ids of their own until a final upload joins them.
 /** Made with the rest of the schema (db.ts): the table is durable metadata (meta-store.ts) a new leader loads. */
 export const TUS_SESSIONS_SCHEMA = `
 CREATE TABLE IF NOT EXISTS tus_sessions (
@@ -32,6 +36,8 @@ type Row = {
   id: string; upload_id: string; name: string; length: number | null; offset: number; chunk_size: number; metadata: string
   max_size: number | null; creator: string; created_ms: number; expires_ms: number; holder: string | null; epoch: number; state: string
 }
+
+const PARTIAL = '/partial'
 
 export interface TusLimits {
   /** Unfinished sessions expire this long after creation (`chunky master --upload-expiry`). */
@@ -49,6 +55,9 @@ export class TusSessions {
       get: db.prepare('SELECT * FROM tus_sessions WHERE id = ?'),
       insert: db.prepare(`INSERT INTO tus_sessions (id, upload_id, name, length, offset, chunk_size, metadata, max_size, creator, created_ms, expires_ms, holder, epoch, state)
         VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, 1, 'open')`),
+      // A final upload is complete once made: no upload of its own, nothing to PATCH.
+      insertFinal: db.prepare(`INSERT INTO tus_sessions (id, upload_id, name, length, offset, chunk_size, metadata, max_size, creator, created_ms, expires_ms, holder, epoch, state)
+        VALUES (?, '', ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, 1, 'done')`),
       openOf: db.prepare("SELECT COUNT(*) FROM tus_sessions WHERE creator = ? AND state = 'open'").pluck(),
       setHolder: db.prepare('UPDATE tus_sessions SET holder = ?, epoch = epoch + 1 WHERE id = ?'),
       setLength: db.prepare('UPDATE tus_sessions SET length = ? WHERE id = ?'),
@@ -70,13 +79,17 @@ export class TusSessions {
     }
     const id = randomBytes(16).toString('hex')
     const now = this.ctx.clock.now()
+    const partial = request.partial === true
+    if (!partial && request.name === null) throw new ChunkyError('BAD_NAME', 'an upload that is not partial needs a name')
+    const name = partial ? (request.name === null ? PARTIAL : `${PARTIAL}/${request.name}`) : request.name!
     const created = this.ctx.db.transaction(() => {
-      const uploadId = this.uploads.open(request.name, request.length ?? 0, DEFAULT_CHUNK_SIZE)
-      this.q.insert.run(id, uploadId, request.name, request.length, DEFAULT_CHUNK_SIZE, request.metadata, request.maxSize, request.node, now, now + this.limits.expiryMs, request.node)
+      const uploadId = this.uploads.open(partial ? `${PARTIAL}/${id}` : name, request.length ?? 0, DEFAULT_CHUNK_SIZE)
+      this.q.insert.run(id, uploadId, name, request.length, DEFAULT_CHUNK_SIZE, request.metadata, request.maxSize, request.node, now, now + this.limits.expiryMs, request.node)
       return this.row(id)
     })()
+    const what = partial ? 'a partial upload' : request.name
     this.ctx.metrics.tusSessions.inc({event: 'created'})
-    this.ctx.log.info({event: 'tus.created', id, uploadId: created.upload_id, name: request.name, length: request.length, node: request.node}, `tus upload ${id} of ${request.name} created on ${request.node}`)
+    this.ctx.log.info({event: 'tus.created', id, uploadId: created.upload_id, name: request.name, partial, length: request.length, node: request.node}, `tus upload ${id} of ${what} created on ${request.node}`)
     if (request.length === 0) return this.finish(created)
     return view(created)
   }
@@ -133,6 +146,41 @@ export class TusSessions {
     return view(updated)
   }
 
+  /**
+   * A final upload (Upload-Concat: final): the finished partial uploads `parts`, in order, joined into
+   * `name` and committed in one transaction (uploads.ts join()): their chunks become the file's, no
+   * byte is copied. The partial sessions are gone afterwards (404), as their uploads are.
+   */
+  concat(request: TusConcatRequest): TusSession {
+    if (new Set(request.parts).size !== request.parts.length) throw new ChunkyError('BAD_REQUEST', 'Upload-Concat lists a partial upload twice: list each once, in order')
+    const now = this.ctx.clock.now()
+    const parts = request.parts.map((id) => this.partOf(id, request.link, now))
+    const length = parts.reduce((sum, row) => sum + row.length!, 0)
+    if (request.maxSize !== null && length > request.maxSize) throw new ChunkyError('BODY_TOO_LARGE', `this upload link allows at most ${request.maxSize} bytes, the partial uploads have ${length}`)
+    const id = randomBytes(16).toString('hex')
+    this.uploads.join(request.name, parts.map((row) => row.upload_id), () => {
+      for (const row of parts) this.q.remove.run(row.id)
+      this.q.insertFinal.run(id, request.name, length, length, DEFAULT_CHUNK_SIZE, request.metadata, request.maxSize, request.node, now, now + this.limits.expiryMs)
+    })
+    this.ctx.metrics.tusSessions.inc({event: 'finished'})
+    this.ctx.log.info({event: 'tus.concatenated', id, name: request.name, parts: request.parts, length, node: request.node}, `tus upload ${id}: ${parts.length} partial uploads joined into ${request.name}`)
+    return view(this.row(id))
+  }
+
+  /** A partial upload a final may join: finished, not expired, and made through the same link when the final is. */
+  private partOf(id: string, link: string | null, now: number): Row & {length: number} {
+    const row = this.q.get.get(id) as Row | undefined
+    if (!row) throw new ChunkyError('UPLOAD_NOT_FOUND', `no partial upload ${id} to join (it was terminated, already joined into a final upload, or never existed)`)
+    const scope = partialScope(row.name)
+    if (scope === undefined) throw new ChunkyError('BAD_REQUEST', `tus upload ${id} is not a partial upload: only uploads made with Upload-Concat: partial can be joined`)
+    if (row.state === 'expired' || row.expires_ms <= now) throw new ChunkyError('UPLOAD_EXPIRED', `partial upload ${id} expired at ${new Date(row.expires_ms).toISOString()}: upload it again`)
+    if (link !== null && scope !== link) throw new ChunkyError('FORBIDDEN', `partial upload ${id} was not made through this upload link`)
+    if (row.state !== 'done' || row.length === null) {
+      throw new ChunkyError('BAD_REQUEST', `partial upload ${id} is not finished (${row.offset} of ${row.length ?? 'an unknown number of'} bytes durable): finish every partial upload, then send the final POST`)
+    }
+    return row as Row & {length: number}
+  }
+
   /** Termination: the session is gone (404 from now on), its uploaded chunks garbage. */
   terminate(id: string): void {
     const row = this.open(id)
@@ -159,7 +207,8 @@ export class TusSessions {
   }
 
   private finish(row: Row): TusSession {
-    this.uploads.commit(row.upload_id) // logged and counted as a CLI commit
+    // A partial upload is only complete: its chunks stay planned until a final joins them (or it expires).
+    if (partialScope(row.name) === undefined) this.uploads.commit(row.upload_id) // logged and counted as a CLI commit
     this.q.setState.run('done', row.id)
     this.ctx.metrics.tusSessions.inc({event: 'finished'})
     return view(this.row(row.id))
@@ -188,10 +237,18 @@ export class TusSessions {
   }
 }
 
+/** For a partial upload's name: the link name it was made with, or null; undefined when it is not partial. */
+function partialScope(name: string): string | null | undefined {
+  if (name === PARTIAL) return null
+  return name.startsWith(`${PARTIAL}/`) ? name.slice(PARTIAL.length + 1) : undefined
+}
+
 function view(row: Row): TusSession {
+  const scope = partialScope(row.name)
   return {
     id: row.id,
-    name: row.name,
+    name: scope === undefined ? row.name : scope,
+    partial: scope !== undefined,
     length: row.length,
     offset: row.offset,
     chunkSize: row.chunk_size,

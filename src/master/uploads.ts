@@ -1,6 +1,7 @@
 import {randomBytes} from 'node:crypto'
 import {
   ChunkyError,
+  DEFAULT_CHUNK_SIZE,
   signGrant,
   type CommitResult,
   type PlannedChunk,
@@ -55,6 +56,9 @@ export class Uploads {
       olderReplicas: db.prepare('SELECT node_id AS nodeId, chunk_id AS chunkId, version FROM replicas WHERE chunk_id = ? AND version < ?'),
       deletePlannedUpTo: db.prepare('DELETE FROM planned WHERE chunk_id = ? AND version <= ?'),
       tailChunkIds: db.prepare('SELECT chunk_id FROM chunk_ids WHERE name = ? AND idx >= ?').pluck(),
+      deleteChunkIdsOf: db.prepare('DELETE FROM chunk_ids WHERE name = ?'),
+      // A delete and an insert, not an update of the key: the change capture (meta-sync.ts) ships rows by key.
+      dropChunkId: db.prepare('DELETE FROM chunk_ids WHERE chunk_id = ?'),
       replicasOf: db.prepare('SELECT node_id AS nodeId, chunk_id AS chunkId, version FROM replicas WHERE chunk_id = ?'),
       // A dropped chunk keeps its id and its highest version handed out: if the file grows back to this
       // index, the chunk's versions go on rising instead of starting again at 1 (invariant 2).
@@ -270,6 +274,63 @@ export class Uploads {
     this.ctx.log.info(
       {event: 'upload.committed', uploadId, name: result.commit.name, size: result.commit.size, chunks: result.commit.chunks, changedChunks: result.changed, bytes: result.sentBytes, ms},
       `committed ${result.commit.name} (${result.commit.chunks} chunk${result.commit.chunks === 1 ? '' : 's'})`,
+    )
+    return result.commit
+  }
+
+  /**
+   * A tus final upload: the chunks of finished uploads (the partials, opened with open()), in order,
+   * become the file `name`, committed in one transaction with `within` (the sessions' rows). No byte
+   * moves: the file's (name, index) rows point at the partials' chunk ids, so only a partial's last
+   * chunk may be shorter than the chunk size and readers place chunks by their sizes, not by index ×
+   * chunk size. The file's chunks before are dropped, as by remove() (their replicas deleted).
+   */
+  join(name: string, uploadIds: readonly string[], within: () => void): CommitResult {
+    const {db, minReplicas: W} = this.ctx
+    const result = db.transaction(() => {
+      const joined: UploadChunkRow[] = []
+      let size = 0
+      let createdMs = Number.MAX_SAFE_INTEGER
+      for (const uploadId of uploadIds) {
+        const upload = this.q.upload.get(uploadId) as UploadRow | undefined
+        if (!upload) throw uploadNotFound(uploadId)
+        const rows = this.q.uploadChunks.all(uploadId) as UploadChunkRow[]
+        if (rows.length !== upload.chunk_count) throw new ChunkyError('BAD_REQUEST', `a partial upload of ${upload.size} bytes has ${rows.length} of its ${upload.chunk_count} chunks: finish it first`)
+        for (const row of rows) {
+          if (!this.q.planned.get(row.chunk_id, row.version)) throw new ChunkyError('VERSION_CONFLICT', `chunk ${row.idx} of a partial upload is no longer planned (it expired): upload it again`)
+          const recorded = (this.q.goodHolders.all(row.chunk_id, row.version, row.sha256) as string[]).length
+          if (recorded < W) throw new ChunkyError('NOT_DURABLE', `chunk ${row.idx} of a partial upload has ${recorded} of the ${W} replicas needed: upload that partial again`)
+        }
+        joined.push(...rows)
+        size += upload.size
+        createdMs = Math.min(createdMs, upload.created_ms)
+      }
+      const dropped = this.removeChunks(name, 0)
+      this.q.deleteChunkIdsOf.run(name) // the file's indexes now name the partials' chunks
+      joined.forEach((row, index) => {
+        this.q.dropChunkId.run(row.chunk_id)
+        this.q.insertChunkId.run(name, index, row.chunk_id)
+        this.q.commitChunk.run(row.version, row.size, row.sha256, row.chunk_id)
+        this.q.deletePlannedUpTo.run(row.chunk_id, row.version)
+      })
+      for (const uploadId of uploadIds) {
+        this.q.deleteUploadChunks.run(uploadId)
+        this.q.deleteUpload.run(uploadId)
+      }
+      const committedAt = new Date(this.ctx.clock.now()).toISOString()
+      this.q.upsertFile.run(name, size, DEFAULT_CHUNK_SIZE, joined.length, committedAt)
+      within()
+      return {commit: {name, size, chunks: joined.length, committedAt}, dropped, createdMs, touched: [...joined.map((row) => row.chunk_id), ...dropped.map((r) => r.chunkId)]}
+    })()
+    this.ctx.replicaTable.touched(result.touched)
+    for (const r of result.dropped) this.ctx.deletes.send(r.nodeId, r.chunkId, r.version, 'unreferenced')
+    this.ctx.deletes.flush(`after committing ${name}`)
+    const ms = this.ctx.clock.now() - result.createdMs
+    this.ctx.metrics.uploadsCommitted.inc()
+    this.ctx.metrics.uploadSeconds.observe(ms / 1000)
+    this.ctx.log.info(
+      {event: 'upload.committed', name, size: result.commit.size, chunks: result.commit.chunks, joinedUploads: uploadIds.length, ms},
+      `committed ${name} (${result.commit.chunks} chunk${result.commit.chunks === 1 ? '' : 's'}, joined from ${uploadIds.length} partial uploads)`,
     )
     return result.commit
   }

@@ -11,6 +11,7 @@ import {
   TusChunkAnswer,
   type TusChunkRequest,
   type TusClaimRequest,
+  type TusConcatRequest,
   type TusCreateRequest,
   TusSession,
 } from '../protocol/index.js'
@@ -22,6 +23,10 @@ export class TusMaster {
 
   create(request: TusCreateRequest): Promise<TusSession> {
     return this.call('POST', '', request, TusSession)
+  }
+
+  concat(request: TusConcatRequest): Promise<TusSession> {
+    return this.call('POST', '/concat', request, TusSession)
   }
 
   get(id: string): Promise<TusSession> {

@@ -8,6 +8,7 @@ import {guardBodyRate} from '../http/limits.js'
 import {
   ChunkyError,
   fileNameProblem,
+  MAX_TUS_CONCAT_PARTS,
   MAX_TUS_METADATA,
   TUS_CHECKSUM_ALGORITHMS,
   TUS_CONTENT_TYPE,
@@ -93,22 +94,27 @@ export async function handleTus(ctx: NodeContext, tus: TusContext, req: Incoming
 }
 
 async function create(ctx: NodeContext, tus: TusContext, req: IncomingMessage, res: ServerResponse, scope: Scope, base: string): Promise<void> {
-  if (req.headers['upload-concat'] !== undefined) throw new ChunkyError('BAD_REQUEST', 'this node does not take concatenated uploads (Upload-Concat) yet: upload in one session (no parallelUploads)')
-  const length = lengthHeader(req)
+  const concat = concatHeader(req)
   const metadataText = header(req, 'upload-metadata') ?? ''
   if (metadataText.length > MAX_TUS_METADATA) throw new ChunkyError('HEADERS_TOO_LARGE', `Upload-Metadata is at most ${MAX_TUS_METADATA} characters`)
   const metadata = parseMetadata(metadataText)
-  const name = metadata.get('name') ?? metadata.get('filename')
-  if (name === undefined) throw new ChunkyError('BAD_NAME', 'Upload-Metadata needs the chunky name, as its "name" (or "filename") key')
-  const problem = fileNameProblem(name)
-  if (problem) throw new ChunkyError('BAD_NAME', `"${name}" is not a valid name: ${problem}`)
-  let maxSize: number | null = null
-  if (scope.kind === 'link') {
-    if (scope.link.u !== name) throw new ChunkyError('FORBIDDEN', `this upload link is for ${scope.link.u}, not ${name}`)
-    maxSize = scope.link.max ?? null
+  const maxSize = scope.kind === 'link' ? scope.link.max ?? null : null
+  if (concat?.kind === 'final') {
+    if (header(req, 'upload-length') !== undefined || header(req, 'upload-defer-length') !== undefined) {
+      throw new ChunkyError('BAD_REQUEST', 'a final upload (Upload-Concat: final;…) has no Upload-Length: its length is the sum of its partial uploads')
+    }
+    const name = nameOf(metadata, scope)
+    const session = await tus.master.concat({name, parts: concat.parts, metadata: metadataText, maxSize, link: scope.kind === 'link' ? scope.link.u : null, node: ctx.id})
+    ctx.log.info({event: 'tus.finished', id: session.id, name, parts: concat.parts.length}, `tus upload ${session.id} of ${name}: ${concat.parts.length} partial uploads joined and committed`)
+    res.writeHead(201, {location: `${tus.publicUrl()}${base}${session.id}`, 'upload-offset': String(session.offset), 'content-length': 0})
+    return void res.end()
   }
+  const length = lengthHeader(req)
+  const partial = concat?.kind === 'partial'
+  // A partial upload needs no name (the final POST carries it); through a link it is that link's.
+  const name = partial ? (scope.kind === 'link' ? scope.link.u : null) : nameOf(metadata, scope)
   if (length !== null && length > (maxSize ?? TUS_MAX_SIZE)) throw new ChunkyError('BODY_TOO_LARGE', `this upload may have at most ${maxSize ?? TUS_MAX_SIZE} bytes, not ${length}`)
-  const session = await tus.master.create({name, length, metadata: metadataText, maxSize, node: ctx.id})
+  const session = await tus.master.create({name, partial, length, metadata: metadataText, maxSize, node: ctx.id})
   res.setHeader('location', `${tus.publicUrl()}${base}${session.id}`)
   res.setHeader('upload-expires', new Date(session.expiresAt).toUTCString())
   if (contentType(req) === TUS_CONTENT_TYPE && session.state === 'open') {
@@ -180,7 +186,8 @@ async function receive(ctx: NodeContext, tus: TusContext, req: IncomingMessage, 
     }
     await upload.finish()
     ctx.metrics.tusBytes.inc(upload.offset - before)
-    if (upload.committed) ctx.log.info({event: 'tus.finished', id, name: session.name}, `tus upload ${id} of ${session.name} complete and committed`)
+    if (upload.committed && session.partial) ctx.log.info({event: 'tus.partial_finished', id}, `partial tus upload ${id} complete: it waits for the final upload that joins it`)
+    else if (upload.committed) ctx.log.info({event: 'tus.finished', id, name: session.name}, `tus upload ${id} of ${session.name} complete and committed`)
     return {offset: upload.offset, session: upload.state}
   } finally {
     tus.busy.delete(id)
@@ -231,10 +238,43 @@ function localOffset(ctx: NodeContext, tus: TusContext, session: TusSession): nu
 
 function sessionHeaders(session: TusSession): Record<string, string> {
   return {
+    ...(session.partial ? {'upload-concat': 'partial'} : {}),
     ...(session.length === null ? {'upload-defer-length': '1'} : {'upload-length': String(session.length)}),
     ...(session.metadata ? {'upload-metadata': session.metadata} : {}),
     ...(session.state === 'open' ? {'upload-expires': new Date(session.expiresAt).toUTCString()} : {}),
   }
+}
+
+/** The chunky name from Upload-Metadata (`name`, else `filename`), checked, and the one a signed link allows. */
+function nameOf(metadata: Map<string, string>, scope: Scope): string {
+  const name = metadata.get('name') ?? metadata.get('filename')
+  if (name === undefined) throw new ChunkyError('BAD_NAME', 'Upload-Metadata needs the chunky name, as its "name" (or "filename") key')
+  const problem = fileNameProblem(name)
+  if (problem) throw new ChunkyError('BAD_NAME', `"${name}" is not a valid name: ${problem}`)
+  if (scope.kind === 'link' && scope.link.u !== name) throw new ChunkyError('FORBIDDEN', `this upload link is for ${scope.link.u}, not ${name}`)
+  return name
+}
+
+/** Upload-Concat: `partial`, or `final;` and the partial uploads' URLs (absolute or paths), space-separated, in order. */
+function concatHeader(req: IncomingMessage): {kind: 'partial'} | {kind: 'final'; parts: string[]} | undefined {
+  const value = header(req, 'upload-concat')?.trim()
+  if (value === undefined) return undefined
+  if (value === 'partial') return {kind: 'partial'}
+  if (!value.startsWith('final;')) throw new ChunkyError('BAD_REQUEST', 'Upload-Concat is "partial" or "final;" followed by the partial uploads\' URLs')
+  const urls = value.slice('final;'.length).trim().split(/\s+/).filter((url) => url !== '')
+  if (urls.length === 0 || urls.length > MAX_TUS_CONCAT_PARTS) throw new ChunkyError('BAD_REQUEST', `Upload-Concat: final; lists 1 to ${MAX_TUS_CONCAT_PARTS} partial upload URLs`)
+  const parts = urls.map((url) => {
+    let path: string
+    try {
+      path = new URL(url, 'http://any.node').pathname
+    } catch {
+      throw new ChunkyError('BAD_REQUEST', `Upload-Concat: ${url.slice(0, 200)} is not a URL`)
+    }
+    const id = TusId.safeParse(path.split('/').at(-1))
+    if (!path.startsWith(TUS_PATH) || !id.success) throw new ChunkyError('BAD_REQUEST', `Upload-Concat: ${url.slice(0, 200)} is not a tus upload of this cluster (…/tus/<id>)`)
+    return id.data
+  })
+  return {kind: 'final', parts}
 }
 
 function header(req: IncomingMessage, name: string): string | undefined {

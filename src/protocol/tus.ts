@@ -14,12 +14,15 @@ import {ByteCount, FileName, NodeId, Sha256Hex} from './names.js'
 //   POST   /api/tus/:id/chunk            TusChunkRequest -> PlannedChunk (a version and targets for one chunk)
 //   POST   /api/tus/:id/advance          TusAdvanceRequest -> TusSession (the chunk is on W nodes; commits on the last)
 //   DELETE /api/tus/:id                  -> {ok: true} (termination)
+//   POST   /api/tus/concat               TusConcatRequest -> TusSession (a final upload: the partials' chunks joined and committed)
 // node:
 //   OPTIONS /tus/, POST /tus/, HEAD|PATCH|DELETE /tus/:id      with Authorization: Bearer <rw credential>
 //   the same under /tus/u/:uploadLink/                         a signed upload link (share.ts), no credential
 
 export const TUS_VERSION = '1.0.0'
-export const TUS_EXTENSIONS = ['creation', 'creation-with-upload', 'creation-defer-length', 'termination', 'expiration', 'checksum']
+export const TUS_EXTENSIONS = ['creation', 'creation-with-upload', 'creation-defer-length', 'termination', 'expiration', 'checksum', 'concatenation']
+/** The most partial uploads one final upload (Upload-Concat: final;…) may join. */
+export const MAX_TUS_CONCAT_PARTS = 1000
 export const TUS_CHECKSUM_ALGORITHMS = ['sha1', 'sha256'] as const
 export const TUS_CONTENT_TYPE = 'application/offset+octet-stream'
 export const TUS_PATH = '/tus/'
@@ -35,7 +38,10 @@ export const TusId = z.string().regex(/^[0-9a-f]{32}$/, 'a tus upload id is 32 l
 
 export const TusSession = z.object({
   id: TusId,
-  name: FileName,
+  /** The chunky name; for a partial upload (Upload-Concat: partial) the name of the signed link it was made with, else null. */
+  name: FileName.nullable(),
+  /** A partial upload of a concatenation: never committed itself, only joined into a final upload. */
+  partial: z.boolean(),
   /** null while the client deferred it (Upload-Defer-Length). */
   length: ByteCount.nullable(),
   /** Bytes in whole chunks durable on W nodes (and, once complete, the length). */
@@ -53,13 +59,27 @@ export const TusSession = z.object({
 export type TusSession = z.infer<typeof TusSession>
 
 export const TusCreateRequest = z.object({
-  name: FileName,
+  /** For a partial upload: the signed link's name, or null with a credential. */
+  name: FileName.nullable(),
+  partial: z.boolean().default(false),
   length: ByteCount.nullable(),
   metadata: z.string().max(MAX_TUS_METADATA),
   maxSize: ByteCount.nullable(),
   node: NodeId,
 })
-export type TusCreateRequest = z.infer<typeof TusCreateRequest>
+export type TusCreateRequest = z.input<typeof TusCreateRequest>
+
+/** A final upload: `parts` (ids of finished partial uploads, in order) joined into `name` and committed. */
+export const TusConcatRequest = z.object({
+  name: FileName,
+  parts: z.array(TusId).min(1).max(MAX_TUS_CONCAT_PARTS),
+  metadata: z.string().max(MAX_TUS_METADATA),
+  maxSize: ByteCount.nullable(),
+  /** The signed link's name when the final comes through one: it may join only partials made through a link for that name. */
+  link: FileName.nullable(),
+  node: NodeId,
+})
+export type TusConcatRequest = z.infer<typeof TusConcatRequest>
 
 export const TusClaimRequest = z.object({node: NodeId, length: ByteCount.optional()})
 export type TusClaimRequest = z.infer<typeof TusClaimRequest>

@@ -160,6 +160,48 @@ describe('tus uploads', () => {
     expect(sha256(await downloaded('tus/linked.bin'))).toBe(sha256(data))
   })
 
+  it('parallelUploads: 3 (concatenation) joins the partials without copying: byte-identical download, a range across a partial boundary, refusals', async () => {
+    // Three parts of 11 MiB and a bit: each partial is a whole chunk and a short one, so the joined file has short chunks mid-file.
+    const data = randomBytes(33 * MiB + 7)
+    await tusUpload(data, {endpoint: `${node('n2')}/tus/`, parallelUploads: 3, metadata: {name: 'tus/parallel.bin'}})
+    expect(sha256(await downloaded('tus/parallel.bin'))).toBe(sha256(data))
+    const [file] = (await cluster.status('tus/parallel.bin')).files
+    const part = Math.floor(data.length / 3)
+    // The partials' own chunks, at their first versions: nothing re-cut or copied.
+    expect(file!.chunks.map((c) => [c.size, c.version])).toEqual([[CHUNK, 1], [part - CHUNK, 1], [CHUNK, 1], [part - CHUNK, 1], [CHUNK, 1], [data.length - 2 * part - CHUNK, 1]])
+    for (const chunk of file!.chunks) expect(chunk.replicas.filter((r) => r.state === 'fresh')).toHaveLength(3)
+    const ranged = await fetch(`${node('n3')}/v1/files/tus/parallel.bin`, {headers: {authorization: `Bearer ${ro}`, range: `bytes=${part - 1000}-${part + 999}`}})
+    expect(ranged.status).toBe(206)
+    expect(Buffer.from(await ranged.arrayBuffer()).equals(data.subarray(part - 1000, part + 1000))).toBe(true)
+
+    const auth = {authorization: `Bearer ${rw}`}
+    const final = (parts: string[], headers: Record<string, string> = auth, base = `${node('n1')}/tus/`) =>
+      tusRequest(base, 'POST', {...headers, 'upload-concat': `final;${parts.join(' ')}`, 'upload-metadata': `name ${Buffer.from('tus/parallel.bin').toString('base64')}`})
+    const partial = async (length: number, headers: Record<string, string> = auth, base = `${node('n1')}/tus/`) => {
+      const created = await tusRequest(base, 'POST', {...headers, 'upload-concat': 'partial', 'upload-length': String(length)})
+      expect(created.status).toBe(201)
+      return created.headers.get('location')!
+    }
+    const unfinished = await partial(100)
+    expect((await tusRequest(unfinished, 'HEAD', auth)).headers.get('upload-concat')).toBe('partial')
+    const unfinishedFinal = await final([unfinished])
+    expect(unfinishedFinal.status).toBe(400)
+    expect(await unfinishedFinal.text()).toMatch(/not finished/)
+    expect((await final([`${node('n1')}/tus/${'0'.repeat(32)}`])).status).toBe(404)
+    const whole = (await createRaw(5, 'tus/whole.bin')).headers.get('location')!
+    expect((await final([whole])).status).toBe(400) // not a partial upload
+    const done = await partial(3)
+    expect((await tusRequest(done, 'PATCH', {...auth, 'content-type': 'application/offset+octet-stream', 'upload-offset': '0'}, Buffer.from('abc'))).status).toBe(204)
+    const share = await runCli(['share', '--upload', 'tus/parallel.bin', '--json'], cluster.env)
+    expect(share.code, share.stderr).toBe(0)
+    const link = (JSON.parse(share.stdout) as {url: string}).url
+    expect((await final([done], {}, link)).status).toBe(403) // made with a credential, not through this link
+    expect((await final([done, done])).status).toBe(400)
+    expect((await final([done])).status).toBe(201) // replaces the joined file above, whose chunks are dropped
+    expect((await downloaded('tus/parallel.bin')).toString()).toBe('abc')
+    expect((await final([done])).status).toBe(404) // joined once, gone
+  })
+
   it('resumes at the same path on another node after kill -9 of the entry node, from no more than was durable on W nodes', async () => {
     const data = randomBytes(45 * MiB)
     const held = async (id: string) => (await chunkFilesOnDisk(cluster.nodeDirs.get(id)!)).length
@@ -212,22 +254,28 @@ describe('tus uploads', () => {
 })
 
 describe('tus expiry', () => {
-  it('an unfinished upload answers 410 after --upload-expiry, and the chunk it had stored is deleted', async () => {
+  it('an unfinished upload answers 410 after --upload-expiry, a finished partial can no longer be joined, and their chunks are deleted', async () => {
     const small = await startCluster({nodes: 1, replicas: 1, masterArgs: ['--upload-expiry', '4s']})
     try {
       const n1 = small.nodes.get('n1')!.url
       const auth = {authorization: `Bearer ${rw}`}
+      // made first, so it expires no later than the upload below
+      const partial = await tusRequest(`${n1}/tus/`, 'POST', {...auth, 'upload-concat': 'partial', 'upload-length': '3'})
+      const partialUrl = partial.headers.get('location')!
+      expect((await tusRequest(partialUrl, 'PATCH', {...auth, 'content-type': 'application/offset+octet-stream', 'upload-offset': '0'}, Buffer.from('abc'))).status).toBe(204)
       const created = await tusRequest(`${n1}/tus/`, 'POST', {...auth, 'upload-length': String(CHUNK + 100), 'upload-metadata': `name ${Buffer.from('late.bin').toString('base64')}`})
       expect(created.status).toBe(201)
       const url = created.headers.get('location')!
       expect(Date.parse(created.headers.get('upload-expires')!)).toBeGreaterThan(Date.now() - 1000)
       const patch = await tusRequest(url, 'PATCH', {...auth, 'content-type': 'application/offset+octet-stream', 'upload-offset': '0'}, randomBytes(CHUNK))
       expect(patch.status).toBe(204)
-      expect(await chunkFilesOnDisk(small.nodeDirs.get('n1')!)).toHaveLength(1) // the whole first chunk, written as a pending version
+      expect(await chunkFilesOnDisk(small.nodeDirs.get('n1')!)).toHaveLength(2) // the whole first chunk and the finished partial, pending versions
       await waitFor('the upload expired', async () => (await tusRequest(url, 'HEAD', auth)).status === 410, 15_000)
       const late = await tusRequest(url, 'PATCH', {...auth, 'content-type': 'application/offset+octet-stream', 'upload-offset': String(CHUNK)}, randomBytes(100))
       expect(late.status).toBe(410)
-      await waitFor('its chunk deleted from the node', async () => (await chunkFilesOnDisk(small.nodeDirs.get('n1')!)).length === 0, 15_000)
+      const lateFinal = await tusRequest(`${n1}/tus/`, 'POST', {...auth, 'upload-concat': `final;${partialUrl}`, 'upload-metadata': `name ${Buffer.from('late.bin').toString('base64')}`})
+      expect(lateFinal.status).toBe(410) // a finished partial expires unjoined too
+      await waitFor('their chunks deleted from the node', async () => (await chunkFilesOnDisk(small.nodeDirs.get('n1')!)).length === 0, 15_000)
     } finally {
       await small.close()
     }
