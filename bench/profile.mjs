@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// Profiles one chunky upload and one download: `node bench/profile.mjs [--size-mib 256] [--replicas 1]`.
+// Profiles one chunky upload and one download: `node bench/profile.mjs [--size-mib 256] [--replicas 1]`,
+// or with --tus one tus-js-client upload instead (one PATCH, or --tus-chunk-mib N pieces).
 // Every chunky process (master, nodes, client) runs with --cpu-prof; the hottest functions of each
 // profile are printed (self time), and the .cpuprofile files are kept for Chrome DevTools.
 import {randomFillSync} from 'node:crypto'
@@ -10,8 +11,9 @@ import {join} from 'node:path'
 import {parseArgs} from 'node:util'
 import {setExecArgs, startCluster} from './chunky.mjs'
 import {MiB, stopAll} from './lib.mjs'
+import {tusIntoCluster} from './tus-chunky.mjs'
 
-const {values: args} = parseArgs({options: {'size-mib': {type: 'string', default: '256'}, replicas: {type: 'string', default: '1'}}})
+const {values: args} = parseArgs({options: {'size-mib': {type: 'string', default: '256'}, replicas: {type: 'string', default: '1'}, tus: {type: 'boolean', default: false}, 'tus-chunk-mib': {type: 'string'}}})
 const R = Number(args.replicas)
 const work = await mkdtemp(join(tmpdir(), 'chunky-profile-'))
 const profiles = join(work, 'profiles')
@@ -24,10 +26,15 @@ await writeFile(file, buf)
 setExecArgs(['--cpu-prof', `--cpu-prof-dir=${profiles}`])
 const cluster = await startCluster(work, 'profile', {replicas: R, minReplicas: Math.min(2, R), nodeCount: R})
 try {
-  const up = await cluster.cli(['upload', file, '--name', 'p.bin'])
-  console.log(`upload: ${up.seconds.toFixed(2)}s wall, ${up.json.seconds}s inside`)
-  const down = await cluster.cli(['download', 'p.bin', '-o', join(work, 'out.bin')])
-  console.log(`download: ${down.seconds.toFixed(2)}s wall`)
+  if (args.tus) {
+    const [seconds] = await tusIntoCluster(cluster, file, buf.length, 1, args['tus-chunk-mib'] ? Number(args['tus-chunk-mib']) * MiB : Infinity)
+    console.log(`tus upload: ${seconds.toFixed(2)}s wall`)
+  } else {
+    const up = await cluster.cli(['upload', file, '--name', 'p.bin'])
+    console.log(`upload: ${up.seconds.toFixed(2)}s wall, ${up.json.seconds}s inside`)
+    const down = await cluster.cli(['download', 'p.bin', '-o', join(work, 'out.bin')])
+    console.log(`download: ${down.seconds.toFixed(2)}s wall`)
+  }
 } finally {
   await Promise.all([...cluster.nodes.values()].map((n) => n.stop()))
   await cluster.master.stop()

@@ -6,29 +6,34 @@ import {MiB, startCluster, TOKEN} from './chunky.mjs'
 import {timeRuns} from './lib.mjs'
 
 export async function tusIntoChunky(work, file, size, runs, chunkSize = 10 * MiB) {
-  const {Upload} = await import('tus-js-client')
   const cluster = await startCluster(work, 'tus', {replicas: 1, minReplicas: 1, nodeCount: 1})
-  const endpoint = `${cluster.nodes.get('n1').readyLine.split(' ').pop()}/tus/`
   try {
-    return await timeRuns(
-      runs,
-      (i) =>
-        new Promise((resolve, reject) => {
-          const upload = new Upload(createReadStream(file, {highWaterMark: MiB}), {
-            endpoint,
-            chunkSize,
-            uploadSize: size,
-            retryDelays: [],
-            headers: {authorization: `Bearer ${TOKEN}`},
-            metadata: {name: `bench/tus-${i}.bin`},
-            onError: reject,
-            onSuccess: resolve,
-          })
-          upload.start()
-        }),
-      {cleanup: (i) => cluster.cli(['rm', `bench/tus-${i}.bin`])},
-    )
+    return await tusIntoCluster(cluster, file, size, runs, chunkSize)
   } finally {
     await cluster.close()
   }
+}
+
+/** `runs` tus-js-client uploads of `file` into the cluster's node n1; each run's seconds. */
+export async function tusIntoCluster(cluster, file, size, runs, chunkSize) {
+  const {Upload} = await import('tus-js-client')
+  const endpoint = `${cluster.nodes.get('n1').readyLine.split(' ').pop()}/tus/`
+  return timeRuns(
+    runs,
+    (i) =>
+      new Promise((resolve, reject) => {
+        const upload = new Upload(createReadStream(file, {highWaterMark: MiB}), {
+          endpoint,
+          chunkSize,
+          uploadSize: size,
+          retryDelays: [],
+          headers: {authorization: `Bearer ${TOKEN}`},
+          metadata: {name: `bench/tus-${i}.bin`},
+          onError: reject,
+          onSuccess: resolve,
+        })
+        upload.start()
+      }),
+    {cleanup: (i) => cluster.cli(['rm', `bench/tus-${i}.bin`])},
+  )
 }

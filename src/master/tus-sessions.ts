@@ -118,29 +118,39 @@ export class TusSessions {
     return view(updated)
   }
 
-  /** A version and targets for the chunk that starts at the offset, planned by uploads.ts as for the CLI. */
+  /**
+   * A version and targets for a chunk at or past the durable offset (the holder writes a few at once),
+   * planned by uploads.ts as for the CLI.
+   */
   planChunk(id: string, request: TusChunkRequest): PlannedChunk {
     const row = this.held(id, request)
     const start = request.index * row.chunk_size
-    if (start !== row.offset) throw new ChunkyError('OFFSET_MISMATCH', `chunk ${request.index} starts at ${start}, but the upload's durable offset is ${row.offset}`)
+    if (start < row.offset) throw new ChunkyError('OFFSET_MISMATCH', `chunk ${request.index} starts at ${start}, below the upload's durable offset ${row.offset}`)
     const end = row.length ?? row.max_size ?? Number.MAX_SAFE_INTEGER
     if (request.size > row.chunk_size || start + request.size > end) throw new ChunkyError('BAD_REQUEST', `chunk ${request.index} cannot be ${request.size} bytes`)
     if (request.size < row.chunk_size && start + request.size !== row.length) throw new ChunkyError('BAD_REQUEST', `only the last chunk may be shorter than ${row.chunk_size} bytes`)
     return this.uploads.planOne(row.upload_id, request, request.node, request.exclude ?? [])
   }
 
-  /** The chunk is on W nodes: the durable offset moves past it; after the last byte the file is committed. */
+  /**
+   * The chunk is on W nodes: the durable offset moves past every chunk from it on that is (chunks
+   * written at once finish in any order); after the last byte the file is committed.
+   */
   advance(id: string, request: TusAdvanceRequest): TusSession {
-    const row = this.held(id, request)
-    const start = request.index * row.chunk_size
-    if (start !== row.offset) throw new ChunkyError('OFFSET_MISMATCH', `chunk ${request.index} starts at ${start}, but the upload's durable offset is ${row.offset}`)
+    const row = this.held(id, request, true)
+    if (row.state === 'done') return view(row) // another chunk's answer committed it
     if (!this.uploads.isDurable(row.upload_id, request.index)) {
       throw new ChunkyError('NOT_DURABLE', `chunk ${request.index} is not on ${this.ctx.minReplicas} nodes yet: send it again`)
     }
-    const size = this.uploads.chunkSizeOf(row.upload_id, request.index)
+    let offset = row.offset
+    const end = row.length ?? Number.MAX_SAFE_INTEGER
+    while (offset < end && offset % row.chunk_size === 0 && this.uploads.isDurable(row.upload_id, offset / row.chunk_size)) {
+      offset += this.uploads.chunkSizeOf(row.upload_id, offset / row.chunk_size)
+    }
+    if (offset === row.offset) return view(row) // an earlier chunk is still on its way
     // Not fsynced on its own (the next planned version's commit fsyncs it): an offset lost to a power
-    // cut is only lower, and the client sends that chunk again, which keeps its planned version.
-    relaxedDurability(this.ctx.db, () => this.q.setOffset.run(start + size, id))
+    // cut is only lower, and the client sends those chunks again, which keep their planned versions.
+    relaxedDurability(this.ctx.db, () => this.q.setOffset.run(offset, id))
     const updated = this.row(id)
     if (updated.length !== null && updated.offset >= updated.length) return this.finish(updated)
     return view(updated)
@@ -214,8 +224,8 @@ export class TusSessions {
     return view(this.row(row.id))
   }
 
-  private held(id: string, request: {node: string; epoch: number}): Row {
-    const row = this.open(id)
+  private held(id: string, request: {node: string; epoch: number}, doneToo = false): Row {
+    const row = this.open(id, doneToo)
     if (row.holder !== request.node || row.epoch !== request.epoch) {
       throw new ChunkyError('UPLOAD_LOCKED', `tus upload ${id} was taken over by ${row.holder ?? 'another node'}: ask it for the offset (HEAD) again`)
     }

@@ -8,6 +8,11 @@ import type {TusTails} from './tus-tails.js'
 
 /** Tries per chunk: a chain that lost a node is re-placed without it (the CLI's re-plan). */
 const CHUNK_TRIES = 3
+/**
+ * Whole chunks of one upload written at once while the next fills: each waits on its version
+ * hand-out and its fsync, so one at a time left the disk and the master idle between chunks.
+ */
+export const TUS_CHUNKS_IN_FLIGHT = 3
 
 interface CutChunk {
   index: number
@@ -19,8 +24,8 @@ interface CutChunk {
 /**
  * One PATCH's bytes into a tus upload, on the node that holds it: cut into the session's chunks,
  * each written, as soon as it is whole, here and down its replica chain at the version the master
- * hands out (the chunk PUT's own code), with at most one chunk in flight while the next fills. What
- * is left of an incomplete chunk at the end is saved as this node's tail, fsynced.
+ * hands out (the chunk PUT's own code), up to TUS_CHUNKS_IN_FLIGHT at once while the next fills.
+ * What is left of an incomplete chunk at the end is saved as this node's tail, fsynced.
  */
 export class TusUpload {
   private parts: Buffer[] = []
@@ -28,7 +33,7 @@ export class TusUpload {
   private hash: Hash = createHash('sha256')
   /** Offset of the first byte of `parts`. */
   private base: number
-  private inFlight: Promise<void> | undefined
+  private readonly inFlight = new Set<Promise<void>>()
   private failed: unknown
 
   constructor(
@@ -79,7 +84,7 @@ export class TusUpload {
   async finish(): Promise<void> {
     const length = this.session.length
     if (this.filled > 0 && length !== null && this.offset === length) await this.cut()
-    await this.inFlight
+    await Promise.all(this.inFlight)
     if (this.failed) throw this.failed
     if (this.committed || this.filled === 0) await this.tails.drop(this.session.id)
     else await this.tails.save(this.session.id, this.base, this.session.epoch, this.parts)
@@ -97,11 +102,14 @@ export class TusUpload {
     this.hash = createHash('sha256')
     this.base += this.filled
     this.filled = 0
-    await this.inFlight
+    while (this.inFlight.size >= TUS_CHUNKS_IN_FLIGHT && !this.failed) await Promise.race(this.inFlight)
     if (this.failed) throw this.failed
-    this.inFlight = this.ship(chunk).catch((err: unknown) => {
-      this.failed = err
-    })
+    const shipping: Promise<void> = this.ship(chunk)
+      .catch((err: unknown) => {
+        this.failed ??= err
+      })
+      .finally(() => this.inFlight.delete(shipping))
+    this.inFlight.add(shipping)
   }
 
   private async ship(chunk: CutChunk): Promise<void> {
@@ -115,7 +123,9 @@ export class TusUpload {
         for (const failure of result.failed) if (!exclude.includes(failure.node)) exclude.push(failure.node)
       }
       try {
-        this.session = await this.master.advance(id, {node: this.ctx.id, epoch, index: chunk.index})
+        const session = await this.master.advance(id, {node: this.ctx.id, epoch, index: chunk.index})
+        // Answers to chunks written at once arrive in any order: keep the furthest.
+        if (session.state === 'done' || (this.session.state === 'open' && session.offset > this.session.offset)) this.session = session
         return
       } catch (err) {
         if ((err as ChunkyError).code !== 'NOT_DURABLE') throw err

@@ -28,7 +28,7 @@ import {TusUpload} from './tus-upload.js'
 
 /** The largest upload this node takes (Tus-Max-Size): 1 TiB, about 100,000 chunks of 10 MiB. */
 export const TUS_MAX_SIZE = 1024 ** 4
-/** PATCH bodies this node takes at once (each holds up to two chunks in memory): one more gets 503. */
+/** PATCH bodies this node takes at once (each holds up to TUS_CHUNKS_IN_FLIGHT + 1 chunks in memory): one more gets 503. */
 export const MAX_ACTIVE_PATCHES = 32
 
 /** What a node needs to speak tus (wired in index.ts). */

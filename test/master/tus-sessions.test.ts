@@ -50,6 +50,27 @@ describe('tus sessions in the master', () => {
     expect(s.db.prepare('SELECT size, chunk_count FROM files WHERE name = ?').get('up/a.bin')).toEqual({size: length, chunk_count: 2})
   })
 
+  it('chunks written at once may be stored in any order: the offset moves past every stored chunk from it on, and commits once', async () => {
+    const s = await setup()
+    const length = 2 * DEFAULT_CHUNK_SIZE + 5
+    const session = s.tus.create({name: 'up/b.bin', length, metadata: '', maxSize: null, node: 'n1'})
+    const plan = (index: number, size: number, c: string) => s.tus.planChunk(session.id, {node: 'n1', epoch: session.epoch, index, size, sha256: sha(c)})
+    const chunks = [plan(0, DEFAULT_CHUNK_SIZE, 'a'), plan(1, DEFAULT_CHUNK_SIZE, 'b'), plan(2, 5, 'c')]
+    const store = (chunk: PlannedChunk) => {
+      for (const node of ['n1', 'n2']) s.records.stored(node, 'L1', {chunkId: chunk.chunkId, version: chunk.version, size: chunk.size, sha256: chunk.sha256})
+    }
+    const advance = (index: number) => s.tus.advance(session.id, {node: 'n1', epoch: session.epoch, index})
+    store(chunks[2]!)
+    expect(advance(2)).toMatchObject({offset: 0, state: 'open'}) // chunk 0 is still on its way
+    store(chunks[1]!)
+    expect(advance(1)).toMatchObject({offset: 0, state: 'open'})
+    store(chunks[0]!)
+    expect(advance(0)).toMatchObject({offset: length, state: 'done'})
+    expect(advance(1)).toMatchObject({offset: length, state: 'done'}) // a late answer to a chunk already counted
+    expect(s.db.prepare('SELECT size, chunk_count FROM files WHERE name = ?').get('up/b.bin')).toEqual({size: length, chunk_count: 3})
+    expect(() => plan(0, DEFAULT_CHUNK_SIZE, 'a')).toThrow(/complete and committed/)
+  })
+
   it('expires an unfinished session (410 from then on) and refuses more open sessions than the cap', async () => {
     const s = await setup(1000)
     const a = s.tus.create({name: 'up/a.bin', length: 10, metadata: '', maxSize: null, node: 'n1'})
