@@ -1,6 +1,12 @@
-import {request as plainRequest, type IncomingMessage, type OutgoingHttpHeaders} from 'node:http'
-import {request as tlsRequest} from 'node:https'
+import {Agent as PlainAgent, request as plainRequest, type IncomingMessage, type OutgoingHttpHeaders} from 'node:http'
+import {Agent as TlsAgent, request as tlsRequest} from 'node:https'
 import {ChunkyError} from '../protocol/index.js'
+
+// Connections kept open between requests (a file read asks a peer once per chunk), closed after 2 s
+// idle: before the peer's own 5 s keep-alive timeout, so a request never goes out on a socket the
+// peer is closing.
+const IDLE_MS = 2000
+const agents = {plain: new PlainAgent({keepAlive: true, timeout: IDLE_MS}), tls: new TlsAgent({keepAlive: true, timeout: IDLE_MS})}
 
 /**
  * One GET (or HEAD) to the master or another node; resolves with the response once its headers
@@ -10,7 +16,7 @@ export function peerGet(url: URL, opts: {headers?: OutgoingHttpHeaders; ca?: str
   return new Promise((resolve, reject) => {
     if (opts.signal?.aborted) return reject(new ChunkyError('NODE_UNREACHABLE', 'the request was aborted'))
     const tls = url.protocol === 'https:'
-    const request = (tls ? tlsRequest : plainRequest)(url, {method: 'GET', headers: opts.headers, ...(tls && opts.ca ? {ca: opts.ca} : {})})
+    const request = (tls ? tlsRequest : plainRequest)(url, {method: 'GET', headers: opts.headers, agent: tls ? agents.tls : agents.plain, ...(tls && opts.ca ? {ca: opts.ca} : {})})
     const onAbort = () => request.destroy(new ChunkyError('NODE_UNREACHABLE', 'the request was aborted'))
     opts.signal?.addEventListener('abort', onAbort, {once: true})
     const timer = setTimeout(() => request.destroy(new ChunkyError('NODE_UNREACHABLE', `no answer from ${url.origin} within ${opts.timeoutMs ?? 5000} ms`)), opts.timeoutMs ?? 5000)

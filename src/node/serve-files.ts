@@ -27,7 +27,12 @@ const CONTENT_TYPES: Record<string, string> = {
   m3u8: 'application/vnd.apple.mpegurl',
 }
 
-/** Start opening the next chunk once this little is left of the current one. */
+/**
+ * Start opening the next chunk once this little is left of the current one read from this node's
+ * disk. A chunk read from a peer starts the next one as it starts (from the next replica along): the
+ * request's round trip and the peer's first reads then overlap this chunk's bytes, and two peers send
+ * at once, each paused by backpressure once PEER_QUEUE_BYTES wait here.
+ */
 export const READAHEAD_WINDOW = 1024 * 1024
 
 export function contentTypeOf(name: string): string {
@@ -105,8 +110,8 @@ class NoReplicaError extends ChunkyError {
 async function startReading(ctx: NodeContext, file: ServedManifest, start: number, end: number, signal: AbortSignal): Promise<Prefetched> {
   const index = chunkAt(file.offsets, start)
   const chunk = file.manifest.chunks[index]!
-  const pieces = readChunk(ctx, chunk, start - file.offsets[index]!, Math.min(end - file.offsets[index]!, chunk.size), signal)
-  let head: IteratorResult<Buffer>
+  const pieces = readChunk(ctx, chunk, index, start - file.offsets[index]!, Math.min(end - file.offsets[index]!, chunk.size), signal)
+  let head: IteratorResult<Piece>
   try {
     head = await pieces.next()
   } catch (err) {
@@ -172,9 +177,9 @@ async function sendBytes(ctx: NodeContext, res: ServerResponse, file: ServedMani
   const {manifest, offsets} = file
   const open = (index: number, from: number) => {
     const chunk = manifest.chunks[index]!
-    return readChunk(ctx, chunk, from, Math.min(end - offsets[index]!, chunk.size), stop.signal)
+    return readChunk(ctx, chunk, index, from, Math.min(end - offsets[index]!, chunk.size), stop.signal)
   }
-  let current: AsyncGenerator<Buffer> | undefined
+  let current: AsyncGenerator<Piece> | undefined
   let next: Prefetched | undefined = first
   let sent = 0
   try {
@@ -184,11 +189,13 @@ async function sendBytes(ctx: NodeContext, res: ServerResponse, file: ServedMani
       current = next?.index === index ? next.pieces : open(index, pos - base)
       next = undefined
       let at = pos - base
+      const window = holdsFresh(ctx, manifest.chunks[index]!) ? READAHEAD_WINDOW : Infinity
       for (let piece = await current.next(); !piece.done; piece = await current.next()) {
         await writePiece(res, piece.value)
-        sent += piece.value.length
-        at += piece.value.length
-        if (!next && to - at <= READAHEAD_WINDOW && base + to < end) next = prefetch(index + 1, open(index + 1, 0))
+        const bytes = sizeOf(piece.value)
+        sent += bytes
+        at += bytes
+        if (!next && to - at <= window && base + to < end) next = prefetch(index + 1, open(index + 1, 0))
       }
       current = undefined
       pos = base + to
@@ -213,13 +220,13 @@ async function sendBytes(ctx: NodeContext, res: ServerResponse, file: ServedMani
 
 interface Prefetched {
   index: number
-  pieces: AsyncGenerator<Buffer>
+  pieces: AsyncGenerator<Piece>
   /** Stops it if it is never read. */
   close(): Promise<void>
 }
 
 /** Starts a chunk's read (opening its file or its peer request, and the first read) before it is needed. */
-function prefetch(index: number, pieces: AsyncGenerator<Buffer>): Prefetched {
+function prefetch(index: number, pieces: AsyncGenerator<Piece>): Prefetched {
   const first = pieces.next()
   first.catch(() => {}) // seen when it is awaited
   const wrapped = (async function* () {
@@ -246,10 +253,26 @@ function chunkAt(offsets: number[], pos: number): number {
   return low
 }
 
+/**
+ * What a read passes on at a time: one buffer read from disk, or the buffers a peer sent meanwhile
+ * (written together, in one system call, without joining them first).
+ */
+type Piece = Buffer[]
+
+function sizeOf(piece: Piece): number {
+  let bytes = 0
+  for (const part of piece) bytes += part.length
+  return bytes
+}
+
 /** Writes one piece, waiting for the socket to take more; a pooled read buffer goes back once written. */
-function writePiece(res: ServerResponse, piece: Buffer): Promise<void> {
+function writePiece(res: ServerResponse, piece: Piece): Promise<void> {
   if (res.destroyed) return Promise.reject(new Error('the reader went away'))
-  if (res.write(piece, () => releaseRead(piece))) return Promise.resolve()
+  let room = true
+  if (piece.length > 1) res.cork()
+  for (const part of piece) room = res.write(part, () => releaseRead(part))
+  if (piece.length > 1) res.uncork()
+  if (room) return Promise.resolve()
   return new Promise((resolve, reject) => {
     const onDrain = () => {
       res.off('close', onGone)
@@ -266,22 +289,32 @@ function writePiece(res: ServerResponse, piece: Buffer): Promise<void> {
 
 type ManifestChunk = FileManifest['chunks'][number]
 
+/** This node holds the manifest's replica of the chunk, and has not found it rotten lately. */
+function holdsFresh(ctx: NodeContext, chunk: ManifestChunk): boolean {
+  const local = ctx.store.get(chunk.chunkId, chunk.version)
+  return ctx.ranges !== undefined && local?.sha256 === chunk.sha256 && !recentlyRotten(ctx, chunk.chunkId, chunk.version)
+}
+
 /**
  * Bytes [from, to) of one chunk at the manifest's version: from this node's disk when it holds that
  * replica, else (or when a block fails) from the next fresh replica, picking up where the last left off.
  */
-async function* readChunk(ctx: NodeContext, chunk: ManifestChunk, from: number, to: number, signal: AbortSignal): AsyncGenerator<Buffer> {
+async function* readChunk(ctx: NodeContext, chunk: ManifestChunk, index: number, from: number, to: number, signal: AbortSignal): AsyncGenerator<Piece> {
   let pos = from
   const failures: string[] = []
-  const local = ctx.store.get(chunk.chunkId, chunk.version)
   const sources: {id: string; url?: string}[] = []
-  if (ctx.ranges && local && local.sha256 === chunk.sha256 && !recentlyRotten(ctx, chunk.chunkId, chunk.version)) sources.push({id: ctx.id})
-  for (const replica of chunk.replicas) if (replica.id !== ctx.id) sources.push({id: replica.id, url: replica.url})
+  if (holdsFresh(ctx, chunk)) sources.push({id: ctx.id})
+  const peers = chunk.replicas.filter((replica) => replica.id !== ctx.id)
+  // consecutive chunks start from different peers, so the one read ahead comes from a second sender
+  for (let i = 0; i < peers.length; i++) {
+    const replica = peers[(index + i) % peers.length]!
+    sources.push({id: replica.id, url: replica.url})
+  }
   for (const source of sources) {
     try {
       const pieces = source.url === undefined ? readLocal(ctx, chunk, pos, to, signal) : readPeer(ctx, source.url, chunk, pos, to, signal)
       for await (const piece of pieces) {
-        pos += piece.length
+        pos += sizeOf(piece)
         yield piece
       }
       if (pos === to) return
@@ -299,7 +332,7 @@ async function* readChunk(ctx: NodeContext, chunk: ManifestChunk, from: number, 
 }
 
 /**
- * Read buffers of the common sizes (128 KiB to 512 KiB), taken back once the socket has them: a node
+ * Read buffers of the common sizes (128 KiB to 1 MiB), taken back once the socket has them: a node
  * serving at disk speed otherwise allocates a buffer per read, and garbage collection of those took
  * more CPU than the reads. Only buffers made here are taken back, up to POOL_BYTES.
  */
@@ -330,9 +363,9 @@ function releaseRead(piece: Buffer): void {
 }
 
 /** From this node's disk, every block verified; a rotten one is reported to the master at once. */
-async function* readLocal(ctx: NodeContext, chunk: ManifestChunk, from: number, to: number, signal: AbortSignal): AsyncGenerator<Buffer> {
+async function* readLocal(ctx: NodeContext, chunk: ManifestChunk, from: number, to: number, signal: AbortSignal): AsyncGenerator<Piece> {
   try {
-    yield* ctx.ranges!.readRange(chunk.chunkId, chunk.version, from, to, {signal, alloc: allocRead, onDiskRead: (bytes) => ctx.metrics.fileDiskBytes.inc(bytes)})
+    for await (const data of ctx.ranges!.readRange(chunk.chunkId, chunk.version, from, to, {signal, alloc: allocRead, onDiskRead: (bytes) => ctx.metrics.fileDiskBytes.inc(bytes)})) yield [data]
   } catch (err) {
     if (err instanceof CorruptBlockError) reportCorrupt(ctx, err)
     throw err
@@ -340,7 +373,7 @@ async function* readLocal(ctx: NodeContext, chunk: ManifestChunk, from: number, 
 }
 
 /** Bytes of a chunk from another node, asked with this node's credential and a Range. */
-async function* readPeer(ctx: NodeContext, url: string, chunk: ManifestChunk, from: number, to: number, signal: AbortSignal): AsyncGenerator<Buffer> {
+async function* readPeer(ctx: NodeContext, url: string, chunk: ManifestChunk, from: number, to: number, signal: AbortSignal): AsyncGenerator<Piece> {
   const response = await peerGet(new URL(`/v1/chunks/${chunk.chunkId}/${chunk.version}`, url), {
     headers: {authorization: `Bearer ${ctx.token}`, range: `bytes=${from}-${to - 1}`},
     ca: ctx.ca,
@@ -351,22 +384,89 @@ async function* readPeer(ctx: NodeContext, url: string, chunk: ManifestChunk, fr
     if (response.headers[HEADER_SHA256] !== chunk.sha256) throw new ChunkyError('NODE_UNREACHABLE', 'the peer holds other bytes for this version')
     let skip = response.statusCode === 200 ? from : 0 // a peer that ignored the Range
     let left = to - from
-    for await (const part of response as AsyncIterable<Buffer>) {
-      let piece = part
-      if (skip > 0) {
-        const dropped = Math.min(skip, piece.length)
-        piece = piece.subarray(dropped)
-        skip -= dropped
+    for await (const parts of gatheredPieces(response)) {
+      const piece: Piece = []
+      for (let part of parts) {
+        if (skip > 0) {
+          const dropped = Math.min(skip, part.length)
+          part = part.subarray(dropped)
+          skip -= dropped
+        }
+        if (part.length > left) part = part.subarray(0, left)
+        if (part.length === 0) continue
+        left -= part.length
+        piece.push(part)
       }
-      if (piece.length > left) piece = piece.subarray(0, left)
       if (piece.length === 0) continue
-      left -= piece.length
-      ctx.metrics.filePeerBytes.inc(piece.length)
+      ctx.metrics.filePeerBytes.inc(sizeOf(piece))
       yield piece
       if (left === 0) break
     }
   } finally {
-    response.destroy() // read to the end or cut: either way this socket is done for this range
+    if (!response.complete) response.destroy() // cut short: this socket is done; one read to the end goes back to the peer pool
+  }
+}
+
+/** A peer's response is passed on in pieces of this size (and paused while one waits to be sent). */
+export const PEER_PIECE_BYTES = 1024 * 1024
+
+/**
+ * The body of a peer's response gathered into pieces of PEER_PIECE_BYTES (the first one as soon as it
+ * comes: a seek waits for nothing). A socket read is 64 KiB, and passing each on in a write of its
+ * own was most of this node's CPU time; one write of 1 MiB costs about the same. While a piece is
+ * sent the response keeps coming, until the next piece is full. Ends with an error if the response
+ * is cut short.
+ */
+async function* gatheredPieces(response: IncomingMessage): AsyncGenerator<Piece> {
+  let queue: Buffer[] = []
+  let queued = 0
+  let ended = false
+  let failure: Error | undefined
+  let first = true
+  let wake: (() => void) | undefined
+  const notify = () => {
+    wake?.()
+    wake = undefined
+  }
+  const onData = (piece: Buffer) => {
+    queue.push(piece)
+    queued += piece.length
+    if (queued >= PEER_PIECE_BYTES) response.pause()
+    if (first || queued >= PEER_PIECE_BYTES) notify()
+  }
+  const onEnd = () => {
+    ended = true
+    notify()
+  }
+  const onError = (err: Error) => {
+    failure ??= err
+    notify()
+  }
+  const onClose = () => {
+    if (!response.complete) failure ??= new ChunkyError('NODE_UNREACHABLE', 'the peer closed the connection mid-answer')
+    ended = true
+    notify()
+  }
+  response.on('data', onData).on('end', onEnd).on('error', onError).on('close', onClose)
+  try {
+    for (;;) {
+      if (queue.length > 0 && (first || queued >= PEER_PIECE_BYTES || ended || failure)) {
+        const gathered = queue
+        queue = []
+        queued = 0
+        first = false
+        response.resume()
+        yield gathered
+      } else if (failure) {
+        throw failure
+      } else if (ended) {
+        return
+      } else {
+        await new Promise<void>((resolve) => (wake = resolve))
+      }
+    }
+  } finally {
+    response.off('data', onData).off('end', onEnd).off('error', onError).off('close', onClose)
   }
 }
 
@@ -418,7 +518,7 @@ export async function handleChunkRange(ctx: NodeContext, req: IncomingMessage, r
       [HEADER_SHA256]: replica.sha256,
       ...(partial ? {'content-range': `bytes ${start}-${end - 1}/${replica.size}`} : {}),
     })
-    for (; !piece.done; piece = await pieces.next()) await writePiece(res, piece.value)
+    for (; !piece.done; piece = await pieces.next()) await writePiece(res, [piece.value])
     res.end()
   } catch (err) {
     if (err instanceof CorruptBlockError) reportCorrupt(ctx, err)
