@@ -98,8 +98,10 @@ export class FileChunkStore implements ChunkStore, RangeReader {
       const digest = await digestFile(tmp) // SHA-256 and per-block checksums (ranged reads), off the main thread
       check.finish(digest)
       sidecarTmp = await writeSidecarTemp(final + SIDECAR_SUFFIX, digest.blockSums)
-      // both fsynced at once; the sidecar is named before the chunk is; one directory fsync makes both names durable
-      await commitFiles(sub, [{tmp: sidecarTmp, final: final + SIDECAR_SUFFIX}, {tmp, final}])
+      // The sidecar is named before the chunk is, one directory fsync makes both names durable. Only the
+      // chunk's data is fsynced: a sidecar torn by a crash fails its own check and the chunk is hashed
+      // whole instead (ranged-read.ts), and each fsync is a journal commit the write waits for.
+      await commitFiles(sub, [{tmp: sidecarTmp, final: final + SIDECAR_SUFFIX, unsynced: true}, {tmp, final}])
     } catch (err) {
       await rm(tmp, {force: true}) // a failed write leaves nothing behind
       if (sidecarTmp) await rm(sidecarTmp, {force: true})
