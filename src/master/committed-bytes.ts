@@ -1,119 +1,64 @@
 import type Database from 'better-sqlite3'
 
-/** Replica rows read per step (about ten milliseconds), so counting never holds up the master. */
-const ROWS_PER_STEP = 20_000
-/** Each query counts as at least this many rows: thousands of nearly empty nodes are not counted in one step either. */
-const ROWS_PER_QUERY_MIN = 100
+/** Chunks looked at per step: about 10 ms at a million chunks (a replica row and its chunk row cost 1–3 µs), so counting never holds up the master. */
+const CHUNKS_PER_STEP = 2500
 
 /**
  * Bytes of the fresh copies the master records on each node: what the rebalancer evens out. A node's
  * reported used bytes also hold copies nothing can move (uploads in flight, versions kept for a resume
  * until the upload expires), so balancing on them could leave a node out of band forever.
  *
- * Counted a page of a node's replica rows at a time, every node again after the records changed, and
- * nothing while they stay as they are. A count mixes moments a few steps apart: good enough to steer
- * moves, which recount before the next one.
+ * Counted in rounds over the chunk table in chunk id order, a page a step (the replica rows of a chunk
+ * sit beside each other, so a page reads both tables in order), a round begun whenever something changed
+ * since the last one began, none while nothing does. A round mixes moments a few steps apart: good
+ * enough to steer moves, which recount before the next one.
  */
 export class CommittedBytes {
-  private readonly counted = new Map<string, number>()
-  private readonly q
-  private pass: {nodeId: string; after: string; bytes: number} | undefined
-  /** Nodes to count again after a change, and how far through them. */
-  private queue: string[] = []
-  private next = 0
-  private readonly doneThisRound = new Set<string>()
-  /** Something changed since the current round began: another round follows. */
+  /** The counts of the last complete round (nodes without an entry hold no fresh copy). */
+  private counted: Map<string, number> | undefined
+  private round: {after: string; bytes: Map<string, number>} | undefined
   private stale = true
+  private readonly q
 
-  constructor(db: Database.Database, private readonly rowsPerStep = ROWS_PER_STEP) {
-    const fresh = `SUM(CASE WHEN s.state = 'fresh' THEN c.size END)`
+  constructor(db: Database.Database, private readonly chunksPerStep = CHUNKS_PER_STEP) {
     this.q = {
-      // Rows of one chunk at two versions on one node may straddle a page and one be missed: a few bytes
-      // off until the next count, which does not matter for balance.
+      pageEnd: db.prepare('SELECT MAX(chunk_id) FROM (SELECT chunk_id FROM chunks WHERE chunk_id > ? ORDER BY chunk_id LIMIT ?)').pluck(),
       page: db.prepare(`
-        SELECT COUNT(*) AS n, MAX(chunk_id) AS last, COALESCE(SUM(CASE WHEN state = 'fresh' THEN size END), 0) AS bytes
-        FROM (
-          SELECT s.chunk_id, s.state, c.size FROM replica_states s LEFT JOIN chunks c ON c.chunk_id = s.chunk_id
-          WHERE s.node_id = ? AND s.chunk_id > ? ORDER BY s.chunk_id LIMIT ?
-        )`),
-      smallTable: db.prepare('SELECT COUNT(*) FROM (SELECT 1 FROM replicas LIMIT ?)').pluck(),
-      allNodes: db.prepare(`SELECT s.node_id, COALESCE(${fresh}, 0) AS bytes FROM replica_states s LEFT JOIN chunks c ON c.chunk_id = s.chunk_id GROUP BY s.node_id`),
+        SELECT s.node_id AS nodeId, SUM(c.size) AS bytes
+        FROM chunks c JOIN replica_states s ON s.chunk_id = c.chunk_id
+        WHERE c.chunk_id > ? AND c.chunk_id <= ? AND s.state = 'fresh'
+        GROUP BY s.node_id`),
     }
   }
 
-  /** The replica records, the committed versions or the set of nodes changed: every node is counted again. */
+  /** The replica records or the committed versions changed: another round follows. */
   changed(): void {
     this.stale = true
   }
 
-  /** The last complete count of a node, or undefined before its first one ends. */
+  /** A node's bytes as of the last complete round, or undefined before the first one ends. */
   of(nodeId: string): number | undefined {
-    return this.counted.get(nodeId)
+    return this.counted && (this.counted.get(nodeId) ?? 0)
   }
 
-  /**
-   * Counts on for up to rowsPerStep rows. A round counts every node once, begun when something changed
-   * since the last one began; nodes never counted go first, also in the middle of a round.
-   */
-  step(nodeList: () => readonly string[]): void {
-    if (!this.stale && this.pass === undefined && !this.roundLeft()) return // the usual case: no list built
-    const nodeIds = nodeList()
-    const wanted = new Set(nodeIds)
-    for (const id of this.counted.keys()) if (!wanted.has(id)) this.counted.delete(id)
-    if (this.countAllAtOnce(nodeIds)) return
-    if (this.pass === undefined && !this.roundLeft()) {
-      this.queue = nodeIds.filter((id) => !this.counted.has(id)).concat(nodeIds.filter((id) => this.counted.has(id)))
-      this.next = 0
-      this.doneThisRound.clear()
+  /** Counts on for up to chunksPerStep chunks. */
+  step(): void {
+    if (!this.round) {
+      if (!this.stale) return
+      this.round = {after: '', bytes: new Map()}
       this.stale = false
     }
-    const never = nodeIds.filter((id) => !this.counted.has(id) && id !== this.pass?.nodeId)
-    let nextNever = 0
-    let budget = this.rowsPerStep
-    while (budget > 0) {
-      if (!this.pass || !wanted.has(this.pass.nodeId)) {
-        const next = nextNever < never.length ? never[nextNever++] : this.nextQueued(wanted)
-        if (next === undefined) return
-        this.pass = {nodeId: next, after: '', bytes: 0}
+    const round = this.round
+    const end = this.q.pageEnd.get(round.after, this.chunksPerStep) as string | null
+    if (end !== null) {
+      for (const {nodeId, bytes} of this.q.page.all(round.after, end) as {nodeId: string; bytes: number}[]) {
+        round.bytes.set(nodeId, (round.bytes.get(nodeId) ?? 0) + bytes)
       }
-      const pass = this.pass
-      const page = this.q.page.get(pass.nodeId, pass.after, budget) as {n: number; last: string | null; bytes: number}
-      pass.bytes += page.bytes
-      if (page.n < budget || page.last === null) {
-        this.counted.set(pass.nodeId, pass.bytes)
-        this.doneThisRound.add(pass.nodeId)
-        this.pass = undefined
-      } else {
-        pass.after = page.last
-      }
-      budget -= Math.max(Math.min(ROWS_PER_QUERY_MIN, this.rowsPerStep), page.n)
+      round.after = end
     }
-  }
-
-  /** A small table (one step's worth of rows) is counted for every node by one query. */
-  private countAllAtOnce(nodeIds: readonly string[]): boolean {
-    if ((this.q.smallTable.get(this.rowsPerStep + 1) as number) > this.rowsPerStep) return false
-    const bytes = new Map((this.q.allNodes.all() as {node_id: string; bytes: number}[]).map((row) => [row.node_id, row.bytes]))
-    for (const id of nodeIds) this.counted.set(id, bytes.get(id) ?? 0)
-    this.pass = undefined
-    this.queue = []
-    this.next = 0
-    this.stale = false
-    return true
-  }
-
-  /** True while nodes of this round are left to count (skips those counted already). */
-  private roundLeft(): boolean {
-    while (this.next < this.queue.length && this.doneThisRound.has(this.queue[this.next]!)) this.next++
-    return this.next < this.queue.length
-  }
-
-  /** The next node of this round still wanted and not counted in it yet. */
-  private nextQueued(wanted: ReadonlySet<string>): string | undefined {
-    while (this.next < this.queue.length) {
-      const id = this.queue[this.next++]!
-      if (wanted.has(id) && !this.doneThisRound.has(id)) return id
+    if (end === null || this.q.pageEnd.get(end, 1) === null) {
+      this.counted = round.bytes
+      this.round = undefined
     }
-    return undefined
   }
 }

@@ -260,7 +260,7 @@ export class RepairLoop {
     this.noteUnrepairable(newlyUnrepairable)
     if (this.needsCopies()) this.plan(nodeList())
     else if (now - this.lastHousekeepingMs >= HOUSEKEEPING_MS || this.moveDue) {
-      this.committed.step(() => this.balanceNodes().map((node) => node.id))
+      this.committed.step()
       this.planMoves(nodeList())
     }
     this.resendDeletes(now)
