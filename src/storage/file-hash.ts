@@ -14,12 +14,8 @@ export interface FileDigest {
   blockSums: Uint32Array
 }
 
-/**
- * Threads at most. One hashes a 10 MiB chunk in tens of milliseconds, many times the rate a node
- * receives them; a second one cost the node about 10 MiB of memory (its own heap) for no speed on a
- * machine whose cores the network and the disk already keep busy.
- */
-const MAX_WORKERS = 1
+/** Threads at most: SHA-256 is CPU-bound, and a node shares its cores with the network and the disk. */
+const MAX_WORKERS = 2
 const READ_BYTES = 1024 * 1024
 
 // Runs in each worker (plain JS, evaluated: no separate file to find next to the compiled code).
