@@ -413,9 +413,8 @@ export const PEER_PIECE_BYTES = 1024 * 1024
 /**
  * The body of a peer's response gathered into pieces of PEER_PIECE_BYTES (the first one as soon as it
  * comes: a seek waits for nothing). A socket read is 64 KiB, and passing each on in a write of its
- * own was most of this node's CPU time; one write of 1 MiB costs about the same. While a piece is
- * sent the response keeps coming, until the next piece is full. Ends with an error if the response
- * is cut short.
+ * own was most of this node's CPU time in its profile. While a piece is sent the response keeps
+ * coming, until the next piece is full. Ends with an error if the response is cut short.
  */
 async function* gatheredPieces(response: IncomingMessage): AsyncGenerator<Piece> {
   let queue: Buffer[] = []
