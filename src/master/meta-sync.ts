@@ -1,3 +1,4 @@
+import type {Statement} from 'better-sqlite3'
 import type {Db} from './db.js'
 import {META_TABLE_NAMES, META_TABLES, type MetaChange, type MetaRow, type MetaStore, type MetaTable} from './meta-store.js'
 
@@ -9,26 +10,34 @@ import {META_TABLE_NAMES, META_TABLES, type MetaChange, type MetaRow, type MetaS
 
 const CHANGES = 'temp.meta_changes'
 
-/** Replaces the working copy's durable tables with the store's rows, then records every later change. */
+/**
+ * Replaces the working copy's durable tables with the store's rows, then records every later change.
+ * Rows go in page by page as the store yields them, in one transaction: a million chunks never sit
+ * in memory at once, and a load that fails leaves the copy as it was. Nothing else uses the copy
+ * while this master takes over, so the transaction may stay open across the store's reads.
+ */
 export async function loadWorkingCopy(db: Db, store: MetaStore): Promise<number> {
-  const rowsByTable = new Map<MetaTable, MetaRow[][]>()
   let count = 0
-  await store.load((table, rows) => {
-    const pages = rowsByTable.get(table) ?? []
-    pages.push(rows)
-    rowsByTable.set(table, pages)
-    count += rows.length
-  })
-  db.transaction(() => {
+  db.exec('BEGIN IMMEDIATE')
+  try {
     dropCapture(db)
+    const inserts = new Map<MetaTable, Statement>()
     for (const table of META_TABLE_NAMES) {
       const {columns} = META_TABLES[table]
       db.prepare(`DELETE FROM main.${table}`).run()
-      const insert = db.prepare(`INSERT INTO main.${table} (${columns.map((c) => `"${c}"`).join(', ')}) VALUES (${columns.map((c) => `@${c}`).join(', ')})`)
-      for (const page of rowsByTable.get(table) ?? []) for (const row of page) insert.run(row)
+      inserts.set(table, db.prepare(`INSERT INTO main.${table} (${columns.map((c) => `"${c}"`).join(', ')}) VALUES (${columns.map((c) => `@${c}`).join(', ')})`))
     }
+    await store.load((table, rows) => {
+      const insert = inserts.get(table)!
+      for (const row of rows) insert.run(row)
+      count += rows.length
+    })
     createCapture(db)
-  })()
+    db.exec('COMMIT')
+  } catch (err) {
+    if (db.inTransaction) db.exec('ROLLBACK')
+    throw err
+  }
   return count
 }
 
