@@ -154,7 +154,9 @@ try {
       clusters.push(await startCluster(work, 'r3-pg', {replicas: 3, minReplicas: 2, nodeCount: 3, masterArgs: ['--meta', pg.url]}))
       const walls = [[], []]
       for (let i = 0; i < runs; i++) {
-        for (const [k, cluster] of clusters.entries()) {
+        // Which goes first alternates, so neither always runs while the other's removed file is being deleted.
+        for (const k of i % 2 === 0 ? [0, 1] : [1, 0]) {
+          const cluster = clusters[k]
           const tag = `${k === 0 ? 'sqlite' : 'pg'}-${i}`
           const up = await uploadRuns(cluster, file, 1, tag)
           walls[k].push(up.wall[0])
