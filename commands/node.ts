@@ -3,11 +3,11 @@ import {ChunkyCommand} from '../src/cli/base-command.js'
 import {listenUrl, untilAborted} from '../src/cli/daemon.js'
 import {UsageError} from '../src/cli/failure.js'
 import {argvWithConfigFile, configFlag, inConfigFile} from '../src/cli/daemon-config.js'
-import {durationFlag, httpUrl, httpUrls, logLevelFlag} from '../src/cli/flags.js'
+import {durationFlag, httpUrl, httpUrls, logLevelFlag, sizeFlag} from '../src/cli/flags.js'
 import {resolveNodeToken} from '../src/cli/secrets.js'
 import {readCa, readTlsFiles, trustCa} from '../src/cli/tls-files.js'
 import {startNode} from '../src/node/index.js'
-import {ChunkyError, DEFAULT_NODE_PORT, NodeId, Zone} from '../src/protocol/index.js'
+import {ChunkyError, DEFAULT_CHUNK_SIZE, DEFAULT_NODE_PORT, NodeId, Zone} from '../src/protocol/index.js'
 import {createDaemonLogger} from '../src/telemetry/logger.js'
 
 export default class StorageNode extends ChunkyCommand {
@@ -41,6 +41,7 @@ Its credential is the node credential (node-…) from the join command \`chunky 
     ca: Flags.string({description: 'trust this CA certificate (PEM) for the master and other nodes, besides the system\'s', env: 'CHUNKY_CA', helpValue: '<file>'}),
     'log-level': logLevelFlag,
     'cors-origin': Flags.string({description: 'let web pages from this origin (https://app.example, or * for any) play files from this node with fetch() (repeatable)', multiple: true, helpValue: '<origin>'}),
+    'tus-memory': sizeFlag({default: '256MiB', min: DEFAULT_CHUNK_SIZE, description: 'the most bytes of tus uploads (browser uploads) this node holds in memory at once, all uploads together; a PATCH with no room waits (at least 10MiB, one chunk)'}),
     config: configFlag,
   }
 
@@ -79,6 +80,7 @@ Its credential is the node credential (node-…) from the join command \`chunky 
       ca,
       log: logger.log,
       corsOrigins: flags['cors-origin'],
+      tusMemoryBytes: flags['tus-memory'],
     }).catch((err: unknown) => {
       logger.release() // what it logged before failing still counts
       throw err

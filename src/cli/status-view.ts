@@ -45,7 +45,9 @@ export function renderFiles(doc: StatusDoc): string {
 
 /** One line per chunk, one column per node: `v2` fresh, `v1 stale`, `v2 CORRUPT`, `-` none. */
 export function renderGrid(doc: StatusDoc, file: StatusFile): string {
-  const header = `${file.name}: ${formatBytes(file.size)} in ${file.chunks.length} chunk${file.chunks.length === 1 ? '' : 's'} of ${formatBytes(file.chunkSize)}`
+  // Only the last chunk is short, except in a file joined from tus partial uploads (each ends in a short one).
+  const sizesVary = file.chunks.slice(0, -1).some((chunk) => chunk.size !== file.chunkSize)
+  const header = `${file.name}: ${formatBytes(file.size)} in ${file.chunks.length} chunk${file.chunks.length === 1 ? '' : 's'} of ${sizesVary ? 'up to ' : ''}${formatBytes(file.chunkSize)}`
   if (file.chunks.length === 0) return `${header} (empty file)`
   const nodeIds = doc.nodes.map((node) => node.id)
   for (const chunk of file.chunks) for (const r of chunk.replicas) if (!nodeIds.includes(r.node)) nodeIds.push(r.node)

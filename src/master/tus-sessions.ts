@@ -38,6 +38,8 @@ type Row = {
 }
 
 const PARTIAL = '/partial'
+/** The upload_id of a final upload's session: it has no upload of its own. */
+const FINAL = ''
 
 export interface TusLimits {
   /** Unfinished sessions expire this long after creation (`chunky master --upload-expiry`). */
@@ -55,9 +57,9 @@ export class TusSessions {
       get: db.prepare('SELECT * FROM tus_sessions WHERE id = ?'),
       insert: db.prepare(`INSERT INTO tus_sessions (id, upload_id, name, length, offset, chunk_size, metadata, max_size, creator, created_ms, expires_ms, holder, epoch, state)
         VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, 1, 'open')`),
-      // A final upload is complete once made: no upload of its own, nothing to PATCH.
+      // A final upload is complete once made: no upload of its own (upload_id FINAL), nothing to PATCH.
       insertFinal: db.prepare(`INSERT INTO tus_sessions (id, upload_id, name, length, offset, chunk_size, metadata, max_size, creator, created_ms, expires_ms, holder, epoch, state)
-        VALUES (?, '', ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, 1, 'done')`),
+        VALUES (?, '${FINAL}', ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, 1, 'done')`),
       openOf: db.prepare("SELECT COUNT(*) FROM tus_sessions WHERE creator = ? AND state = 'open'").pluck(),
       setHolder: db.prepare('UPDATE tus_sessions SET holder = ?, epoch = epoch + 1 WHERE id = ?'),
       setLength: db.prepare('UPDATE tus_sessions SET length = ? WHERE id = ?'),
@@ -237,6 +239,9 @@ export class TusSessions {
     if (!row) throw new ChunkyError('UPLOAD_NOT_FOUND', `no tus upload ${id} (it was terminated, or never existed)`)
     if (row.state === 'expired' || (row.state === 'open' && row.expires_ms <= this.ctx.clock.now())) {
       throw new ChunkyError('UPLOAD_EXPIRED', `tus upload ${id} expired at ${new Date(row.expires_ms).toISOString()} unfinished: start a new upload`)
+    }
+    if (row.state === 'done' && !doneToo && row.upload_id === FINAL) {
+      throw new ChunkyError('FORBIDDEN', `tus upload ${id} is a final upload, made whole from its partial uploads: it takes no PATCH`)
     }
     if (row.state === 'done' && !doneToo) throw new ChunkyError('OFFSET_MISMATCH', `tus upload ${id} is complete and committed`)
     return row

@@ -4,10 +4,11 @@ import {rootCertificates} from 'node:tls'
 import {mkdir} from 'node:fs/promises'
 import {join} from 'node:path'
 import {createEdgeServer, type HttpLimits, type TlsFiles} from '../http/limits.js'
-import {claimedKind, credentialHash, type CredentialHashes, NodeId} from '../protocol/index.js'
+import {claimedKind, credentialHash, type CredentialHashes, DEFAULT_CHUNK_SIZE, NodeId} from '../protocol/index.js'
 import {FileChunkStore} from '../storage/index.js'
 import {NodeMetrics} from '../telemetry/metrics.js'
 import {silentLogger, withFields, type Logger} from '../util/log.js'
+import {ByteBudget} from './byte-budget.js'
 import {commandHandler} from './commands.js'
 import type {NodeContext} from './context.js'
 import {InflightWork} from './inflight.js'
@@ -16,6 +17,7 @@ import {MasterLink} from './master-link.js'
 import {loadOrCreateNodeId} from './node-id.js'
 import {nodeRequestHandler} from './routes.js'
 import {Scrubber, type ScrubResult} from './scrub.js'
+import {TUS_MEMORY_BUDGET} from './tus.js'
 import {TusMaster} from './tus-master.js'
 import {TusTails} from './tus-tails.js'
 import {trackVersions, VersionFloor} from './version-floor.js'
@@ -46,6 +48,8 @@ export interface NodeOptions {
   log?: Logger
   /** Origins whose web pages may read files from this node (`--cors-origin`); '*' for any. */
   corsOrigins?: string[]
+  /** Bytes all tus PATCHes may hold in memory at once; default TUS_MEMORY_BUDGET (256 MiB), at least one chunk. */
+  tusMemoryBytes?: number
   /** The master refused this node's credential: the link stops instead of retrying (see MasterLink). */
   onLinkRefused?: (reason: string) => void
 }
@@ -68,6 +72,9 @@ const CLOSE_GRACE_MS = 1000
  * links to the master in the background (reconnecting with backoff). Resolves once it listens.
  */
 export async function startNode(opts: NodeOptions): Promise<RunningNode> {
+  const tusMemory = opts.tusMemoryBytes ?? TUS_MEMORY_BUDGET
+  if (tusMemory < DEFAULT_CHUNK_SIZE) throw new Error(`the tus memory budget must hold at least one chunk (${DEFAULT_CHUNK_SIZE} bytes), not ${tusMemory}`)
+  const tusBudget = new ByteBudget(tusMemory)
   const metrics = new NodeMetrics()
   await mkdir(opts.dataDir, {recursive: true})
   const id = opts.id ?? (await loadOrCreateNodeId(opts.dataDir))
@@ -116,10 +123,11 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
       tails: await TusTails.open(join(opts.dataDir, 'tus')),
       publicUrl: () => publicUrl,
       busy: new Set(),
+      budget: tusBudget,
     },
   }
   const onCommand = commandHandler(ctx)
-  metrics.attach({connected: () => link.connected, usage: () => store.usage()})
+  metrics.attach({connected: () => link.connected, usage: () => store.usage(), tusMemory: () => tusBudget})
 
   // Slow clients must not hold sockets forever, but a 10 MiB chunk on a slow link needs minutes (limits.ts).
   const server = createEdgeServer(nodeRequestHandler(ctx), {tls: opts.tls, limits: opts.limits, log: (line) => log.warn({event: 'http.peer_limit'}, line)})

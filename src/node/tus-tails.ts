@@ -45,9 +45,9 @@ export class TusTails {
   /** Makes `parts` the tail of `id` from `start` on, durably (fsync, rename, fsync of the directory), before it resolves. */
   async save(id: string, start: number, epoch: number, parts: readonly Buffer[]): Promise<void> {
     const old = this.known.get(id)
-    const data = Buffer.concat(parts)
-    await writeFileAtomic(join(this.dir, `${id}.${start}.${epoch}`), data)
-    this.known.set(id, {start, epoch, length: data.length})
+    // Written piece by piece: a copy would hold the tail in memory twice, outside the PATCH budget.
+    await writeFileAtomic(join(this.dir, `${id}.${start}.${epoch}`), parts)
+    this.known.set(id, {start, epoch, length: parts.reduce((sum, part) => sum + part.length, 0)})
     if (old && (old.start !== start || old.epoch !== epoch)) await rm(join(this.dir, `${id}.${old.start}.${old.epoch}`), {force: true})
   }
 

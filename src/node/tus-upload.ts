@@ -1,6 +1,7 @@
 import {createHash, type Hash} from 'node:crypto'
 import {ChunkyError, type PlannedChunk, type TusSession, type WriteResult} from '../protocol/index.js'
 import {ChainForwarder} from './chain-forward.js'
+import type {ByteBudget} from './byte-budget.js'
 import type {NodeContext} from './context.js'
 import {checkGrant, storeAndForward} from './put-chunk.js'
 import type {TusMaster} from './tus-master.js'
@@ -19,13 +20,16 @@ interface CutChunk {
   parts: Buffer[]
   size: number
   sha256: string
+  /** Bytes of the node's budget this chunk holds until it is written. */
+  reserved: number
 }
 
 /**
  * One PATCH's bytes into a tus upload, on the node that holds it: cut into the session's chunks,
  * each written, as soon as it is whole, here and down its replica chain at the version the master
  * hands out (the chunk PUT's own code), up to TUS_CHUNKS_IN_FLIGHT at once while the next fills.
- * What is left of an incomplete chunk at the end is saved as this node's tail, fsynced.
+ * What is left of an incomplete chunk at the end is saved as this node's tail, fsynced. Every chunk
+ * it buffers is first reserved in the node's byte budget, so all uploads together hold at most that.
  */
 export class TusUpload {
   private parts: Buffer[] = []
@@ -35,16 +39,34 @@ export class TusUpload {
   private base: number
   private readonly inFlight = new Set<Promise<void>>()
   private failed: unknown
+  /** Budget bytes held for the chunk filling now (0 until its first byte). */
+  private reserved = 0
 
-  constructor(
+  private constructor(
     private readonly ctx: NodeContext,
     private readonly master: TusMaster,
     private readonly tails: TusTails,
+    private readonly budget: ByteBudget,
     private session: TusSession,
-    tail: Buffer,
+    /** The upload's last byte, or its link's limit: a byte past it is refused. */
+    private readonly limit: number,
   ) {
     this.base = session.offset
-    if (tail.length > 0) this.add(tail)
+  }
+
+  /** The upload at the session's durable offset, with this node's tail of it (in the budget) read back. */
+  static async open(ctx: NodeContext, master: TusMaster, tails: TusTails, budget: ByteBudget, session: TusSession, limit: number): Promise<TusUpload> {
+    const upload = new TusUpload(ctx, master, tails, budget, session, limit)
+    if (tails.length(session.id, session.offset, session.epoch) > 0) {
+      await upload.reserve()
+      try {
+        upload.add(await tails.read(session.id, session.offset, session.epoch))
+      } catch (err) {
+        upload.release()
+        throw err
+      }
+    }
+    return upload
   }
 
   /** The offset reached: bytes taken in so far, durable once finish() resolved. */
@@ -61,12 +83,16 @@ export class TusUpload {
     return this.session.state === 'done'
   }
 
-  /** Takes bytes in order; refuses (BODY_TOO_LARGE) a byte past the upload's length or its link's limit. */
-  async take(body: AsyncIterable<Buffer>, limit: number): Promise<void> {
+  /**
+   * Takes bytes in order; refuses (BODY_TOO_LARGE) a byte past the upload's length or its link's limit.
+   * It reads no further while the node's budget has no room for the next chunk.
+   */
+  async take(body: AsyncIterable<Buffer>): Promise<void> {
     for await (const buf of body) {
-      if (this.offset + buf.length > limit) throw new ChunkyError('BODY_TOO_LARGE', `this upload ends at byte ${limit}: the PATCH sent more`)
+      if (this.offset + buf.length > this.limit) throw new ChunkyError('BODY_TOO_LARGE', `this upload ends at byte ${this.limit}: the PATCH sent more`)
       let rest = buf
       while (rest.length > 0) {
+        if (this.reserved === 0) await this.reserve()
         const room = this.session.chunkSize - this.filled
         const piece = rest.length <= room ? rest : rest.subarray(0, room)
         this.add(piece)
@@ -90,6 +116,19 @@ export class TusUpload {
     else await this.tails.save(this.session.id, this.base, this.session.epoch, this.parts)
   }
 
+  /** Gives back the budget of the chunk filling now (call once done with the upload, finished or not). */
+  release(): void {
+    this.budget.release(this.reserved)
+    this.reserved = 0
+  }
+
+  /** The chunk from `base` on is at most a chunk, and never past the limit. */
+  private async reserve(): Promise<void> {
+    const bytes = Math.min(this.session.chunkSize, this.limit - this.base)
+    await this.budget.acquire(bytes)
+    this.reserved = bytes
+  }
+
   private add(piece: Buffer): void {
     this.parts.push(piece)
     this.hash.update(piece)
@@ -97,18 +136,25 @@ export class TusUpload {
   }
 
   private async cut(): Promise<void> {
-    const chunk: CutChunk = {index: this.base / this.session.chunkSize, parts: this.parts, size: this.filled, sha256: this.hash.digest('hex')}
+    const chunk: CutChunk = {index: this.base / this.session.chunkSize, parts: this.parts, size: this.filled, sha256: this.hash.digest('hex'), reserved: this.reserved}
     this.parts = []
     this.hash = createHash('sha256')
     this.base += this.filled
     this.filled = 0
+    this.reserved = 0
     while (this.inFlight.size >= TUS_CHUNKS_IN_FLIGHT && !this.failed) await Promise.race(this.inFlight)
-    if (this.failed) throw this.failed
+    if (this.failed) {
+      this.budget.release(chunk.reserved)
+      throw this.failed
+    }
     const shipping: Promise<void> = this.ship(chunk)
       .catch((err: unknown) => {
         this.failed ??= err
       })
-      .finally(() => this.inFlight.delete(shipping))
+      .finally(() => {
+        this.budget.release(chunk.reserved)
+        this.inFlight.delete(shipping)
+      })
     this.inFlight.add(shipping)
   }
 

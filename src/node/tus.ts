@@ -21,6 +21,7 @@ import {
   type UploadLinkPayload,
   verifyUploadLink,
 } from '../protocol/index.js'
+import type {ByteBudget} from './byte-budget.js'
 import type {NodeContext} from './context.js'
 import type {TusMaster} from './tus-master.js'
 import type {TusTails} from './tus-tails.js'
@@ -28,8 +29,13 @@ import {TusUpload} from './tus-upload.js'
 
 /** The largest upload this node takes (Tus-Max-Size): 1 TiB, about 100,000 chunks of 10 MiB. */
 export const TUS_MAX_SIZE = 1024 ** 4
-/** PATCH bodies this node takes at once (each holds up to TUS_CHUNKS_IN_FLIGHT + 1 chunks in memory): one more gets 503. */
+/** PATCH bodies this node takes at once: one more gets 503. What they hold in memory is bounded by TusContext.budget. */
 export const MAX_ACTIVE_PATCHES = 32
+/**
+ * Bytes all tus uploads of a node may hold in memory at once (the chunks filling and being written):
+ * 256 MiB, 25 chunks of 10 MiB. A PATCH with no room stops reading until a chunk is written.
+ */
+export const TUS_MEMORY_BUDGET = 256 * 1024 * 1024
 
 /** What a node needs to speak tus (wired in index.ts). */
 export interface TusContext {
@@ -39,6 +45,8 @@ export interface TusContext {
   publicUrl(): string
   /** Uploads a PATCH is writing to on this node right now: a second PATCH to one of them gets 423. */
   busy: Set<string>
+  /** The memory every PATCH on this node shares (TUS_MEMORY_BUDGET unless set). */
+  budget: ByteBudget
 }
 
 type Scope = {kind: 'credential'} | {kind: 'link'; link: UploadLinkPayload}
@@ -166,25 +174,28 @@ async function receive(ctx: NodeContext, tus: TusContext, req: IncomingMessage, 
   guardBodyRate(req, ctx.limits, (why) => ctx.log.warn({event: 'tus.patch_cut', id, remote: req.socket.remoteAddress, reason: why}, `cut a PATCH to tus upload ${id} from ${req.socket.remoteAddress}: ${why}`))
   try {
     const limit = session.length ?? session.maxSize ?? TUS_MAX_SIZE
-    const tail = await tus.tails.read(id, session.offset, session.epoch)
-    const upload = new TusUpload(ctx, tus.master, tus.tails, session, tail)
+    const upload = await TusUpload.open(ctx, tus.master, tus.tails, tus.budget, session, limit)
     const before = upload.offset
-    if (checksum) {
-      const spool = tus.tails.spoolPath(id)
-      try {
-        await spoolChecked(req, spool, checksum, limit - before)
-        await upload.take(createReadStream(spool, {highWaterMark: 1024 * 1024}), limit)
-      } finally {
-        await rm(spool, {force: true})
+    try {
+      if (checksum) {
+        const spool = tus.tails.spoolPath(id)
+        try {
+          await spoolChecked(req, spool, checksum, limit - before)
+          await upload.take(createReadStream(spool, {highWaterMark: 1024 * 1024}))
+        } finally {
+          await rm(spool, {force: true})
+        }
+      } else {
+        try {
+          await upload.take(req.iterator({destroyOnReturn: false}))
+        } catch (err) {
+          if (!(req.destroyed && !req.complete)) throw err // a client that went away keeps what it sent (tus resumes from HEAD)
+        }
       }
-    } else {
-      try {
-        await upload.take(req.iterator({destroyOnReturn: false}), limit)
-      } catch (err) {
-        if (!(req.destroyed && !req.complete)) throw err // a client that went away keeps what it sent (tus resumes from HEAD)
-      }
+      await upload.finish()
+    } finally {
+      upload.release()
     }
-    await upload.finish()
     ctx.metrics.tusBytes.inc(upload.offset - before)
     if (upload.committed && session.partial) ctx.log.info({event: 'tus.partial_finished', id}, `partial tus upload ${id} complete: it waits for the final upload that joins it`)
     else if (upload.committed) ctx.log.info({event: 'tus.finished', id, name: session.name}, `tus upload ${id} of ${session.name} complete and committed`)

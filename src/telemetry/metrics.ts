@@ -111,6 +111,7 @@ export class MasterMetrics {
 export interface NodeGaugeSources {
   connected(): boolean
   usage(): Promise<{freeBytes: number; usedBytes: number; chunkCount: number}>
+  tusMemory(): {held: number; peak: number}
 }
 
 export class NodeMetrics {
@@ -148,6 +149,20 @@ export class NodeMetrics {
       collect() {
         const sources = metrics.sources
         if (sources) this.set(sources.connected() ? 1 : 0)
+      },
+    })
+    new Gauge({
+      name: 'chunky_tus_memory_bytes', help: 'Bytes of tus PATCH bodies held in memory now (chunks filling and being written)', registers: this.registers,
+      collect() {
+        const sources = metrics.sources
+        if (sources) this.set(sources.tusMemory().held)
+      },
+    })
+    new Gauge({
+      name: 'chunky_tus_memory_peak_bytes', help: 'The most bytes of tus PATCH bodies ever held in memory at once since the node started', registers: this.registers,
+      collect() {
+        const sources = metrics.sources
+        if (sources) this.set(sources.tusMemory().peak)
       },
     })
     // One look at the store per scrape, shared by the three gauges below.

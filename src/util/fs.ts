@@ -39,7 +39,7 @@ export async function fsyncDir(dir: string): Promise<void> {
 }
 
 /** Write a small file atomically (config, ids, secrets). */
-export async function writeFileAtomic(path: string, data: string | Buffer, mode = 0o600): Promise<void> {
+export async function writeFileAtomic(path: string, data: string | Buffer | readonly Buffer[], mode = 0o600): Promise<void> {
   const tmp = `${path}.${process.pid}.${Date.now()}.tmp`
   try {
     await writeFile(tmp, data, {mode, flag: 'wx'})

@@ -43,6 +43,14 @@ describe('status rendering', () => {
     expect(grid[3]).toMatch(/^1\s+v2\s+10 B\s+v2\s+v2 \+ v1 stale\s+v1 stale$/)
   })
 
+  it('says "up to" the chunk size when a chunk before the last is short (a file joined from tus partial uploads)', () => {
+    const file = doc.files[0]!
+    const lastShort = {...file, size: 17, chunks: [file.chunks[0]!, {...file.chunks[1]!, size: 7}]}
+    expect(renderGrid(doc, lastShort).split('\n')[0]).toBe('talk.mp4: 17 B in 2 chunks of 10 B')
+    const joined = {...file, size: 17, chunks: [{...file.chunks[0]!, size: 7}, file.chunks[1]!]}
+    expect(renderGrid(doc, joined).split('\n')[0]).toBe('talk.mp4: 17 B in 2 chunks of up to 10 B')
+  })
+
   it('counts fresh copies on alive nodes only, against R', () => {
     expect(renderFiles(doc)).toMatch(/talk\.mp4\s+20 B\s+2\s+1\/3/) // chunk 0: n1 fresh, n2 corrupt, n3 dead
   })

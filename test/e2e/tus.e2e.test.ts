@@ -163,7 +163,7 @@ describe('tus uploads', () => {
   it('parallelUploads: 3 (concatenation) joins the partials without copying: byte-identical download, a range across a partial boundary, refusals', async () => {
     // Three parts of 11 MiB and a bit: each partial is a whole chunk and a short one, so the joined file has short chunks mid-file.
     const data = randomBytes(33 * MiB + 7)
-    await tusUpload(data, {endpoint: `${node('n2')}/tus/`, parallelUploads: 3, metadata: {name: 'tus/parallel.bin'}})
+    const finalUrl = await tusUpload(data, {endpoint: `${node('n2')}/tus/`, parallelUploads: 3, metadata: {name: 'tus/parallel.bin'}})
     expect(sha256(await downloaded('tus/parallel.bin'))).toBe(sha256(data))
     const [file] = (await cluster.status('tus/parallel.bin')).files
     const part = Math.floor(data.length / 3)
@@ -175,6 +175,10 @@ describe('tus uploads', () => {
     expect(Buffer.from(await ranged.arrayBuffer()).equals(data.subarray(part - 1000, part + 1000))).toBe(true)
 
     const auth = {authorization: `Bearer ${rw}`}
+    // A final upload is whole once made: a PATCH to it is forbidden (tus: 403), on any node.
+    const patchFinal = await tusRequest(finalUrl.replace(node('n2'), node('n3')), 'PATCH', {...auth, 'content-type': 'application/offset+octet-stream', 'upload-offset': String(data.length)}, Buffer.from('x'))
+    expect(patchFinal.status).toBe(403)
+    expect(await patchFinal.text()).toMatch(/final upload/)
     const final = (parts: string[], headers: Record<string, string> = auth, base = `${node('n1')}/tus/`) =>
       tusRequest(base, 'POST', {...headers, 'upload-concat': `final;${parts.join(' ')}`, 'upload-metadata': `name ${Buffer.from('tus/parallel.bin').toString('base64')}`})
     const partial = async (length: number, headers: Record<string, string> = auth, base = `${node('n1')}/tus/`) => {
@@ -250,6 +254,39 @@ describe('tus uploads', () => {
     expect(resumedFrom).toBeGreaterThanOrEqual(offset) // its progress counts from the offset on: it did not start at 0
     expect(resumedFrom).toBeLessThanOrEqual(offset + 8 * MiB)
     expect(sha256(await downloaded('tus/resumed.bin'))).toBe(sha256(data))
+  })
+})
+
+describe('tus memory budget', () => {
+  it('concurrent PATCHes on a node with --tus-memory 20MiB all finish, holding at most 20 MiB at once and nothing after', async () => {
+    const small = await startCluster({nodes: 0, replicas: 1})
+    try {
+      const n1 = (await small.startNode('n1', undefined, ['--tus-memory', '20MiB'])).url
+      await waitFor('the node alive', async () => (await small.status()).summary.aliveNodes === 1)
+      const auth = {authorization: `Bearer ${rw}`}
+      const scrape = async (metric: string) => {
+        const text = await (await fetch(`${n1}/metrics`, {headers: auth})).text()
+        return Number(new RegExp(`^${metric} (\\d+)$`, 'm').exec(text)?.[1])
+      }
+      // Four uploads of a chunk and a half each: six chunks of the budget wanted, two fit.
+      const bodies = Array.from({length: 4}, () => randomBytes(CHUNK + CHUNK / 2))
+      const urls = await Promise.all(bodies.map(async (body, i) => {
+        const created = await tusRequest(`${n1}/tus/`, 'POST', {...auth, 'upload-length': String(body.length), 'upload-metadata': `name ${Buffer.from(`tus/budget-${i}.bin`).toString('base64')}`})
+        expect(created.status).toBe(201)
+        return created.headers.get('location')!
+      }))
+      const patches = await Promise.all(urls.map((url, i) => tusRequest(url, 'PATCH', {...auth, 'content-type': 'application/offset+octet-stream', 'upload-offset': '0'}, bodies[i])))
+      expect(patches.map((res) => [res.status, res.headers.get('upload-offset')])).toEqual(bodies.map((body) => [204, String(body.length)]))
+      const peak = await scrape('chunky_tus_memory_peak_bytes')
+      expect(peak).toBeGreaterThanOrEqual(CHUNK) // the gauge saw the uploads
+      expect(peak).toBeLessThanOrEqual(2 * CHUNK)
+      expect(await scrape('chunky_tus_memory_bytes')).toBe(0)
+      const result = await runCli(['download', 'tus/budget-3.bin', '-o', join(small.dir, 'budget-3.copy')], small.env)
+      expect(result.code, result.stderr).toBe(0)
+      expect(sha256(await readFile(join(small.dir, 'budget-3.copy')))).toBe(sha256(bodies[3]!))
+    } finally {
+      await small.close()
+    }
   })
 })
 
