@@ -659,6 +659,14 @@ export class RepairLoop {
         ctx.pendingDeletes.confirmed(entry.nodeId, entry.chunkId, entry.version)
         continue
       }
+      // An excess copy on record again was reported after its trim and counts as fresh now: deleting it
+      // on the old decision left the chunk below R (a repair then copied it back). Whether it is still
+      // one too many is the next look's call.
+      if (entry.reason === 'excess') {
+        ctx.pendingDeletes.confirmed(entry.nodeId, entry.chunkId, entry.version)
+        this.dirty.add(entry.chunkId)
+        continue
+      }
       if (!ctx.nodes.isConnected(entry.nodeId)) continue
       this.deletes.send(entry.nodeId, entry.chunkId, entry.version, entry.reason)
       if (++sent >= DELETE_RESENDS_PER_ROUND) break

@@ -49,6 +49,25 @@ it('trims a replica beyond R from the fullest holder, once', async () => {
   expect(s.inbox('n2')).toContainEqual(deletes[0])
 })
 
+it('does not resend an excess delete once the copy is reported again and counts toward R', async () => {
+  const s = await setup(2, ['n1', 'n2', 'n3'])
+  s.nodes.heartbeat('n2', {freeBytes: 10, usedBytes: 5, chunkCount: 1}) // the fullest: its copy is trimmed
+  const c = s.commit('a', ['n1', 'n2', 'n3'])
+  s.loop.run()
+  const excessTo = (id: string) => s.inbox(id).filter((m) => m.type === 'delete' && m.reason === 'excess')
+  expect(excessTo('n2')).toHaveLength(1)
+  // n2 never got the delete (its link dropped) and reports the copy again; meanwhile n1 lost its copy.
+  const replica = {chunkId: c.chunkId, version: c.version, size: c.size, sha256: c.sha256}
+  expect(s.records.stored('n2', 'L2', replica).ok).toBe(true)
+  s.records.deleted('n1', c.chunkId, c.version)
+  s.loop.run()
+  s.clock.t += 31_000
+  s.loop.run()
+  expect(excessTo('n2')).toHaveLength(1) // the old decision is not sent again: n2's copy is one of the R now
+  expect(excessTo('n3')).toHaveLength(0)
+  expect([...s.sent.values()].flat().filter((m) => m.type === 'delete' && m.reason === 'excess')).toHaveLength(1)
+})
+
 it('resends a stale delete that was not confirmed, after a while, not on every round', async () => {
   const s = await setup(2, ['n1', 'n2'])
   const v1 = s.commit('a', ['n1', 'n2'])
