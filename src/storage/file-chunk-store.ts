@@ -66,8 +66,8 @@ export class FileChunkStore implements ChunkStore, RangeReader {
         const older = this.index.get(key)
         if (older) {
           // Two checksums for one version can only be a crash between a rename and the old name's unlink: keep one.
-          await rm(this.pathOf(older), {force: true})
           await rm(this.pathOf(older) + SIDECAR_SUFFIX, {force: true})
+          await rm(this.pathOf(older), {force: true})
           this.usedBytes -= older.size
           removedHere++
         }
@@ -114,8 +114,8 @@ export class FileChunkStore implements ChunkStore, RangeReader {
     this.index.set(key, info)
     this.usedBytes += info.size - (previous?.size ?? 0)
     if (previous && previous.sha256 !== info.sha256) {
-      await rm(this.pathOf(previous), {force: true}) // same version, other bytes: the new name replaces it
-      await rm(this.pathOf(previous) + SIDECAR_SUFFIX, {force: true})
+      await rm(this.pathOf(previous) + SIDECAR_SUFFIX, {force: true}) // same version, other bytes: the new name replaces it
+      await rm(this.pathOf(previous), {force: true})
       await fsyncDir(sub)
     }
     return info
@@ -148,8 +148,10 @@ export class FileChunkStore implements ChunkStore, RangeReader {
     if (!replica) return false
     this.index.delete(key)
     this.usedBytes -= replica.size
-    await rm(this.pathOf(replica), {force: true})
+    // The sidecar goes first: in between, a replica without one is whole and valid (it is hashed whole
+    // when read); a sidecar without its replica would be litter.
     await rm(this.pathOf(replica) + SIDECAR_SUFFIX, {force: true})
+    await rm(this.pathOf(replica), {force: true})
     await fsyncDir(join(this.dir, prefixDir(chunkId)))
     return true
   }
