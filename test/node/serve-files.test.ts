@@ -14,6 +14,7 @@ import {deriveCredentials, encodeNamePath, ShareAnswer} from '../../src/protocol
 import {BLOCK_SIZE} from '../../src/storage/index.js'
 import {silentLogger} from '../../src/util/log.js'
 import {waitFor} from '../poll.js'
+import {get, metric as nodeMetric} from './file-get.js'
 
 // Issue 12, in one process with real servers: GET/HEAD {node}/v1/files/{name} and share links on a
 // master and four nodes (R=2, 1 MiB chunks, so each node holds some chunks and n4 none at first).
@@ -33,36 +34,10 @@ async function upload(name: string, data: Buffer): Promise<void> {
   await uploadFile({path: file, name, chunkSize: MiB, master: master.url, token: TOKEN}, silentView)
 }
 
-interface Answer {
-  status: number
-  headers: Record<string, string | string[] | undefined>
-  body: Buffer
-}
-
-/** One request with node:http (no cache, no automatic headers), the whole body read. */
-function get(url: string, headers: Record<string, string> = {}, method = 'GET'): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const req = request(url, {method, headers}, (res) => {
-      const parts: Buffer[] = []
-      res.on('data', (d: Buffer) => parts.push(d))
-      res.on('end', () => resolve({status: res.statusCode!, headers: res.headers, body: Buffer.concat(parts)}))
-      res.on('error', reject)
-    })
-    req.on('error', reject)
-    req.end()
-  })
-}
-
 const fileUrl = (node: RunningNode, name = NAME) => `${node.url}/v1/files/${encodeNamePath(name)}`
 const auth = {authorization: `Bearer ${RO}`}
 
-async function metric(node: RunningNode, name: string): Promise<number> {
-  const text = (await get(`${node.url}/metrics`, auth)).body.toString()
-  return text
-    .split('\n')
-    .filter((line) => line.startsWith(name))
-    .reduce((sum, line) => sum + Number(line.split(' ').pop()), 0)
-}
+const metric = (node: RunningNode, name: string) => nodeMetric(node.url, auth, name)
 
 async function share(body: object): Promise<{status: number; answer?: ShareAnswer; text: string}> {
   const payload = JSON.stringify(body)
