@@ -2,13 +2,14 @@ import {spawn, type ChildProcess} from 'node:child_process'
 import {createHash} from 'node:crypto'
 import {createReadStream} from 'node:fs'
 import {connect, createServer, type AddressInfo, type Socket} from 'node:net'
-import {mkdtemp, open, readdir, rm} from 'node:fs/promises'
+import {mkdtemp, readdir, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join, resolve} from 'node:path'
 import {createInterface} from 'node:readline'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {StatusDoc} from '../../src/protocol/index.js'
 import {waitFor} from '../poll.js'
+export {flipByte} from '../flip-byte.js'
 
 export {waitFor}
 
@@ -286,15 +287,3 @@ export async function startDelayProxy(delayMs: number): Promise<DelayProxy> {
   }
 }
 
-/** Inverts one stored byte in place: rot a replica the way a bad disk would. */
-export async function flipByte(path: string, offset: number): Promise<void> {
-  const handle = await open(path, 'r+')
-  try {
-    const one = Buffer.alloc(1)
-    await handle.read(one, 0, 1, offset)
-    one[0] = one[0]! ^ 0xff
-    await handle.write(one, 0, 1, offset)
-  } finally {
-    await handle.close()
-  }
-}

@@ -1,9 +1,10 @@
 import {randomBytes} from 'node:crypto'
-import {mkdtemp, open, rm} from 'node:fs/promises'
+import {mkdtemp, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import type {RunningNode} from '../../src/node/index.js'
+import {flipByte} from '../flip-byte.js'
 import {
   chunkFiles,
   chunkIdOf,
@@ -47,17 +48,6 @@ async function storeOn(nodeUrl: string, nodeId: string, label: string, version =
   return {chunkId, version, bytes, replica: {chunkId, version, size: bytes.length, sha256: sha256(bytes)}}
 }
 
-async function flipByte(dataDirOfNode: string, file: string, offset: number): Promise<void> {
-  const handle = await open(join(dataDirOfNode, 'chunks', file), 'r+')
-  try {
-    const byte = Buffer.alloc(1)
-    await handle.read(byte, 0, 1, offset)
-    byte[0] = byte[0]! ^ 0x01
-    await handle.write(byte, 0, 1, offset)
-  } finally {
-    await handle.close()
-  }
-}
 
 describe('master commands', () => {
   it('delete removes the file and answers deleted', async () => {
@@ -85,7 +75,7 @@ describe('master commands', () => {
 
   it('replicate copies several entries at once; a rotten one in the middle fails alone', async () => {
     const held = await Promise.all([0, 1, 2, 3, 4].map((i) => storeOn(a.url, 'ma', `repair-many-${i}`, 1, 300_000 + i)))
-    await flipByte(dataDir('ma'), expectedFile(held[2]!.chunkId, 1, held[2]!.bytes), 1000) // rotten on the source
+    await flipByte(join(dataDir('ma'), 'chunks', expectedFile(held[2]!.chunkId, 1, held[2]!.bytes)), 1000) // rotten on the source
     master.send('mb', {type: 'replicate', taskId: 't-many', source: {id: 'ma', url: a.url}, replicas: held.map((h) => h.replica)})
     const done = await master.waitFor((m) => m.type === 'replicated' && m.taskId === 't-many', 'replicated t-many')
     const good = held.filter((_, i) => i !== 2)
@@ -117,11 +107,11 @@ describe('master commands', () => {
 
   it('the scrubber reports a flipped byte as corrupt, and verify does too', async () => {
     const {chunkId, bytes} = await storeOn(a.url, 'ma', 'rot', 1, 64 * 1024)
-    await flipByte(dataDir('ma'), expectedFile(chunkId, 1, bytes), 4321)
+    await flipByte(join(dataDir('ma'), 'chunks', expectedFile(chunkId, 1, bytes)), 4321)
     await master.waitFor((m) => m.type === 'corrupt' && m.from === 'ma' && m.chunkId === chunkId, 'a corrupt report from the scrubber', 5000)
 
     const other = await storeOn(b.url, 'mb', 'rot-verify', 1, 1000) // mb does not scrub: only verify can find it
-    await flipByte(dataDir('mb'), expectedFile(other.chunkId, 1, other.bytes), 10)
+    await flipByte(join(dataDir('mb'), 'chunks', expectedFile(other.chunkId, 1, other.bytes)), 10)
     master.send('mb', {type: 'verify', chunkId: other.chunkId, version: 1})
     await master.waitFor((m) => m.type === 'corrupt' && m.from === 'mb' && m.chunkId === other.chunkId, 'a corrupt report from verify')
   })

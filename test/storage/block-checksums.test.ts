@@ -1,10 +1,11 @@
 import {randomBytes} from 'node:crypto'
-import {mkdtemp, open, readdir, rm, stat, writeFile} from 'node:fs/promises'
+import {mkdtemp, readdir, rm, stat, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {BLOCK_SIZE, BlockHasher, decodeSidecar, encodeSidecar} from '../../src/storage/block-checksums.js'
 import {CorruptBlockError, FileChunkStore, READ_BLOCKS, SIDECAR_SUFFIX} from '../../src/storage/index.js'
+import {flipByte} from '../flip-byte.js'
 import {bodyOf, chunkIdFor, replicaOf} from './chunk-store.contract.js'
 
 // Per-block checksums (issue 12): computed on write, kept beside the chunk, checked by every ranged
@@ -32,17 +33,6 @@ async function storeWith(dirName: string, bytes: Buffer, n = 1) {
   return {store, replica, path}
 }
 
-async function flipByte(path: string, at: number): Promise<void> {
-  const handle = await open(path, 'r+')
-  try {
-    const one = Buffer.alloc(1)
-    await handle.read(one, 0, 1, at)
-    one[0] = one[0]! ^ 0xff
-    await handle.write(one, 0, 1, at)
-  } finally {
-    await handle.close()
-  }
-}
 
 describe('block checksums', () => {
   it('a sidecar round-trips, and a torn or foreign one is refused', () => {
