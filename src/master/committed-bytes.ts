@@ -22,7 +22,7 @@ export class CommittedBytes {
 
   constructor(db: Database.Database, private readonly chunksPerStep = CHUNKS_PER_STEP) {
     this.q = {
-      pageEnd: db.prepare('SELECT MAX(chunk_id) FROM (SELECT chunk_id FROM chunks WHERE chunk_id > ? ORDER BY chunk_id LIMIT ?)').pluck(),
+      pageEnd: db.prepare('SELECT COUNT(*) AS n, MAX(chunk_id) AS last FROM (SELECT chunk_id FROM chunks WHERE chunk_id > ? ORDER BY chunk_id LIMIT ?)'),
       page: db.prepare(`
         SELECT s.node_id AS nodeId, SUM(c.size) AS bytes
         FROM chunks c JOIN replica_states s ON s.chunk_id = c.chunk_id
@@ -31,7 +31,7 @@ export class CommittedBytes {
     }
   }
 
-  /** The replica records or the committed versions changed: another round follows. */
+  /** The replica records or the committed versions changed (not which nodes are alive: every node is counted): another round follows. */
   changed(): void {
     this.stale = true
   }
@@ -49,14 +49,14 @@ export class CommittedBytes {
       this.stale = false
     }
     const round = this.round
-    const end = this.q.pageEnd.get(round.after, this.chunksPerStep) as string | null
-    if (end !== null) {
-      for (const {nodeId, bytes} of this.q.page.all(round.after, end) as {nodeId: string; bytes: number}[]) {
+    const {n, last} = this.q.pageEnd.get(round.after, this.chunksPerStep) as {n: number; last: string | null}
+    if (last !== null) {
+      for (const {nodeId, bytes} of this.q.page.all(round.after, last) as {nodeId: string; bytes: number}[]) {
         round.bytes.set(nodeId, (round.bytes.get(nodeId) ?? 0) + bytes)
       }
-      round.after = end
+      round.after = last
     }
-    if (end === null || this.q.pageEnd.get(end, 1) === null) {
+    if (n < this.chunksPerStep) {
       this.counted = round.bytes
       this.round = undefined
     }

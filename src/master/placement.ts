@@ -62,7 +62,7 @@ export function placeChunk(request: PlacementRequest): PlacementCandidate[] {
 }
 
 /** How full a node is, 0 to 1. */
-export function fill(node: {freeBytes: number; usedBytes?: number}): number {
+function fill(node: {freeBytes: number; usedBytes?: number}): number {
   const used = node.usedBytes ?? 0
   const total = used + node.freeBytes
   return total > 0 ? used / total : 1

@@ -303,7 +303,6 @@ export class RepairLoop {
 
   /** A node came alive or its link opened, or it died, left or lost its link: its chunks need a look. */
   private nodeChanged(nodeId: string, change: NodeChange): void {
-    this.committed.changed()
     if (change === 'down') {
       // Its transfers cannot finish (or their answer cannot arrive): free their chunks now, not in two minutes.
       for (const task of [...this.running.values()]) {
