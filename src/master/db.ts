@@ -2,6 +2,7 @@ import {randomBytes} from 'node:crypto'
 import {mkdirSync} from 'node:fs'
 import {join} from 'node:path'
 import Database from 'better-sqlite3'
+import {columnsToAdd, META_TABLE_NAMES, META_TABLES} from './meta-store.js'
 import {REPLICA_STATES_VIEW} from './replica-state.js'
 import {TUS_SESSIONS_SCHEMA} from './tus-sessions.js'
 
@@ -95,8 +96,20 @@ export function openDatabase(dataDir: string): Db {
   db.pragma('cache_size = -65536')
   db.exec(SCHEMA)
   db.exec(TUS_SESSIONS_SCHEMA)
+  addMissingColumns(db)
   db.exec(REPLICA_STATES_VIEW)
   return db
+}
+
+/** A database an older version made gets the columns added since (meta-store.ts columnsToAdd). */
+function addMissingColumns(db: Db): void {
+  for (const table of META_TABLE_NAMES) {
+    const present = new Set((db.pragma(`table_info(${table})`) as {name: string}[]).map((column) => column.name))
+    for (const column of columnsToAdd(table, present)) {
+      const type = (META_TABLES[table].ints as readonly string[]).includes(column) ? 'INTEGER' : 'TEXT'
+      db.exec(`ALTER TABLE ${table} ADD COLUMN "${column}" ${type}`)
+    }
+  }
 }
 
 /** The HMAC key for write grants: made once, kept in the database so grants survive a restart. */

@@ -19,9 +19,9 @@ export const META_TABLES = {
   /** tus uploads in progress (tus-sessions.ts owns it). */
   tus_sessions: {
     key: ['id'],
-    columns: ['id', 'upload_id', 'name', 'length', 'offset', 'chunk_size', 'metadata', 'max_size', 'creator', 'created_ms', 'expires_ms', 'holder', 'epoch', 'state'],
+    columns: ['id', 'upload_id', 'name', 'length', 'offset', 'chunk_size', 'metadata', 'max_size', 'creator', 'created_ms', 'expires_ms', 'holder', 'epoch', 'state', 'parts'],
     ints: ['length', 'offset', 'chunk_size', 'max_size', 'created_ms', 'expires_ms', 'epoch'],
-    nullable: ['length', 'max_size', 'holder'],
+    nullable: ['length', 'max_size', 'holder', 'parts'],
   },
 } as const satisfies Record<string, {key: readonly string[]; columns: readonly string[]; ints: readonly string[]; nullable?: readonly string[]}>
 
@@ -29,6 +29,19 @@ export type MetaTable = keyof typeof META_TABLES
 export const META_TABLE_NAMES = Object.keys(META_TABLES) as MetaTable[]
 
 export type MetaRow = Record<string, string | number | null>
+
+/**
+ * The upgrade rule both stores apply at start to a table an older version made (CREATE TABLE IF NOT
+ * EXISTS leaves it as it was): the columns of META_TABLES it lacks, to be added, empty in every row
+ * there. Only a nullable column can be: one that may not be null would need a value for those rows.
+ */
+export function columnsToAdd(table: MetaTable, present: ReadonlySet<string>): string[] {
+  const spec: {columns: readonly string[]; nullable?: readonly string[]} = META_TABLES[table]
+  const missing = spec.columns.filter((column) => !present.has(column))
+  const required = missing.filter((column) => !spec.nullable?.includes(column))
+  if (required.length > 0) throw new Error(`the metadata table ${table} lacks the column ${required.join(', ')}, which cannot be added to the rows it has`)
+  return missing
+}
 
 /** One row written (whole) or deleted (by its key columns). */
 export type MetaChange = {table: MetaTable; op: 'put'; row: MetaRow} | {table: MetaTable; op: 'delete'; row: MetaRow}

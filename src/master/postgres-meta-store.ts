@@ -2,7 +2,7 @@ import {randomBytes} from 'node:crypto'
 import {setTimeout as sleep} from 'node:timers/promises'
 import pg from 'pg'
 import type {Logger} from '../util/log.js'
-import {coalesce, META_TABLE_NAMES, META_TABLES, StaleEpochError, type LeaderInfo, type Leadership, type MetaChange, type MetaRow, type MetaStore, type MetaTable} from './meta-store.js'
+import {coalesce, columnsToAdd, META_TABLE_NAMES, META_TABLES, StaleEpochError, type LeaderInfo, type Leadership, type MetaChange, type MetaRow, type MetaStore, type MetaTable} from './meta-store.js'
 
 // The metadata in PostgreSQL, for several masters on one database. Leadership is a session advisory
 // lock held on a dedicated connection that pings every lease/5; the server ends that session after
@@ -87,6 +87,11 @@ export class PostgresMetaStore implements MetaStore {
         const {key, columns} = META_TABLES[table]
         const defs = columns.map((column) => columnDef(table, column))
         await client.query(`CREATE TABLE IF NOT EXISTS ${tableName(table)} (${defs.join(', ')}, PRIMARY KEY (${q(key)}))`)
+        // A table an older version made: looked up first, since ALTER TABLE waits for every reader of it.
+        const {rows} = await client.query<{name: string}>('SELECT column_name AS name FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1', [tableName(table)])
+        for (const column of columnsToAdd(table, new Set(rows.map((row) => row.name)))) {
+          await client.query(`ALTER TABLE ${tableName(table)} ADD COLUMN ${columnDef(table, column)}`)
+        }
       }
       await client.query(`CREATE TABLE IF NOT EXISTS chunky_leader (
         id INT PRIMARY KEY CHECK (id = 1), store_id TEXT NOT NULL, epoch BIGINT NOT NULL, url TEXT NOT NULL)`)

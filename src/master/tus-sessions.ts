@@ -27,7 +27,8 @@ CREATE TABLE IF NOT EXISTS tus_sessions (
   id TEXT PRIMARY KEY, upload_id TEXT NOT NULL, name TEXT NOT NULL, length INTEGER, offset INTEGER NOT NULL,
   chunk_size INTEGER NOT NULL, metadata TEXT NOT NULL, max_size INTEGER, creator TEXT NOT NULL,
   created_ms INTEGER NOT NULL, expires_ms INTEGER NOT NULL, holder TEXT, epoch INTEGER NOT NULL,
-  state TEXT NOT NULL -- open | done | expired (kept one more expiry period so clients get 410, not 404)
+  state TEXT NOT NULL, -- open | done | expired (kept one more expiry period so clients get 410, not 404)
+  parts TEXT -- a final upload's partial uploads, their ids space-separated in order (HEAD answers them); else NULL
 );
 CREATE INDEX IF NOT EXISTS tus_sessions_expiry ON tus_sessions (state, expires_ms);
 `
@@ -35,6 +36,7 @@ CREATE INDEX IF NOT EXISTS tus_sessions_expiry ON tus_sessions (state, expires_m
 type Row = {
   id: string; upload_id: string; name: string; length: number | null; offset: number; chunk_size: number; metadata: string
   max_size: number | null; creator: string; created_ms: number; expires_ms: number; holder: string | null; epoch: number; state: string
+  parts: string | null
 }
 
 const PARTIAL = '/partial'
@@ -58,8 +60,8 @@ export class TusSessions {
       insert: db.prepare(`INSERT INTO tus_sessions (id, upload_id, name, length, offset, chunk_size, metadata, max_size, creator, created_ms, expires_ms, holder, epoch, state)
         VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, 1, 'open')`),
       // A final upload is complete once made: no upload of its own (upload_id FINAL), nothing to PATCH.
-      insertFinal: db.prepare(`INSERT INTO tus_sessions (id, upload_id, name, length, offset, chunk_size, metadata, max_size, creator, created_ms, expires_ms, holder, epoch, state)
-        VALUES (?, '${FINAL}', ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, 1, 'done')`),
+      insertFinal: db.prepare(`INSERT INTO tus_sessions (id, upload_id, name, length, offset, chunk_size, metadata, max_size, creator, created_ms, expires_ms, holder, epoch, state, parts)
+        VALUES (?, '${FINAL}', ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, 1, 'done', ?)`),
       openOf: db.prepare("SELECT COUNT(*) FROM tus_sessions WHERE creator = ? AND state = 'open'").pluck(),
       setHolder: db.prepare('UPDATE tus_sessions SET holder = ?, epoch = epoch + 1 WHERE id = ?'),
       setLength: db.prepare('UPDATE tus_sessions SET length = ? WHERE id = ?'),
@@ -161,7 +163,8 @@ export class TusSessions {
   /**
    * A final upload (Upload-Concat: final): the finished partial uploads `parts`, in order, joined into
    * `name` and committed in one transaction (uploads.ts join()): their chunks become the file's, no
-   * byte is copied. The partial sessions are gone afterwards (404), as their uploads are.
+   * byte is copied. The partial sessions are gone afterwards (404), as their uploads are; the final
+   * keeps their ids, which HEAD answers (Upload-Concat: final;…).
    */
   concat(request: TusConcatRequest): TusSession {
     if (new Set(request.parts).size !== request.parts.length) throw new ChunkyError('BAD_REQUEST', 'Upload-Concat lists a partial upload twice: list each once, in order')
@@ -172,7 +175,7 @@ export class TusSessions {
     const id = randomBytes(16).toString('hex')
     this.uploads.join(request.name, parts.map((row) => row.upload_id), () => {
       for (const row of parts) this.q.remove.run(row.id)
-      this.q.insertFinal.run(id, request.name, length, length, DEFAULT_CHUNK_SIZE, request.metadata, request.maxSize, request.node, now, now + this.limits.expiryMs)
+      this.q.insertFinal.run(id, request.name, length, length, DEFAULT_CHUNK_SIZE, request.metadata, request.maxSize, request.node, now, now + this.limits.expiryMs, request.parts.join(' '))
     })
     this.ctx.metrics.tusSessions.inc({event: 'finished'})
     this.ctx.log.info({event: 'tus.concatenated', id, name: request.name, parts: request.parts, length, node: request.node}, `tus upload ${id}: ${parts.length} partial uploads joined into ${request.name}`)
@@ -273,5 +276,6 @@ function view(row: Row): TusSession {
     holder: row.holder,
     epoch: row.epoch,
     state: row.state === 'done' ? 'done' : 'open',
+    parts: row.parts === null ? null : row.parts.split(' '),
   }
 }

@@ -89,7 +89,7 @@ export async function handleTus(ctx: NodeContext, tus: TusContext, req: Incoming
   if (collection && method === 'POST') return create(ctx, tus, req, res, scope, base)
   const id = path.length === 1 ? TusId.safeParse(path[0]) : undefined
   if (!id?.success) throw new ChunkyError('NOT_FOUND', `no tus upload at ${(req.url ?? '').split('?')[0]!.slice(0, 200)}`)
-  if (method === 'HEAD') return head(ctx, tus, res, await sessionIn(tus, id.data, scope))
+  if (method === 'HEAD') return head(ctx, tus, res, await sessionIn(tus, id.data, scope), base)
   if (method === 'PATCH') return patch(ctx, tus, req, res, id.data, scope)
   if (method === 'DELETE') {
     await sessionIn(tus, id.data, scope)
@@ -141,8 +141,11 @@ async function create(ctx: NodeContext, tus: TusContext, req: IncomingMessage, r
   res.end()
 }
 
-function head(ctx: NodeContext, tus: TusContext, res: ServerResponse, session: TusSession): void {
-  res.writeHead(200, {...sessionHeaders(session), 'upload-offset': String(localOffset(ctx, tus, session)), 'cache-control': 'no-store', 'content-length': 0})
+/** `base` is the endpoint the request came through (TUS_PATH, or a signed link's): a final's partials are named under it. */
+function head(ctx: NodeContext, tus: TusContext, res: ServerResponse, session: TusSession, base: string): void {
+  // tus asks it of HEAD: a final upload answers its partial uploads' URLs, here on this node (every node takes every path).
+  const concat = session.parts ? {'upload-concat': `final;${session.parts.map((id) => `${tus.publicUrl()}${base}${id}`).join(' ')}`} : {}
+  res.writeHead(200, {...sessionHeaders(session), ...concat, 'upload-offset': String(localOffset(ctx, tus, session)), 'cache-control': 'no-store', 'content-length': 0})
   res.end()
 }
 

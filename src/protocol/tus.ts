@@ -55,6 +55,8 @@ export const TusSession = z.object({
   holder: NodeId.nullable(),
   epoch: z.number().int().nonnegative(),
   state: z.enum(['open', 'done']),
+  /** A final upload's partial uploads, in order (HEAD answers Upload-Concat: final;… with them); null for any other. A master of an older version sends none. */
+  parts: z.array(TusId).max(MAX_TUS_CONCAT_PARTS).nullable().default(null),
 })
 export type TusSession = z.infer<typeof TusSession>
 

@@ -163,8 +163,25 @@ describe('tus uploads', () => {
   it('parallelUploads: 3 (concatenation) joins the partials without copying: byte-identical download, a range across a partial boundary, refusals', async () => {
     // Three parts of 11 MiB and a bit: each partial is a whole chunk and a short one, so the joined file has short chunks mid-file.
     const data = randomBytes(33 * MiB + 7)
-    const finalUrl = await tusUpload(data, {endpoint: `${node('n2')}/tus/`, parallelUploads: 3, metadata: {name: 'tus/parallel.bin'}})
+    const partials: string[] = []
+    let concat = ''
+    const finalUrl = await tusUpload(data, {
+      endpoint: `${node('n2')}/tus/`, parallelUploads: 3, metadata: {name: 'tus/parallel.bin'},
+      onAfterResponse: (req, res) => {
+        if (req.getMethod() === 'POST' && req.getHeader('Upload-Concat') === 'partial') partials.push(res.getHeader('Location')!)
+        if (req.getMethod() === 'POST' && req.getHeader('Upload-Concat')?.startsWith('final;')) concat = req.getHeader('Upload-Concat')!
+      },
+    })
     expect(sha256(await downloaded('tus/parallel.bin'))).toBe(sha256(data))
+    // HEAD of the final upload, through a node other than the one that took it, lists its partials in
+    // order (tus: Upload-Concat: final;…), named on the node asked; a partial's HEAD says partial.
+    const listed = concat.slice('final;'.length).split(' ')
+    expect(listed.toSorted()).toEqual(partials.toSorted())
+    expect(listed).toHaveLength(3)
+    const finalHead = await tusRequest(finalUrl.replace(node('n2'), node('n3')), 'HEAD', {authorization: `Bearer ${rw}`})
+    expect(finalHead.status).toBe(200)
+    expect(finalHead.headers.get('upload-concat')).toBe(`final;${listed.map((url) => url.replace(node('n2'), node('n3'))).join(' ')}`)
+    expect([finalHead.headers.get('upload-length'), finalHead.headers.get('upload-offset')]).toEqual([String(data.length), String(data.length)])
     const [file] = (await cluster.status('tus/parallel.bin')).files
     const part = Math.floor(data.length / 3)
     // The partials' own chunks, at their first versions: nothing re-cut or copied.

@@ -17,6 +17,8 @@ interface StoreKind {
   open(): Promise<MetaStore>
   /** Ends a leader's hold as a pause past its lease would (its handle stays, as a paused process's does). */
   endLease(store: MetaStore): Promise<void>
+  /** Takes `column` out of `table` as a store made by an older version, before the column existed, would have it. */
+  dropColumn(table: MetaTable, column: string): Promise<void>
   /** Only one handle leads at a time (PostgreSQL); SQLite's one master per data dir is the data dir lock's job. */
   exclusive: boolean
   teardown(): Promise<void>
@@ -24,20 +26,26 @@ interface StoreKind {
 
 function sqliteKind(): StoreKind {
   let dir = ''
-  let db: Db | undefined
+  const handles: Db[] = []
   return {
     name: 'sqlite',
     async setup() {
       dir = await mkdtemp(join(tmpdir(), 'chunky-meta-'))
-      db = openDatabase(dir)
     },
     async open() {
-      return new SqliteMetaStore(db!)
+      const db = openDatabase(dir) // as a master's start does, with its upgrade step
+      handles.push(db)
+      return new SqliteMetaStore(db)
     },
     async endLease() {},
+    async dropColumn(table, column) {
+      const db = openDatabase(dir)
+      db.exec(`ALTER TABLE ${table} DROP COLUMN "${column}"`)
+      db.close()
+    },
     exclusive: false,
     async teardown() {
-      db?.close()
+      for (const db of handles.splice(0)) db.close()
       await rm(dir, {recursive: true, force: true})
     },
   }
@@ -59,6 +67,12 @@ function postgresKind(): StoreKind {
       const admin = new pg.Client({connectionString: server!.url})
       await admin.connect()
       await admin.query("SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid()")
+      await admin.end()
+    },
+    async dropColumn(table, column) {
+      const admin = new pg.Client({connectionString: server!.url})
+      await admin.connect()
+      await admin.query(`ALTER TABLE chunky_${table} DROP COLUMN "${column}"`)
       await admin.end()
     },
     exclusive: true,
@@ -115,7 +129,7 @@ describe.each(STORE_KINDS)('the $name metadata store', (kind) => {
       {table: 'chunk_ids', op: 'put', row: {name: 'a.mp4', idx: 0, chunk_id: 'c1'}},
       {table: 'planned', op: 'put', row: {chunk_id: 'c1', version: 2, size: 5, sha256: 'ab', upload_id: 'u1'}},
       {table: 'meta', op: 'put', row: {key: 'grant_key', value: 'k'}},
-      {table: 'tus_sessions', op: 'put', row: {id: 't1', upload_id: 'u1', name: 'a.mp4', length: null, offset: 0, chunk_size: 10, metadata: '', max_size: null, creator: 'n1', created_ms: big, expires_ms: big, holder: null, epoch: 1, state: 'open'}},
+      {table: 'tus_sessions', op: 'put', row: {id: 't1', upload_id: 'u1', name: 'a.mp4', length: null, offset: 0, chunk_size: 10, metadata: '', max_size: null, creator: 'n1', created_ms: big, expires_ms: big, holder: null, epoch: 1, state: 'open', parts: null}},
       {table: 'node_drains', op: 'put', row: {node_id: 'n2', started_ms: big}},
     ])
     await store.apply(epoch, [
@@ -136,7 +150,7 @@ describe.each(STORE_KINDS)('the $name metadata store', (kind) => {
     expect(tables.get('uploads')).toEqual([{upload_id: 'u2', name: 'a.mp4', size: 5, chunk_size: 10, chunk_count: 1, created_ms: big}])
     expect(tables.get('upload_chunks')).toEqual([{upload_id: 'u2', idx: 0, chunk_id: 'c1', version: 3, size: 5, sha256: 'cd', skip: 1}])
     expect(tables.get('meta')?.sort(sortBy('key'))).toEqual([{key: 'grant_key', value: 'k'}])
-    expect(tables.get('tus_sessions')).toEqual([{id: 't1', upload_id: 'u1', name: 'a.mp4', length: null, offset: 0, chunk_size: 10, metadata: '', max_size: null, creator: 'n1', created_ms: big, expires_ms: big, holder: null, epoch: 1, state: 'open'}])
+    expect(tables.get('tus_sessions')).toEqual([{id: 't1', upload_id: 'u1', name: 'a.mp4', length: null, offset: 0, chunk_size: 10, metadata: '', max_size: null, creator: 'n1', created_ms: big, expires_ms: big, holder: null, epoch: 1, state: 'open', parts: null}])
     expect(tables.get('node_drains')).toEqual([{node_id: 'n2', started_ms: big}])
   })
 
@@ -168,6 +182,20 @@ describe.each(STORE_KINDS)('the $name metadata store', (kind) => {
     await next.apply(epoch, [{table: 'files', op: 'put', row: {name: 'ok.mp4', size: 1, chunk_size: 1, chunk_count: 1, committed_at: 'x'}}])
     expect((await loaded(next)).get('files')?.map((f) => f.name).sort()).toEqual(['a.mp4', 'ok.mp4'])
     if (kind.exclusive) expect(lost.length).toBe(1) // and it knows it no longer leads
+  })
+
+  it('gives a table an older version made the nullable column added since, keeping its rows (the upgrade at start)', async () => {
+    const final = {id: 't2', upload_id: '', name: 'joined.mp4', length: 6, offset: 6, chunk_size: 10, metadata: '', max_size: null, creator: 'n1', created_ms: 1, expires_ms: 2, holder: null, epoch: 1, state: 'done'}
+    const old = await open()
+    const {epoch} = await old.lead('http://old-version', AbortSignal.timeout(20_000))
+    await old.apply(epoch, [{table: 'tus_sessions', op: 'put', row: {...final, parts: 'p1 p2'}}])
+    await old.close()
+    await kind.dropColumn('tus_sessions', 'parts') // the table as a version before that column left it
+    const upgraded = await open() // the next master's start
+    expect((await loaded(upgraded)).get('tus_sessions')).toContainEqual({...final, parts: null})
+    const next = await upgraded.lead('http://new-version', AbortSignal.timeout(20_000))
+    await upgraded.apply(next.epoch, [{table: 'tus_sessions', op: 'put', row: {...final, parts: 'p1 p2'}}])
+    expect((await loaded(await open())).get('tus_sessions')).toContainEqual({...final, parts: 'p1 p2'})
   })
 
   it('writes a batch all or nothing', async () => {

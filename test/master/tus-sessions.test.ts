@@ -91,4 +91,19 @@ describe('tus sessions in the master', () => {
     s.tus.terminate(deferred.id)
     expect(() => s.tus.get(deferred.id)).toThrow(expect.objectContaining({code: 'UPLOAD_NOT_FOUND'}))
   })
+
+  it('a final upload keeps its partial uploads, in order, for HEAD; the joined partials are gone', async () => {
+    const s = await setup()
+    const finished = (size: number, c: string) => {
+      const partial = s.tus.create({name: null, partial: true, length: size, metadata: '', maxSize: null, node: 'n1'})
+      const chunk = s.tus.planChunk(partial.id, {node: 'n1', epoch: partial.epoch, index: 0, size, sha256: sha(c)})
+      for (const node of ['n1', 'n2']) s.records.stored(node, 'L1', {chunkId: chunk.chunkId, version: chunk.version, size, sha256: chunk.sha256})
+      expect(s.tus.advance(partial.id, {node: 'n1', epoch: partial.epoch, index: 0})).toMatchObject({state: 'done', partial: true, parts: null})
+      return partial.id
+    }
+    const [b, a] = [finished(3, 'b'), finished(5, 'a')]
+    const final = s.tus.concat({name: 'up/joined.bin', parts: [a, b], metadata: '', maxSize: null, link: null, node: 'n2'})
+    expect(s.tus.get(final.id)).toMatchObject({name: 'up/joined.bin', length: 8, offset: 8, state: 'done', partial: false, parts: [a, b]})
+    expect(() => s.tus.get(a)).toThrow(expect.objectContaining({code: 'UPLOAD_NOT_FOUND'}))
+  })
 })
