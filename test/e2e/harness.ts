@@ -17,7 +17,8 @@ export {waitFor}
 
 export const ROOT = resolve(import.meta.dirname, '../..')
 export const BIN = join(ROOT, 'bin/run.js')
-export const MEDIA = resolve(ROOT, '../shared/media')
+/** The sample videos: ../shared/media beside the checkout, or CHUNKY_TEST_MEDIA (a checkout elsewhere, a git worktree). */
+export const MEDIA = process.env.CHUNKY_TEST_MEDIA ?? resolve(ROOT, '../shared/media')
 export const TOKEN = 'e2e-cluster-token-0123456789'
 /** XDG_CONFIG_HOME for every process the tests start: a path that does not exist, so no config file applies. */
 export const NO_CONFIG_HOME = join(tmpdir(), `chunky-e2e-no-config-${process.pid}`)
