@@ -221,6 +221,17 @@ describe('tus uploads', () => {
     expect((await final([done])).status).toBe(201) // replaces the joined file above, whose chunks are dropped
     expect((await downloaded('tus/parallel.bin')).toString()).toBe('abc')
     expect((await final([done])).status).toBe(404) // joined once, gone
+    // Through a signed link, HEAD names the partials under that link's endpoint, on the node asked.
+    const viaLink = await partial(3, {}, link)
+    expect(viaLink.startsWith(link)).toBe(true)
+    expect((await tusRequest(viaLink, 'PATCH', {'content-type': 'application/offset+octet-stream', 'upload-offset': '0'}, Buffer.from('xyz'))).status).toBe(204)
+    const joined = await final([viaLink], {}, link)
+    expect(joined.status).toBe(201)
+    const origin = new URL(link).origin
+    const another = ['n1', 'n2', 'n3'].map(node).find((url) => url !== origin)!
+    const linkedHead = await tusRequest(joined.headers.get('location')!.replace(origin, another), 'HEAD')
+    expect(linkedHead.headers.get('upload-concat')).toBe(`final;${viaLink.replace(origin, another)}`)
+    expect((await downloaded('tus/parallel.bin')).toString()).toBe('xyz')
   })
 
   it('resumes at the same path on another node after kill -9 of the entry node, from no more than was durable on W nodes', async () => {
