@@ -19,7 +19,7 @@ import {NodeLinks} from './node-link.js'
 import {RepairLoop, UPLOAD_TTL_MS} from './repair-loop.js'
 import {ReplicaRecords} from './replicas.js'
 import type {LeaderInfo, Leadership, MetaStore} from './meta-store.js'
-import {loadWorkingCopy, MetaSync} from './meta-sync.js'
+import {MetaSync, WarmCopy} from './meta-sync.js'
 import {PostgresMetaStore} from './postgres-meta-store.js'
 import {SqliteMetaStore} from './sqlite-meta-store.js'
 import {TusSessions} from './tus-sessions.js'
@@ -74,6 +74,8 @@ export interface RunningMaster {
 const PERSIST_NODES_MS = 5_000
 /** Changes made outside a request (expiry, a report's version above any handed out) reach the store this often. */
 const FLUSH_MS = 200
+/** A standby reads the leader's new writes from the store this often. */
+const FOLLOW_MS = 500
 
 /** What one term of leading serves; it ends with close() when the master steps down or stops. */
 interface Term {
@@ -104,6 +106,7 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
     throw err
   }
   const workingCopy = db
+  const warm = postgres ? new WarmCopy(workingCopy, postgres, log) : undefined
 
   let term: Term | undefined
   /** Where the leader is, as the store said last (what a standby answers). */
@@ -143,11 +146,18 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
     const ended = new Promise<string>((resolve) => (lost = resolve))
     store.onLost((reason) => lost(reason))
     let sync: MetaSync | undefined
-    if (postgres) {
+    if (warm) {
       const started = Date.now()
-      const rows = await loadWorkingCopy(workingCopy, store)
+      await warm.stop()
+      // The epoch is raised: no older leader can write past the log's end now, so this misses nothing.
+      const caught = await warm.catchUp().catch(async (err: unknown) => {
+        await postgres!.release() // let another master try
+        throw err
+      })
+      warm.forget() // this term writes to the copy
       sync = new MetaSync(workingCopy, store, leadership.epoch, (err) => lost(err.message))
-      log.info({event: 'master.leading', epoch: leadership.epoch, rows, ms: Date.now() - started}, `leading (epoch ${leadership.epoch}): loaded ${rows} metadata rows in ${Date.now() - started} ms`)
+      const what = caught.full ? `loaded ${caught.rows} metadata rows` : `applied ${caught.rows} changes the standby had not seen yet`
+      log.info({event: 'master.leading', epoch: leadership.epoch, full: caught.full, rows: caught.rows, ms: Date.now() - started}, `leading (epoch ${leadership.epoch}): ${what} in ${Date.now() - started} ms`)
     }
     term = startTerm({...opts, log, clock: opts.clock ?? systemClock}, workingCopy, {epoch: leadership.epoch, storeId: leadership.storeId}, sync, advertised)
     const reason = await Promise.race([ended, new Promise<string>((resolve) => stopping.signal.addEventListener('abort', () => resolve('stopping'), {once: true}))])
@@ -158,7 +168,10 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
     log.error({event: 'master.stepped_down', epoch: leadership.epoch, reason}, `no longer leading (epoch ${leadership.epoch}): ${reason}; standing by`)
     await postgres?.release()
   }
-  const takeOver = async () => serve(await store.lead(advertised, stopping.signal))
+  const takeOver = async () => {
+    warm?.follow(FOLLOW_MS) // standing by: keep the working copy current while waiting for the lock
+    return serve(await store.lead(advertised, stopping.signal))
+  }
   let elections: Promise<void> = Promise.resolve()
   if (postgres) {
     const watch = setInterval(() => {
@@ -190,6 +203,7 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
     (closing ??= (async () => {
       stopping.abort()
       await elections.catch(() => {})
+      await warm?.stop()
       await closeHttp(server)
       await store.close()
       workingCopy.close()

@@ -65,13 +65,32 @@ export interface MetaStore {
   lead(url: string, signal: AbortSignal): Promise<Leadership>
   /** Who leads now, as the store says; undefined before anyone ever led. */
   leader(): Promise<LeaderInfo | undefined>
-  /** Every durable row, table by table (the new leader's working copy is built from this). */
-  load(onRows: (table: MetaTable, rows: MetaRow[]) => void): Promise<void>
+  /** Every durable row, table by table (the new leader's working copy is built from this); a store with a ChangeLog resolves to its position. */
+  load(onRows: (table: MetaTable, rows: MetaRow[]) => void): Promise<number | void>
   /** Writes the changes in one transaction, only if `epoch` is still the current one (else StaleEpochError, nothing written). */
   apply(epoch: number, changes: readonly MetaChange[]): Promise<void>
   /** Called once if leadership is lost (the lock session ended, or a write met a higher epoch). */
   onLost(listener: (reason: string) => void): void
   close(): Promise<void>
+}
+
+/** Writes after a log position, in the order they were committed, and where the log ends now. */
+export interface LoggedChanges {
+  /** The position of the last write committed (what a copy holding every write stands at). */
+  end: number
+  batches: {seq: number; changes: MetaChange[]}[]
+}
+
+/**
+ * A store that logs every write it takes, in commit order, each at the next position (PostgreSQL):
+ * a standby's working copy follows it, so that taking over costs only what the copy has not seen.
+ * The log keeps recent writes only; a copy further behind must load everything again.
+ */
+export interface ChangeLog {
+  /** MetaStore.load, resolving to the log position the rows stand at (every write up to it, none after). */
+  load(onRows: (table: MetaTable, rows: MetaRow[]) => void): Promise<number>
+  /** The writes after `position`, oldest first (at most `limit` of them), or 'trimmed' when the log no longer holds the next one. */
+  changesAfter(position: number, limit: number): Promise<LoggedChanges | 'trimmed'>
 }
 
 export class StaleEpochError extends Error {

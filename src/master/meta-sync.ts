@@ -1,23 +1,28 @@
 import type {Statement} from 'better-sqlite3'
-import type {Db} from './db.js'
-import {META_TABLE_NAMES, META_TABLES, type MetaChange, type MetaRow, type MetaStore, type MetaTable} from './meta-store.js'
+import type {Logger} from '../util/log.js'
+import {relaxedDurability, type Db} from './db.js'
+import {META_TABLE_NAMES, META_TABLES, type ChangeLog, type MetaChange, type MetaRow, type MetaStore, type MetaTable} from './meta-store.js'
+import {writeChanges} from './sqlite-meta-store.js'
 
 // With a store other than the master's own SQLite (PostgreSQL), the master still works on its local
-// database, a working copy loaded at takeover; temporary triggers record every change to the durable
-// tables (same transaction), and flush() ships them, in order, to the store with the leader's epoch.
-// A request that changed something answers only after its flush, so nothing acknowledged lives only
-// in the working copy.
+// database, a working copy. A standby keeps it current from the store's change log (WarmCopy); at
+// takeover it applies what it has not seen yet. While leading, temporary triggers record every change
+// to the durable tables (same transaction), and flush() ships them, in order, to the store with the
+// leader's epoch. A request that changed something answers only after its flush, so nothing
+// acknowledged lives only in the working copy.
 
 const CHANGES = 'temp.meta_changes'
 
 /**
- * Replaces the working copy's durable tables with the store's rows, then records every later change.
+ * Replaces the working copy's durable tables with the store's rows (and stops recording changes).
  * Rows go in page by page as the store yields them, in one transaction: a million chunks never sit
  * in memory at once, and a load that fails leaves the copy as it was. Nothing else uses the copy
- * while this master takes over, so the transaction may stay open across the store's reads.
+ * while this master stands by or takes over, so the transaction may stay open across the store's
+ * reads. `position` is the change log position the rows stand at, when the store keeps a log.
  */
-export async function loadWorkingCopy(db: Db, store: MetaStore): Promise<number> {
+export async function loadWorkingCopy(db: Db, store: Pick<MetaStore, 'load'>): Promise<{rows: number; position: number | undefined}> {
   let count = 0
+  let position: number | void
   db.exec('BEGIN IMMEDIATE')
   try {
     dropCapture(db)
@@ -27,18 +32,17 @@ export async function loadWorkingCopy(db: Db, store: MetaStore): Promise<number>
       db.prepare(`DELETE FROM main.${table}`).run()
       inserts.set(table, db.prepare(`INSERT INTO main.${table} (${columns.map((c) => `"${c}"`).join(', ')}) VALUES (${columns.map((c) => `@${c}`).join(', ')})`))
     }
-    await store.load((table, rows) => {
+    position = await store.load((table, rows) => {
       const insert = inserts.get(table)!
       for (const row of rows) insert.run(row)
       count += rows.length
     })
-    createCapture(db)
     db.exec('COMMIT')
   } catch (err) {
     if (db.inTransaction) db.exec('ROLLBACK')
     throw err
   }
-  return count
+  return {rows: count, position: typeof position === 'number' ? position : undefined}
 }
 
 function dropCapture(db: Db): void {
@@ -59,6 +63,101 @@ function createCapture(db: Db): void {
   }
 }
 
+/** Writes of the change log read per query. */
+const FOLLOW_PAGE = 100
+
+/** What one catch-up did: a full load, or the writes the copy had not seen. */
+export interface CatchUp {
+  full: boolean
+  /** Rows loaded (full) or changes applied. */
+  rows: number
+  /** The log position the copy now stands at. */
+  position: number
+}
+
+/**
+ * A standby's working copy kept current from the store's change log. It knows the log position it
+ * stands at; with none (just started, or it led and wrote to the copy) or one the log no longer
+ * holds, it loads everything. One step at a time: following and taking over never overlap.
+ */
+export class WarmCopy {
+  private position: number | undefined
+  private step: Promise<unknown> = Promise.resolve()
+  private timer: NodeJS.Timeout | undefined
+  private lastProblem = ''
+
+  constructor(
+    private readonly db: Db,
+    private readonly store: ChangeLog,
+    private readonly log: Logger,
+  ) {}
+
+  /** Starts catching up every `intervalMs` (standing by). */
+  follow(intervalMs: number): void {
+    if (this.timer) return
+    let busy = false
+    const tick = () => {
+      if (busy) return
+      busy = true
+      this.catchUp().then(
+        () => (this.lastProblem = ''),
+        (err: Error) => {
+          if (err.message !== this.lastProblem) this.log.warn({event: 'meta.follow_failed', error: err.message}, `following the metadata store failed: ${err.message}; trying again`)
+          this.lastProblem = err.message
+        },
+      ).finally(() => (busy = false))
+    }
+    this.timer = setInterval(tick, intervalMs)
+    tick()
+  }
+
+  /** Stops following; resolves once the step under way has ended. */
+  async stop(): Promise<void> {
+    clearInterval(this.timer)
+    this.timer = undefined
+    await this.step.catch(() => {})
+  }
+
+  /** The copy will be written by this master (it leads): it no longer stands at any log position. */
+  forget(): void {
+    this.position = undefined
+  }
+
+  /**
+   * Brings the copy to the log's end as the store sees it now. Taking over, this runs after the
+   * epoch was raised, so no older leader can write past that end.
+   */
+  catchUp(): Promise<CatchUp> {
+    const done = this.step.catch(() => {}).then(() => this.advance())
+    this.step = done
+    return done
+  }
+
+  private async advance(): Promise<CatchUp> {
+    let applied = 0
+    while (this.position !== undefined) {
+      const page = await this.store.changesAfter(this.position, FOLLOW_PAGE)
+      if (page === 'trimmed') {
+        this.log.info({event: 'meta.behind_log', position: this.position}, `the working copy (at ${this.position}) is older than the change log keeps: loading it all`)
+        this.position = undefined
+        break
+      }
+      if (page.batches.length > 0) {
+        // The copy is rebuilt from the store whenever this process starts: its own durability adds nothing.
+        relaxedDurability(this.db, () => this.db.transaction(() => {
+          for (const batch of page.batches) writeChanges(this.db, batch.changes)
+        })())
+        this.position = page.batches[page.batches.length - 1]!.seq
+        applied += page.batches.reduce((sum, batch) => sum + batch.changes.length, 0)
+      }
+      if (this.position >= page.end) return {full: false, rows: applied, position: this.position}
+    }
+    const {rows, position} = await loadWorkingCopy(this.db, this.store)
+    this.position = position
+    return {full: true, rows, position: position!}
+  }
+}
+
 /** Ships the working copy's recorded changes to the store, one flush after the other. */
 export class MetaSync {
   private chain: Promise<void> = Promise.resolve()
@@ -73,6 +172,8 @@ export class MetaSync {
     /** Called once when a write fails: the working copy may now hold what the store lacks, so this master must stop leading. */
     private readonly onFailure: (err: Error) => void,
   ) {
+    dropCapture(db)
+    createCapture(db) // from here on, every change to the copy is recorded
     this.take = db.prepare(`SELECT seq, tbl, op, row FROM ${CHANGES} ORDER BY seq`)
     this.clear = db.prepare(`DELETE FROM ${CHANGES} WHERE seq <= ?`)
   }

@@ -2,13 +2,15 @@ import {randomBytes} from 'node:crypto'
 import {setTimeout as sleep} from 'node:timers/promises'
 import pg from 'pg'
 import type {Logger} from '../util/log.js'
-import {coalesce, columnsToAdd, META_TABLE_NAMES, META_TABLES, StaleEpochError, type LeaderInfo, type Leadership, type MetaChange, type MetaRow, type MetaStore, type MetaTable} from './meta-store.js'
+import {coalesce, columnsToAdd, META_TABLE_NAMES, META_TABLES, StaleEpochError, type ChangeLog, type LeaderInfo, type Leadership, type LoggedChanges, type MetaChange, type MetaRow, type MetaStore, type MetaTable} from './meta-store.js'
 
 // The metadata in PostgreSQL, for several masters on one database. Leadership is a session advisory
 // lock held on a dedicated connection that pings every lease/5; the server ends that session after
 // one lease of silence (idle_session_timeout), so a hung or paused leader loses the lock, and TCP
 // keep-alives end it when the leader's host vanishes. The epoch row is raised by each new leader, and
 // every write checks it in its own transaction, so a leader that lost the lock writes nothing.
+// Every write also goes, in the same transaction, into a change log at the next position (the
+// leader row's log_seq), which standbys read to keep their working copies current.
 
 const tableName = (table: MetaTable) => `chunky_${table}`
 /** Column names quoted: some are words PostgreSQL reserves (offset). */
@@ -24,6 +26,10 @@ const LEADER_LOCK = 0x6368756e6b79
 const SCHEMA_LOCK = LEADER_LOCK + 1
 /** Rows per page when a new leader loads the store. */
 const LOAD_PAGE = 20_000
+/** How long the change log keeps a write, by default: longer than a full load of a large store takes, so a standby that loaded can follow on. */
+const KEEP_CHANGES_MS = 10 * 60_000
+/** The leader trims the log at most this often. */
+const TRIM_EVERY_MS = 10_000
 
 // BIGINT (int8) arrives as a string by default; ours stay far below 2^53.
 const numberTypes = {
@@ -35,6 +41,8 @@ export interface PostgresStoreOptions {
   leaseMs: number
   /** How often a standby tries to take the lock. */
   retryMs?: number
+  /** How long the change log keeps a write (default 10 min); a standby further behind loads everything. */
+  keepChangesMs?: number
   log: Logger
 }
 
@@ -56,12 +64,15 @@ export function redact(url: string): string {
   return url.replace(/^(postgres(?:ql)?:\/\/[^:@/]*):[^@/]*@/, '$1:***@')
 }
 
-export class PostgresMetaStore implements MetaStore {
+export class PostgresMetaStore implements MetaStore, ChangeLog {
   readonly kind = 'postgres'
   private readonly urls: string[]
   private readonly retryMs: number
   private lockClient: pg.Client | undefined
   private pool: pg.Pool | undefined
+  /** A standby's connection for reading the change log (kept: it asks several times a second). */
+  private follower: pg.Client | undefined
+  private lastTrimMs = 0
   private pinger: NodeJS.Timeout | undefined
   private lastPingOkMs = 0
   private lostListeners: ((reason: string) => void)[] = []
@@ -96,6 +107,9 @@ export class PostgresMetaStore implements MetaStore {
       await client.query(`CREATE TABLE IF NOT EXISTS chunky_leader (
         id INT PRIMARY KEY CHECK (id = 1), store_id TEXT NOT NULL, epoch BIGINT NOT NULL, url TEXT NOT NULL)`)
       await client.query("INSERT INTO chunky_leader (id, store_id, epoch, url) VALUES (1, $1, 0, '') ON CONFLICT (id) DO NOTHING", [randomBytes(12).toString('hex')])
+      await client.query('ALTER TABLE chunky_leader ADD COLUMN IF NOT EXISTS log_seq BIGINT NOT NULL DEFAULT 0')
+      await client.query(`CREATE TABLE IF NOT EXISTS chunky_changes (
+        seq BIGINT PRIMARY KEY, epoch BIGINT NOT NULL, written_at TIMESTAMPTZ NOT NULL DEFAULT now(), changes TEXT NOT NULL)`)
       await client.query('COMMIT')
     } finally {
       await client.end().catch(() => {})
@@ -149,9 +163,10 @@ export class PostgresMetaStore implements MetaStore {
     })
   }
 
-  async load(onRows: (table: MetaTable, rows: MetaRow[]) => void): Promise<void> {
+  async load(onRows: (table: MetaTable, rows: MetaRow[]) => void): Promise<number> {
     return this.withClient(async (client) => {
       await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY') // one consistent picture
+      const {rows: at} = await client.query<{position: number}>('SELECT log_seq AS position FROM chunky_leader WHERE id = 1')
       for (const table of META_TABLE_NAMES) {
         const {key, columns} = META_TABLES[table]
         const order = q(key)
@@ -166,17 +181,45 @@ export class PostgresMetaStore implements MetaStore {
         }
       }
       await client.query('COMMIT')
+      return at[0]?.position ?? 0
     })
+  }
+
+  async changesAfter(position: number, limit: number): Promise<LoggedChanges | 'trimmed'> {
+    this.follower ??= await this.connectWritable('')
+    const client = this.follower
+    try {
+      // One statement, one snapshot: the log's end and the writes after `position` agree.
+      const {rows} = await client.query<{end: number; seq: number | null; changes: string | null}>(
+        `SELECT l.log_seq AS end, c.seq, c.changes FROM chunky_leader l
+         LEFT JOIN LATERAL (SELECT seq, changes FROM chunky_changes WHERE seq > $1 ORDER BY seq LIMIT $2) c ON true WHERE l.id = 1`,
+        [position, limit],
+      )
+      const end = rows[0]?.end ?? 0
+      const batches = rows.filter((row) => row.seq !== null).map((row) => ({seq: row.seq!, changes: JSON.parse(row.changes!) as MetaChange[]}))
+      // Positions have no gaps: a first write past the next one means the log was trimmed since (or the store is another one).
+      if (end < position || (end > position && batches[0]?.seq !== position + 1)) return 'trimmed'
+      return {end, batches}
+    } catch (err) {
+      this.follower = undefined
+      await client.end().catch(() => {})
+      throw err
+    }
   }
 
   async apply(epoch: number, changes: readonly MetaChange[]): Promise<void> {
     const client = await this.writer().connect()
     try {
       await client.query('BEGIN')
-      // FOR SHARE: a takeover's UPDATE of this row waits for this write, or this write sees its epoch.
-      const {rows} = await client.query<{epoch: number}>('SELECT epoch FROM chunky_leader WHERE id = 1 FOR SHARE')
-      const current = rows[0]?.epoch ?? 0
-      if (current !== epoch) throw new StaleEpochError(epoch, current)
+      // Taking the next log position checks the epoch and locks the leader row until commit: a
+      // takeover's UPDATE of the row waits for this write (or this write sees the new epoch), and
+      // writes take their positions in the order they commit.
+      const {rows} = await client.query<{seq: number}>('UPDATE chunky_leader SET log_seq = log_seq + 1 WHERE id = 1 AND epoch = $1 RETURNING log_seq AS seq', [epoch])
+      const seq = rows[0]?.seq
+      if (seq === undefined) {
+        const {rows: current} = await client.query<{epoch: number}>('SELECT epoch FROM chunky_leader WHERE id = 1')
+        throw new StaleEpochError(epoch, current[0]?.epoch ?? 0)
+      }
       for (const [table, {puts, deletes}] of coalesce(changes)) {
         const {key, columns} = META_TABLES[table]
         const name = tableName(table)
@@ -191,6 +234,12 @@ export class PostgresMetaStore implements MetaStore {
             [JSON.stringify(puts)],
           )
         }
+      }
+      await client.query('INSERT INTO chunky_changes (seq, epoch, changes) VALUES ($1, $2, $3)', [seq, epoch, JSON.stringify(changes)])
+      const keepMs = this.opts.keepChangesMs ?? KEEP_CHANGES_MS
+      if (Date.now() - this.lastTrimMs >= Math.min(TRIM_EVERY_MS, keepMs)) {
+        this.lastTrimMs = Date.now()
+        await client.query("DELETE FROM chunky_changes WHERE written_at < now() - $1 * interval '1 millisecond'", [keepMs])
       }
       await client.query('COMMIT')
     } catch (err) {
@@ -210,6 +259,8 @@ export class PostgresMetaStore implements MetaStore {
   async close(): Promise<void> {
     this.closed = true
     await this.release()
+    await this.follower?.end().catch(() => {})
+    this.follower = undefined
   }
 
   /** Lets go of the lock and the connections (stepping down); a later lead() may take it again. */

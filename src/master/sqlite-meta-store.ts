@@ -38,14 +38,7 @@ export class SqliteMetaStore implements MetaStore {
     this.db.transaction(() => {
       const current = (this.db.prepare('SELECT epoch FROM leader WHERE id = 1').pluck().get() as number | undefined) ?? 0
       if (current !== epoch) throw new StaleEpochError(epoch, current)
-      for (const [table, {puts, deletes}] of coalesce(changes)) {
-        const {key, columns} = META_TABLES[table]
-        const where = key.map((column) => `"${column}" = @${column}`).join(' AND ')
-        const remove = this.db.prepare(`DELETE FROM ${table} WHERE ${where}`)
-        for (const row of deletes) remove.run(pick(row, key))
-        const put = this.db.prepare(`INSERT OR REPLACE INTO ${table} (${columns.map((c) => `"${c}"`).join(', ')}) VALUES (${columns.map((c) => `@${c}`).join(', ')})`)
-        for (const row of puts) put.run(pick(row, columns, (META_TABLES[table] as {nullable?: readonly string[]}).nullable))
-      }
+      writeChanges(this.db, changes)
     })()
   }
 
@@ -55,6 +48,18 @@ export class SqliteMetaStore implements MetaStore {
 
   async close(): Promise<void> {
     // the master closes its database itself
+  }
+}
+
+/** Writes the changes into the durable tables of `db`, the last change of a row winning; the caller holds the transaction. */
+export function writeChanges(db: Db, changes: readonly MetaChange[]): void {
+  for (const [table, {puts, deletes}] of coalesce(changes)) {
+    const {key, columns} = META_TABLES[table]
+    const where = key.map((column) => `"${column}" = @${column}`).join(' AND ')
+    const remove = db.prepare(`DELETE FROM ${table} WHERE ${where}`)
+    for (const row of deletes) remove.run(pick(row, key))
+    const put = db.prepare(`INSERT OR REPLACE INTO ${table} (${columns.map((c) => `"${c}"`).join(', ')}) VALUES (${columns.map((c) => `@${c}`).join(', ')})`)
+    for (const row of puts) put.run(pick(row, columns, (META_TABLES[table] as {nullable?: readonly string[]}).nullable))
   }
 }
 
