@@ -1,6 +1,8 @@
 import {createHash, randomBytes} from 'node:crypto'
 import {readFile, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
+import Database from 'better-sqlite3'
+import pgDriver from 'pg'
 import {afterAll, beforeAll, expect, it} from 'vitest'
 import {startPostgres, type PostgresServer} from '../../scripts/postgres-server.mjs'
 import {MasterHealth, StatusDoc} from '../../src/protocol/index.js'
@@ -9,7 +11,9 @@ import {killAll, runCli, spawnCli, startDaemon, tempDir, TOKEN, waitFor, type Da
 // Issue 15: two masters on one PostgreSQL. kill -9 the leader: the standby leads, an upload carries
 // on (or succeeds when run again), committed files read back identical, versions keep rising, the
 // old leader comes back as a standby. SIGSTOP the leader: the standby leads, never two at once, the
-// paused one hands out nothing when it wakes, and nodes refuse its grants.
+// paused one hands out nothing when it wakes, and nodes refuse its grants. A standby keeps its
+// working copy current from the leader's writes, so it takes over without loading everything; one
+// started after the change log was trimmed loads everything while it stands by.
 const MiB = 1024 * 1024
 const NODE_TIMEOUT_MS = 2000
 let pg: PostgresServer
@@ -23,6 +27,35 @@ let env: Record<string, string>
 const health = async (master: Daemon) => MasterHealth.parse(await (await fetch(`${master.url}/healthz`, {signal: AbortSignal.timeout(1000)})).json())
 const role = async (master: Daemon) => (await health(master).catch(() => undefined))?.role
 const sha = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex')
+/** Every file committed so far, as uploaded. */
+const committed = new Map<string, Buffer>()
+
+/** Whether master i's working copy (its local SQLite) holds the committed file `name`. */
+function copyHolds(i: number, name: string): boolean {
+  const copy = new Database(join(dir.path, `master${i}`, 'master.sqlite'), {readonly: true, fileMustExist: true})
+  try {
+    return copy.prepare('SELECT 1 FROM files WHERE name = ?').get(name) !== undefined
+  } finally {
+    copy.close()
+  }
+}
+
+async function uploadNew(name: string, bytes: Buffer): Promise<void> {
+  const path = join(dir.path, name)
+  await writeFile(path, bytes)
+  const result = await runCli(['upload', path, '--chunk-size', '1MiB', '--json'], env)
+  expect(result.code, result.stderr).toBe(0)
+  committed.set(name, bytes)
+}
+
+async function downloadsIdentical(): Promise<void> {
+  for (const [name, bytes] of committed) {
+    const out = join(dir.path, `${name}.copy`)
+    const down = await runCli(['download', name, '-o', out], env)
+    expect(down.code, down.stderr).toBe(0)
+    expect(sha(await readFile(out)), name).toBe(sha(bytes))
+  }
+}
 
 async function startMaster(i: number, port = '0'): Promise<Daemon> {
   const args = masterArgs[i]!.map((a, k) => (masterArgs[i]![k - 1] === '--port' ? port : a))
@@ -74,7 +107,9 @@ it('kill -9 of the leader: the standby leads, uploads carry on, nothing committe
   await writeFile(first, firstBytes)
   const upload = (file: string) => runCli(['upload', file, '--chunk-size', '1MiB', '--json'], env)
   expect((await upload(first)).code).toBe(0)
+  committed.set('first.bin', firstBytes)
   const before = (await status('first.bin')).files[0]!
+  await waitFor("the standby's working copy to hold first.bin before any takeover", async () => copyHolds(1, 'first.bin'))
 
   const second = join(dir.path, 'second.bin')
   const secondBytes = randomBytes(6 * MiB)
@@ -89,22 +124,20 @@ it('kill -9 of the leader: the standby leads, uploads carry on, nothing committe
   console.log(`kill -9 of the leader: the standby led after ${tookOverMs} ms (node timeout ${NODE_TIMEOUT_MS} ms)`)
   expect(tookOverMs).toBeLessThan(NODE_TIMEOUT_MS + 8000)
   expect((await health(masters[1]!)).epoch).toBeGreaterThan(epochBefore)
+  expect(masters[1]!.output()).toMatch(/leading \(epoch \d+\): applied \d+ changes the standby had not seen yet/)
 
   const result = await running.result
   const retried = result.code === 0 ? result : await upload(second) // a running upload may have to be run again
   expect(retried.code, retried.stderr).toBe(0)
+  committed.set('second.bin', secondBytes)
   console.log(`the upload running through the kill ${result.code === 0 ? 'finished by itself' : `failed (${result.stderr.trim().split('\n').pop()}) and succeeded when run again`}`)
 
-  for (const [name, bytes] of [['first.bin', firstBytes], ['second.bin', secondBytes]] as const) {
-    const out = join(dir.path, `${name}.copy`)
-    const down = await runCli(['download', name, '-o', out], env)
-    expect(down.code, down.stderr).toBe(0)
-    expect(sha(await readFile(out))).toBe(sha(bytes))
-  }
+  await downloadsIdentical()
   expect((await status('first.bin')).files[0]!.chunks.map((c) => c.version)).toEqual(before.chunks.map((c) => c.version))
   firstBytes[10] = firstBytes[10]! ^ 1
   await writeFile(first, firstBytes)
   expect((await upload(first)).code).toBe(0)
+  committed.set('first.bin', Buffer.from(firstBytes))
   expect((await status('first.bin')).files[0]!.chunks[0]!.version).toBeGreaterThan(before.chunks[0]!.version)
 
   await startMaster(0, new URL(masters[0]!.url).port)
@@ -186,4 +219,29 @@ it('SIGSTOP of the leader: the standby leads, never two leaders, the paused one 
   })
   expect(put.status).toBe(409)
   expect(((await put.json()) as {error: {code: string}}).error.code).toBe('STALE_LEADER')
+}, 120_000)
+
+it('a standby started after the change log was trimmed loads everything, follows on, and takes over with every file', async () => {
+  const [leader, standby] = [masters[0]!, masters[1]!]
+  expect(await role(leader)).toBe('leader')
+  await standby.stop()
+  await uploadNew('third.bin', randomBytes(3 * MiB + 1))
+  const admin = new pgDriver.Client({connectionString: pg.url})
+  await admin.connect()
+  try {
+    await admin.query('DELETE FROM chunky_changes') // what the leader's trim does once writes are old enough
+  } finally {
+    await admin.end()
+  }
+  const restarted = await startMaster(1, new URL(standby.url).port)
+  await waitFor('the restarted master to stand by', async () => (await role(restarted)) === 'standby')
+  await waitFor('its working copy to hold third.bin (loaded whole while standing by)', async () => copyHolds(1, 'third.bin'), 30_000)
+  await uploadNew('fourth.bin', randomBytes(MiB + 7))
+  await waitFor('its working copy to hold fourth.bin (from the change log)', async () => copyHolds(1, 'fourth.bin'))
+
+  await leader.kill9()
+  await waitFor('the restarted standby to lead', async () => (await role(restarted)) === 'leader', 30_000)
+  expect(restarted.output()).toMatch(/leading \(epoch \d+\): applied \d+ changes the standby had not seen yet/)
+  await waitFor('three nodes alive', async () => (await status()).summary.aliveNodes === 3, 40_000)
+  await downloadsIdentical()
 }, 120_000)
