@@ -66,7 +66,7 @@ export interface MetaStore {
   /** Who leads now, as the store says; undefined before anyone ever led. */
   leader(): Promise<LeaderInfo | undefined>
   /** Every durable row, table by table (the new leader's working copy is built from this); a store with a ChangeLog resolves to its position. */
-  load(onRows: (table: MetaTable, rows: MetaRow[]) => void): Promise<number | void>
+  load(onRows: (table: MetaTable, rows: MetaRow[]) => void): Promise<LogPosition | void>
   /** Writes the changes in one transaction, only if `epoch` is still the current one (else StaleEpochError, nothing written). */
   apply(epoch: number, changes: readonly MetaChange[]): Promise<void>
   /** Called once if leadership is lost (the lock session ended, or a write met a higher epoch). */
@@ -74,11 +74,17 @@ export interface MetaStore {
   close(): Promise<void>
 }
 
+/** A place in the change log: the last write a copy holds, and the epoch it was written with (null: the log no longer holds it). */
+export interface LogPosition {
+  seq: number
+  epoch: number | null
+}
+
 /** Writes after a log position, in the order they were committed, and where the log ends now. */
 export interface LoggedChanges {
   /** The position of the last write committed (what a copy holding every write stands at). */
   end: number
-  batches: {seq: number; changes: MetaChange[]}[]
+  batches: {seq: number; epoch: number; changes: MetaChange[]}[]
 }
 
 /**
@@ -88,9 +94,13 @@ export interface LoggedChanges {
  */
 export interface ChangeLog {
   /** MetaStore.load, resolving to the log position the rows stand at (every write up to it, none after). */
-  load(onRows: (table: MetaTable, rows: MetaRow[]) => void): Promise<number>
-  /** The writes after `position`, oldest first (at most `limit` of them), or 'trimmed' when the log no longer holds the next one. */
-  changesAfter(position: number, limit: number): Promise<LoggedChanges | 'trimmed'>
+  load(onRows: (table: MetaTable, rows: MetaRow[]) => void): Promise<LogPosition>
+  /**
+   * The writes after `position`, oldest first (at most `limit` of them), or 'lost' when the log
+   * cannot go on from there: it no longer holds the next write, or its history is not the one the
+   * copy saw (a promoted PostgreSQL standby that missed the last writes).
+   */
+  changesAfter(position: LogPosition, limit: number): Promise<LoggedChanges | 'lost'>
 }
 
 export class StaleEpochError extends Error {

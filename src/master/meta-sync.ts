@@ -1,7 +1,7 @@
 import type {Statement} from 'better-sqlite3'
 import type {Logger} from '../util/log.js'
 import {relaxedDurability, type Db} from './db.js'
-import {META_TABLE_NAMES, META_TABLES, type ChangeLog, type MetaChange, type MetaRow, type MetaStore, type MetaTable} from './meta-store.js'
+import {META_TABLE_NAMES, META_TABLES, type ChangeLog, type LogPosition, type MetaChange, type MetaRow, type MetaStore, type MetaTable} from './meta-store.js'
 import {writeChanges} from './sqlite-meta-store.js'
 
 // With a store other than the master's own SQLite (PostgreSQL), the master still works on its local
@@ -20,9 +20,9 @@ const CHANGES = 'temp.meta_changes'
  * while this master stands by or takes over, so the transaction may stay open across the store's
  * reads. `position` is the change log position the rows stand at, when the store keeps a log.
  */
-export async function loadWorkingCopy(db: Db, store: Pick<MetaStore, 'load'>): Promise<{rows: number; position: number | undefined}> {
+export async function loadWorkingCopy(db: Db, store: Pick<MetaStore, 'load'>): Promise<{rows: number; position: LogPosition | undefined}> {
   let count = 0
-  let position: number | void
+  let position: LogPosition | void
   db.exec('BEGIN IMMEDIATE')
   try {
     dropCapture(db)
@@ -42,7 +42,7 @@ export async function loadWorkingCopy(db: Db, store: Pick<MetaStore, 'load'>): P
     if (db.inTransaction) db.exec('ROLLBACK')
     throw err
   }
-  return {rows: count, position: typeof position === 'number' ? position : undefined}
+  return {rows: count, position: position ?? undefined}
 }
 
 function dropCapture(db: Db): void {
@@ -71,7 +71,7 @@ export interface CatchUp {
   full: boolean
   /** Rows loaded (full) or changes applied. */
   rows: number
-  /** The log position the copy now stands at. */
+  /** The log position (seq) the copy now stands at. */
   position: number
 }
 
@@ -81,7 +81,7 @@ export interface CatchUp {
  * holds, it loads everything. One step at a time: following and taking over never overlap.
  */
 export class WarmCopy {
-  private position: number | undefined
+  private position: LogPosition | undefined
   private step: Promise<unknown> = Promise.resolve()
   private timer: NodeJS.Timeout | undefined
   private lastProblem = ''
@@ -137,8 +137,8 @@ export class WarmCopy {
     let applied = 0
     while (this.position !== undefined) {
       const page = await this.store.changesAfter(this.position, FOLLOW_PAGE)
-      if (page === 'trimmed') {
-        this.log.info({event: 'meta.behind_log', position: this.position}, `the working copy (at ${this.position}) is older than the change log keeps: loading it all`)
+      if (page === 'lost') {
+        this.log.info({event: 'meta.behind_log', position: this.position.seq}, `the change log cannot bring the working copy on from ${this.position.seq} (trimmed past it, or another history): loading it all`)
         this.position = undefined
         break
       }
@@ -147,14 +147,15 @@ export class WarmCopy {
         relaxedDurability(this.db, () => this.db.transaction(() => {
           for (const batch of page.batches) writeChanges(this.db, batch.changes)
         })())
-        this.position = page.batches[page.batches.length - 1]!.seq
+        const last = page.batches[page.batches.length - 1]!
+        this.position = {seq: last.seq, epoch: last.epoch}
         applied += page.batches.reduce((sum, batch) => sum + batch.changes.length, 0)
       }
-      if (this.position >= page.end) return {full: false, rows: applied, position: this.position}
+      if (this.position.seq >= page.end) return {full: false, rows: applied, position: this.position.seq}
     }
     const {rows, position} = await loadWorkingCopy(this.db, this.store)
     this.position = position
-    return {full: true, rows, position: position!}
+    return {full: true, rows, position: position?.seq ?? 0}
   }
 }
 

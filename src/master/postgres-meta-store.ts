@@ -2,7 +2,7 @@ import {randomBytes} from 'node:crypto'
 import {setTimeout as sleep} from 'node:timers/promises'
 import pg from 'pg'
 import type {Logger} from '../util/log.js'
-import {coalesce, columnsToAdd, META_TABLE_NAMES, META_TABLES, StaleEpochError, type ChangeLog, type LeaderInfo, type Leadership, type LoggedChanges, type MetaChange, type MetaRow, type MetaStore, type MetaTable} from './meta-store.js'
+import {coalesce, columnsToAdd, META_TABLE_NAMES, META_TABLES, StaleEpochError, type ChangeLog, type LeaderInfo, type Leadership, type LogPosition, type LoggedChanges, type MetaChange, type MetaRow, type MetaStore, type MetaTable} from './meta-store.js'
 
 // The metadata in PostgreSQL, for several masters on one database. Leadership is a session advisory
 // lock held on a dedicated connection that pings every lease/5; the server ends that session after
@@ -163,10 +163,10 @@ export class PostgresMetaStore implements MetaStore, ChangeLog {
     })
   }
 
-  async load(onRows: (table: MetaTable, rows: MetaRow[]) => void): Promise<number> {
+  async load(onRows: (table: MetaTable, rows: MetaRow[]) => void): Promise<LogPosition> {
     return this.withClient(async (client) => {
       await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY') // one consistent picture
-      const {rows: at} = await client.query<{position: number}>('SELECT log_seq AS position FROM chunky_leader WHERE id = 1')
+      const {rows: at} = await client.query<LogPosition>('SELECT l.log_seq AS seq, c.epoch FROM chunky_leader l LEFT JOIN chunky_changes c ON c.seq = l.log_seq WHERE l.id = 1')
       for (const table of META_TABLE_NAMES) {
         const {key, columns} = META_TABLES[table]
         const order = q(key)
@@ -181,24 +181,27 @@ export class PostgresMetaStore implements MetaStore, ChangeLog {
         }
       }
       await client.query('COMMIT')
-      return at[0]?.position ?? 0
+      return at[0] ?? {seq: 0, epoch: null}
     })
   }
 
-  async changesAfter(position: number, limit: number): Promise<LoggedChanges | 'trimmed'> {
+  async changesAfter(position: LogPosition, limit: number): Promise<LoggedChanges | 'lost'> {
     this.follower ??= await this.connectWritable('')
     const client = this.follower
     try {
-      // One statement, one snapshot: the log's end and the writes after `position` agree.
-      const {rows} = await client.query<{end: number; seq: number | null; changes: string | null}>(
-        `SELECT l.log_seq AS end, c.seq, c.changes FROM chunky_leader l
-         LEFT JOIN LATERAL (SELECT seq, changes FROM chunky_changes WHERE seq > $1 ORDER BY seq LIMIT $2) c ON true WHERE l.id = 1`,
-        [position, limit],
+      // One statement, one snapshot: the log's end, the write at `position` and the writes after it agree.
+      const {rows} = await client.query<{end: number; at_epoch: number | null; seq: number | null; epoch: number | null; changes: string | null}>(
+        `SELECT l.log_seq AS end, (SELECT epoch FROM chunky_changes WHERE seq = $1) AS at_epoch, c.seq, c.epoch, c.changes FROM chunky_leader l
+         LEFT JOIN LATERAL (SELECT seq, epoch, changes FROM chunky_changes WHERE seq > $1 ORDER BY seq LIMIT $2) c ON true WHERE l.id = 1`,
+        [position.seq, limit],
       )
       const end = rows[0]?.end ?? 0
-      const batches = rows.filter((row) => row.seq !== null).map((row) => ({seq: row.seq!, changes: JSON.parse(row.changes!) as MetaChange[]}))
-      // Positions have no gaps: a first write past the next one means the log was trimmed since (or the store is another one).
-      if (end < position || (end > position && batches[0]?.seq !== position + 1)) return 'trimmed'
+      const atEpoch = rows[0]?.at_epoch ?? null
+      const batches = rows.filter((row) => row.seq !== null).map((row) => ({seq: row.seq!, epoch: row.epoch!, changes: JSON.parse(row.changes!) as MetaChange[]}))
+      // Positions have no gaps: a first write past the next one means the log was trimmed since. A
+      // log that ends before the copy, or whose write at its position has another epoch, is another history.
+      if (end < position.seq || (end > position.seq && batches[0]?.seq !== position.seq + 1)) return 'lost'
+      if (position.epoch !== null && atEpoch !== null && atEpoch !== position.epoch) return 'lost'
       return {end, batches}
     } catch (err) {
       this.follower = undefined

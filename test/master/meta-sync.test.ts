@@ -117,6 +117,29 @@ describe('a warm copy on PostgreSQL', () => {
     expect(names(copy)).toEqual(['a', 'b', 'c', 'd'])
   })
 
+  it('loads everything when the log holds another history than the copy saw (a promoted standby that missed the last write)', async () => {
+    const old = await open()
+    const {epoch: oldEpoch} = await old.lead('http://old', AbortSignal.timeout(20_000))
+    await old.apply(oldEpoch, [file('a')])
+    await old.apply(oldEpoch, [file('lost')])
+    const warm = new WarmCopy(copy, await open(), silentLogger)
+    await warm.catchUp()
+    expect(names(copy)).toEqual(['a', 'lost'])
+    await old.close()
+    // What the promoted standby has: everything but the last write.
+    const admin = new pg.Client({connectionString: server.url})
+    await admin.connect()
+    await admin.query("DELETE FROM chunky_files WHERE name = 'lost'")
+    await admin.query('DELETE FROM chunky_changes WHERE seq = (SELECT log_seq FROM chunky_leader)')
+    await admin.query('UPDATE chunky_leader SET log_seq = log_seq - 1')
+    await admin.end()
+    const next = await open()
+    const {epoch} = await next.lead('http://next', AbortSignal.timeout(20_000))
+    await next.apply(epoch, [file('b')]) // at the position the lost write had
+    expect(await warm.catchUp()).toMatchObject({full: true})
+    expect(names(copy)).toEqual(['a', 'b'])
+  })
+
   it('never applies a write of a leader whose epoch was raised past', async () => {
     const old = await open()
     const {epoch: oldEpoch} = await old.lead('http://old', AbortSignal.timeout(20_000))
