@@ -93,7 +93,7 @@ if (META) {
   }
   const shipMs = ms(t)
   t = performance.now()
-  const loadedRows = await loadWorkingCopy(db, store)
+  const {rows: loadedRows} = await loadWorkingCopy(db, store)
   const loadMs = ms(t)
   sync = new MetaSync(db, store, leadership.epoch, (err) => {
     throw err

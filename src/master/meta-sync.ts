@@ -99,8 +99,12 @@ export class WarmCopy {
     const tick = () => {
       if (busy) return
       busy = true
+      const started = Date.now()
       this.catchUp().then(
-        () => (this.lastProblem = ''),
+        (caught) => {
+          this.lastProblem = ''
+          if (caught.full) this.log.info({event: 'meta.copy_loaded', rows: caught.rows, position: caught.position, ms: Date.now() - started}, `standing by: working copy loaded (${caught.rows} metadata rows) in ${Date.now() - started} ms; following the leader's writes`)
+        },
         (err: Error) => {
           if (err.message !== this.lastProblem) this.log.warn({event: 'meta.follow_failed', error: err.message}, `following the metadata store failed: ${err.message}; trying again`)
           this.lastProblem = err.message
