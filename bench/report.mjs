@@ -61,6 +61,10 @@ export function targets(results) {
   add('master on PostgreSQL: 100,000-entry report (no target: said how long)', p ? `${p.reportMs} ms + ${p.pg.reportFlushMs} ms flush` : 'n/a', undefined,
     p ? `a report changes replica locations only, which live in the leader's working copy, not in PostgreSQL; a new leader loads the ${p.pg.loadedRows.toLocaleString('en')} rows in ${p.pg.loadMs} ms` : undefined)
   add('master on PostgreSQL: `status NAME` of a 1,000-chunk file ≤ 50 ms', p ? `${p.statusNameMs} ms` : 'n/a', p ? p.statusNameMs <= 50 : undefined)
+  const f = results.failoverScalePg
+  add(`master on PostgreSQL: kill -9 of the leader → the standby leads and serves \`status NAME\` within --node-timeout (10 s) + a few seconds (${f ? f.chunks.toLocaleString('en') : '?'} chunks)`,
+    f ? `${f.failover.statusMs} ms` : 'n/a', f ? f.failover.statusMs <= 15_000 : undefined,
+    f ? `healthz said leader after ${f.failover.leaderMs} ms; a leader that loads everything first served after ${f.firstStatusMs} ms` : undefined)
   const pgUpload = ratio('chunkyR3Pg', 'chunkyR3PairSqlite')
   add('upload R=3 through a master on PostgreSQL ≤ 1.1 × through one on SQLite (taken in turns)', pgUpload === undefined ? 'n/a' : `${pgUpload} ×`, check(pgUpload, (x) => x <= 1.1))
   return list
@@ -107,6 +111,13 @@ export function renderMarkdown(results) {
       `(${SHIP_ROWS_NOTE}), loaded back by a new leader into its working copy in ${p.pg.loadMs} ms; ` +
       `${p.reportEntries.toLocaleString('en')}-entry report ${p.reportMs} ms, its flush to PostgreSQL ${p.pg.reportFlushMs} ms; ` +
       `\`status NAME\` ${p.statusNameMs} ms median of 5; peak RSS ${p.peakRssMiB} MiB.`, '')
+  }
+  const f = results.failoverScalePg
+  if (f) {
+    out.push(`Failover on PostgreSQL at scale (two master processes, ${f.chunks.toLocaleString('en')} chunks written into PostgreSQL in ${f.seedMs} ms): ` +
+      `the first master led and served \`status NAME\` ${f.firstStatusMs} ms after it started (it loads everything at takeover); the standby's working copy ` +
+      `was loaded ${f.standbyLoadMs} ms after it started, and it used ${f.standbyCpuPct} % of a core standing by; after kill -9 of the leader the standby ` +
+      `answered /healthz as leader after ${f.failover.leaderMs} ms and \`status NAME\` after ${f.failover.statusMs} ms (${f.leading}).`, '')
   }
   out.push('Times are wall-clock; chunky rows run the built CLI as separate processes (master, nodes, client) on 127.0.0.1.')
   return out.join('\n') + '\n'

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // npm run bench [-- --quick] [-- --runs N] [-- --size-mib N] [-- --scale-chunks N] [-- --skip-scale] [-- --only a,b]
-// The rows on PostgreSQL (chunkyR3Pg, masterScalePg) start a throwaway server (scripts/postgres-server.mjs).
+// The rows on PostgreSQL (chunkyR3Pg, masterScalePg, failoverScalePg) start a throwaway server (scripts/postgres-server.mjs).
 // Measures chunky and its floors and neighbours side by side on one file of random bytes, and writes
 // bench/results.md and bench/results.json. Needs `npm run build` first (it runs the built dist/).
 import {randomFillSync} from 'node:crypto'
@@ -24,7 +24,7 @@ const {values: args} = parseArgs({
     'size-mib': {type: 'string'},
     'scale-chunks': {type: 'string'},
     'skip-scale': {type: 'boolean', default: false},
-    only: {type: 'string'}, // comma-separated step keys (sha256,dd,…,chunkyR1,chunkyR3,chunkyR3Pg,chunkyTus,tusOnePatch,chunkyTusOnePatch,repair,drain,masterScale,masterScalePg): a partial run
+    only: {type: 'string'}, // comma-separated step keys (sha256,dd,…,chunkyR1,chunkyR3,chunkyR3Pg,chunkyTus,tusOnePatch,chunkyTusOnePatch,repair,drain,masterScale,masterScalePg,failoverScalePg): a partial run
   },
 })
 const runs = Number(args.runs ?? (args.quick ? 2 : 5))
@@ -230,9 +230,24 @@ try {
         await rm(dir, {recursive: true, force: true})
       }
     })
+    await step('failoverScalePg', 'failover of a master on PostgreSQL at scale', async () => {
+      const dir = join(work, 'failover-pg')
+      const pg = await startPostgres()
+      try {
+        log(`failover at scale: ${scaleChunks} chunks in PostgreSQL, a leader and a warm standby, then kill -9 of the leader (takes a few minutes)`)
+        const {stdout} = await run(process.execPath, [join(import.meta.dirname, 'failover-scale.mjs'), dir, pg.url, String(scaleChunks)], {timeoutMs: 900_000})
+        results.failoverScalePg = JSON.parse(stdout.trim().split('\n').pop())
+        const f = results.failoverScalePg
+        log(`failover at scale: a first leader served after ${f.firstStatusMs} ms (loading everything), the standby's copy was loaded after ${f.standbyLoadMs} ms; after kill -9 of the leader the standby led after ${f.failover.leaderMs} ms and served status NAME after ${f.failover.statusMs} ms`)
+      } finally {
+        await pg.destroy()
+        await rm(dir, {recursive: true, force: true})
+      }
+    })
   } else {
     results.skipped.masterScale = '--skip-scale'
     results.skipped.masterScalePg = '--skip-scale'
+    results.skipped.failoverScalePg = '--skip-scale'
   }
 
   results.targets = targets(results)

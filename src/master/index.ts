@@ -202,8 +202,8 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
   const close = () =>
     (closing ??= (async () => {
       stopping.abort()
+      await warm?.stop(true) // a load under way ends at its next page; no takeover starts after the abort
       await elections.catch(() => {})
-      await warm?.stop()
       await closeHttp(server)
       await store.close()
       workingCopy.close()

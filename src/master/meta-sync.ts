@@ -85,6 +85,7 @@ export class WarmCopy {
   private step: Promise<unknown> = Promise.resolve()
   private timer: NodeJS.Timeout | undefined
   private lastProblem = ''
+  private abandoned = false
 
   constructor(
     private readonly db: Db,
@@ -115,10 +116,14 @@ export class WarmCopy {
     tick()
   }
 
-  /** Stops following; resolves once the step under way has ended. */
-  async stop(): Promise<void> {
+  /**
+   * Stops following; resolves once the step under way has ended. Taking over waits for a full load
+   * under way (it would only start another); `abandon` (the master stops) cuts it short.
+   */
+  async stop(abandon = false): Promise<void> {
     clearInterval(this.timer)
     this.timer = undefined
+    this.abandoned ||= abandon
     await this.step.catch(() => {})
   }
 
@@ -157,7 +162,13 @@ export class WarmCopy {
       }
       if (this.position.seq >= page.end) return {full: false, rows: applied, position: this.position.seq}
     }
-    const {rows, position} = await loadWorkingCopy(this.db, this.store)
+    const {rows, position} = await loadWorkingCopy(this.db, {
+      load: (onRows) =>
+        this.store.load((table, rows) => {
+          if (this.abandoned) throw new Error('the master is stopping')
+          onRows(table, rows)
+        }),
+    })
     this.position = position
     return {full: true, rows, position: position?.seq ?? 0}
   }

@@ -140,6 +140,18 @@ describe('a warm copy on PostgreSQL', () => {
     expect(names(copy)).toEqual(['a', 'b'])
   })
 
+  it('a master that stops cuts a full load short and leaves the copy as it was', async () => {
+    const leader = await open()
+    const {epoch} = await leader.lead('http://leader', AbortSignal.timeout(20_000))
+    await leader.apply(epoch, [file('a')])
+    const warm = new WarmCopy(copy, await open(), silentLogger)
+    const loading = warm.catchUp()
+    await warm.stop(true)
+    await expect(loading).rejects.toThrow('the master is stopping')
+    expect(copy.inTransaction).toBe(false)
+    expect(names(copy)).toEqual(['old'])
+  })
+
   it('never applies a write of a leader whose epoch was raised past', async () => {
     const old = await open()
     const {epoch: oldEpoch} = await old.lead('http://old', AbortSignal.timeout(20_000))
