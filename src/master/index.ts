@@ -149,6 +149,7 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
     if (warm) {
       const started = Date.now()
       await warm.stop()
+      const waitedMs = Date.now() - started // for a load under way (a standby that had just started)
       // The epoch is raised: no older leader can write past the log's end now, so this misses nothing.
       const caught = await warm.catchUp().catch(async (err: unknown) => {
         await postgres!.release() // let another master try
@@ -157,7 +158,8 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
       warm.forget() // this term writes to the copy
       sync = new MetaSync(workingCopy, store, leadership.epoch, (err) => lost(err.message))
       const what = caught.full ? `loaded ${caught.rows} metadata rows` : `applied ${caught.rows} changes the standby had not seen yet`
-      log.info({event: 'master.leading', epoch: leadership.epoch, full: caught.full, rows: caught.rows, ms: Date.now() - started}, `leading (epoch ${leadership.epoch}): ${what} in ${Date.now() - started} ms`)
+      const waited = waitedMs >= 100 ? ` (${waitedMs} ms of it waiting for the working copy's load under way)` : ''
+      log.info({event: 'master.leading', epoch: leadership.epoch, full: caught.full, rows: caught.rows, waitedMs, ms: Date.now() - started}, `leading (epoch ${leadership.epoch}): ${what} in ${Date.now() - started} ms${waited}`)
     }
     term = startTerm({...opts, log, clock: opts.clock ?? systemClock}, workingCopy, {epoch: leadership.epoch, storeId: leadership.storeId}, sync, advertised)
     const reason = await Promise.race([ended, new Promise<string>((resolve) => stopping.signal.addEventListener('abort', () => resolve('stopping'), {once: true}))])
