@@ -300,7 +300,20 @@ function startTerm(opts: MasterOptions & {log: Logger; clock: Clock}, db: Db, le
 
   const timeoutText = opts.nodeTimeoutMs % 1000 === 0 ? `${opts.nodeTimeoutMs / 1000}s` : formatDuration(opts.nodeTimeoutMs)
   let lastPersist = clock.now()
-  const sweep = setInterval(() => {
+  const sweepEveryMs = Math.max(50, Math.min(1000, Math.round(opts.nodeTimeoutMs / 4)))
+  let lastSweepMs = performance.now()
+  let skippedSweep = false
+  const sweepLiveness = () => {
+    // A sweep that fires late follows a blocked event loop: the heartbeats of that time sit unread
+    // in the sockets, so this turn is skipped (once) to read them before anyone is judged silent.
+    const now = performance.now()
+    const late = now - lastSweepMs > 2 * sweepEveryMs
+    lastSweepMs = now
+    if (late && !skippedSweep) {
+      skippedSweep = true
+      return
+    }
+    skippedSweep = false
     try {
       for (const nodeId of nodes.sweep()) {
         log.info({event: 'node.dead', nodeId, timeoutMs: opts.nodeTimeoutMs}, `node ${nodeId} is dead (no heartbeat for ${timeoutText})`)
@@ -312,7 +325,9 @@ function startTerm(opts: MasterOptions & {log: Logger; clock: Clock}, db: Db, le
     } catch (err) {
       log.error({event: 'liveness.failed', error: (err as Error).message}, `liveness sweep failed: ${(err as Error).message}`)
     }
-  }, Math.max(50, Math.min(1000, Math.round(opts.nodeTimeoutMs / 4))))
+  }
+  // setImmediate: the sweep runs after this turn's poll phase, so heartbeats that arrived are read first.
+  const sweep = setInterval(() => setImmediate(sweepLiveness), sweepEveryMs)
   // A new leader of a shared store gives every node one --node-timeout to reconnect and report before repairing.
   let repairTimer: NodeJS.Timeout | undefined
   const repairStart = setTimeout(() => {

@@ -41,9 +41,13 @@ export class NodeLinks {
     let queued = 0
     ws.on('message', (data: Buffer) => {
       const msg = this.decode(data)
-      // Heartbeats are most of what thousands of links send: with nothing queued before one, it is
-      // handled at once rather than through the queue (it touches only the node's own record).
-      if ((msg instanceof Error || msg.type === 'heartbeat') && queued === 0) return this.handleAtOnce(ws, link, msg)
+      // Heartbeats are most of what thousands of links send, and they prove the node alive: once the
+      // link has said hello, one is handled at once, never behind the link's queue (thousands of
+      // `stored` during a repair storm would hold it past the node timeout). It touches only the
+      // node's own record, so taking it out of order changes nothing else.
+      if (msg instanceof Error) {
+        if (queued === 0) return this.handleAtOnce(ws, link, msg)
+      } else if (msg.type === 'heartbeat' && (queued === 0 || link.nodeId !== undefined)) return this.handleAtOnce(ws, link, msg)
       queued++
       queue = queue
         .then(() => (ws.readyState === ws.OPEN ? this.handle(ws, link, msg) : undefined))
