@@ -10,7 +10,8 @@ import {
 } from '../protocol/index.js'
 import type {MasterContext} from './context.js'
 import {Drains} from './drain.js'
-import {REPLICA_STATE_SQL, type ReplicaState} from './replica-state.js'
+import {ChunkCountPasses} from './chunk-counts.js'
+import type {ReplicaState} from './replica-state.js'
 
 type FileRow = {name: string; size: number; chunk_size: number; chunk_count: number; committed_at: string}
 type ChunkRow = {idx: number; chunk_id: string; version: number; size: number; sha256: string}
@@ -25,7 +26,7 @@ type ClusterCounts = {files: number; chunks: number; underReplicated: number; st
  */
 export class Views {
   private readonly q
-  private counts: {key: string; value: ClusterCounts; atMs: number; tookMs: number} | undefined
+  private readonly passes: ChunkCountPasses
 
   constructor(
     private readonly ctx: MasterContext,
@@ -38,6 +39,7 @@ export class Views {
     private readonly liveCounts: () => Omit<ClusterCounts, 'files' | 'chunks'> | undefined = () => undefined,
   ) {
     const db = ctx.db
+    this.passes = new ChunkCountPasses(db)
     this.q = {
       files: db.prepare('SELECT * FROM files ORDER BY name'),
       file: db.prepare('SELECT * FROM files WHERE name = ?'),
@@ -46,23 +48,9 @@ export class Views {
         FROM chunk_ids ci JOIN chunks c ON c.chunk_id = ci.chunk_id
         WHERE ci.name = ? AND ci.idx < ? AND c.committed_version > 0 ORDER BY ci.idx`),
       replicas: db.prepare('SELECT node_id, version, state FROM replica_states WHERE chunk_id = ? ORDER BY node_id, version'),
-      totalChanges: db.prepare('SELECT total_changes()').pluck(),
       // Every committed chunk belongs to one committed file (chunk_ids.chunk_id is unique), and every chunk
       // of a committed file is committed: the files table alone counts them.
       sizes: db.prepare('SELECT count(*) AS files, total(chunk_count) AS chunks FROM files'),
-      // Per committed chunk: its fresh replicas on alive nodes, stale and corrupt ones (by the one rule,
-      // replica-state.ts), then summed over the cluster. A committed chunk always belongs to a committed
-      // file (a commit retires a shorter file's tail, a removal its chunks), so no join to files.
-      summary: db.prepare(`SELECT (SELECT count(*) FROM files) AS files, count(*) AS chunks,
-          sum(fresh < @R) AS underReplicated, sum(stale) AS stale, sum(corrupt) AS corrupt
-        FROM (
-          SELECT total(state = 'fresh' AND node_id IN (SELECT value FROM json_each(@alive))) AS fresh,
-            total(state = 'stale') AS stale, total(state = 'corrupt') AS corrupt
-          FROM (SELECT c.chunk_id, r.node_id, ${REPLICA_STATE_SQL} AS state
-            FROM chunks c LEFT JOIN replicas r ON r.chunk_id = c.chunk_id
-              LEFT JOIN planned p ON p.chunk_id = r.chunk_id AND p.version = r.version
-            WHERE c.committed_version > 0)
-          GROUP BY chunk_id)`),
     }
   }
 
@@ -100,53 +88,23 @@ export class Views {
   /**
    * Files, chunks, under-replicated, stale and corrupt counts over the whole cluster: kept by the repair
    * loop as it looks at what changes, or, while those are not current (a scan after a start or a death),
-   * counted by query.
+   * counted by query, in passes when the cluster is large (chunk-counts.ts).
    */
   private clusterCounts(alive: string[], R: number): ClusterCounts {
-    return this.currentCounts() ?? this.countByQuery(alive, R)
-  }
-
-  /** The counts from the repair loop's looks, when they are current. */
-  private currentCounts(): ClusterCounts | undefined {
-    const live = this.liveCounts()
-    if (!live) return undefined
     const sizes = this.q.sizes.get() as {files: number; chunks: number}
-    return {files: sizes.files, chunks: sizes.chunks, ...live}
+    const counts = this.liveCounts() ?? this.passes.get(alive, R, sizes.chunks)
+    return {files: sizes.files, chunks: sizes.chunks, ...counts}
   }
 
-  /**
-   * The counts by one aggregate query over every committed chunk (a million chunks take a second or so):
-   * the reference the kept counts must match. It is kept until the database changes (SQLite's
-   * total_changes() on this connection, which every write of the master goes through) or the set of
-   * alive nodes does, so repeated calls between writes cost nothing.
-   */
+  /** The counts by one aggregate query over every committed chunk, now: the reference the kept counts must match. */
   countByQuery(alive: string[], R: number): ClusterCounts {
-    const key = `${this.q.totalChanges.get() as number} ${R} ${alive.join(',')}`
-    if (this.counts?.key === key) return this.counts.value
-    const started = performance.now()
-    const row = this.q.summary.get({alive: JSON.stringify(alive), R}) as Record<keyof ClusterCounts, number | null>
-    const value: ClusterCounts = {
-      files: row.files ?? 0,
-      chunks: row.chunks ?? 0,
-      underReplicated: row.underReplicated ?? 0,
-      stale: row.stale ?? 0,
-      corrupt: row.corrupt ?? 0,
-    }
-    this.counts = {key, value, atMs: this.ctx.clock.now(), tookMs: performance.now() - started}
-    return value
+    const files = (this.q.sizes.get() as {files: number}).files
+    return {files, ...this.passes.exact(alive, R)}
   }
 
-  /**
-   * The cluster counts for /metrics: the cached ones when still current, or when computing them again
-   * would spend more than 1/20 of the time since the last computation (at a million chunks a scrape
-   * must not block the master for a second every time something changed).
-   */
+  /** The cluster counts for /metrics and the dashboard. */
   summaryForMetrics(): ClusterCounts {
     const {nodes} = this.ctx
-    const current = this.currentCounts()
-    if (current) return current
-    const cached = this.counts
-    if (cached && this.ctx.clock.now() - cached.atMs < 20 * cached.tookMs) return cached.value
     const alive = nodes.all().filter((node) => nodes.isAlive(node.id)).map((node) => node.id) // the order status() uses
     return this.clusterCounts(alive, this.ctx.replicas)
   }
