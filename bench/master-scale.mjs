@@ -145,8 +145,8 @@ for (let r = 0; r < 5; r++) {
 }
 statusRuns.sort((a, b) => a - b)
 
-// 4. a /metrics scrape right after a change: the chunk-state gauges reuse the cached summary while a
-// fresh one would cost more than 1/20 of the time since the last (chunk-counts.ts).
+// 4. a /metrics scrape right after a change: the chunk-state gauges come from the last pass over the
+// chunks (chunk-counts.ts), never from one query over all of them.
 metrics.attach({nodes: () => ({alive: 2, dead: 0}), heartbeatAges: () => [], cluster: () => views.summaryForMetrics(), repair: () => ({queued: 0, running: 0})})
 db.prepare('UPDATE files SET committed_at = committed_at WHERE name = ?').run(fileName(0))
 t = performance.now()
