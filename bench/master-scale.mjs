@@ -147,7 +147,7 @@ statusRuns.sort((a, b) => a - b)
 
 // 4. a /metrics scrape right after a change: the chunk-state gauges come from the last pass over the
 // chunks (chunk-counts.ts), never from one query over all of them.
-metrics.attach({nodes: () => ({alive: 2, dead: 0}), heartbeatAges: () => [], cluster: () => views.summaryForMetrics(), repair: () => ({queued: 0, running: 0})})
+metrics.attach({nodes: () => ({alive: 2, dead: 0}), heartbeatAges: () => [], cluster: () => views.summaryForMetrics(), repair: () => ({queued: 0, running: 0, looking: false})})
 db.prepare('UPDATE files SET committed_at = committed_at WHERE name = ?').run(fileName(0))
 t = performance.now()
 const scrape = await metrics.registry.metrics()

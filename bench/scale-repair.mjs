@@ -159,7 +159,7 @@ try {
       const text = await scrape()
       const under = gauge(text, 'chunky_chunks{state="under_replicated"}')
       const fresh = gauge(text, 'chunky_chunks{state="fresh"}')
-      if (under === 0 && fresh === CHUNKS && gauge(text, 'chunky_repair_queue_chunks') === 0 && gauge(text, 'chunky_repair_transfers_running') === 0) return since(started)
+      if (under === 0 && fresh === CHUNKS && gauge(text, 'chunky_repair_queue_chunks') === 0 && gauge(text, 'chunky_repair_transfers_running') === 0 && gauge(text, 'chunky_repair_looking') === 0) return since(started)
       await new Promise((r) => setTimeout(r, 1000))
     }
   }

@@ -186,11 +186,11 @@ export class RepairLoop {
     return {running, bytesRepaired: this.bytesRepaired}
   }
 
-  /** The repair queue for metrics: chunks below R waiting for a transfer and transfers running. */
-  queue(): {queued: number; running: number} {
+  /** The repair queue for metrics: chunks below R waiting for a transfer, transfers running, and whether changes wait for a look. */
+  queue(): {queued: number; running: number; looking: boolean} {
     let queued = 0
     for (const bucket of this.needy) queued += bucket.size
-    return {queued: Math.max(0, queued - this.busy.size), running: this.running.size}
+    return {queued: Math.max(0, queued - this.busy.size), running: this.running.size, looking: this.hasChangesToLookAt()}
   }
 
   /** True when transfers from this node to two or more other nodes copied nothing since its last good one. */

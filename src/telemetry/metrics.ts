@@ -16,7 +16,7 @@ export interface MasterGaugeSources {
   heartbeatAges(): {nodeId: string; seconds: number | null}[]
   /** The cluster summary `chunky status` shows (views.ts caches it; recomputed only when that is cheap). */
   cluster(): {files: number; chunks: number; underReplicated: number; stale: number; corrupt: number}
-  repair(): {queued: number; running: number}
+  repair(): {queued: number; running: number; looking: boolean}
 }
 
 export class MasterMetrics {
@@ -97,6 +97,13 @@ export class MasterMetrics {
       collect() {
         const repair = metrics.sources?.repair()
         if (repair) this.set(repair.running)
+      },
+    })
+    new Gauge({
+      name: 'chunky_repair_looking', help: 'Whether the repair loop still has chunks to look at after a start, a death or other changes (1) or has looked at everything (0): until 0, the chunk counts are its estimate', registers: this.registers,
+      collect() {
+        const repair = metrics.sources?.repair()
+        if (repair) this.set(repair.looking ? 1 : 0)
       },
     })
   }
