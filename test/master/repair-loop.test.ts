@@ -98,6 +98,7 @@ it('rebalances while nothing needs repair: copies to the emptiest node, then del
   })
   for (const id of ['n1', 'n2', 'n3']) s.nodes.heartbeat(id, {freeBytes: 88_000, usedBytes: 12_000, chunkCount: 12})
   s.addNode('n4', 'z3', 100_000)
+  s.loop.countCommittedBytes() // the master's timer does this; the table fits one step
   s.loop.run()
   const move = s.inbox('n4').find((m) => m.type === 'replicate')
   expect(move).toBeDefined()
@@ -139,6 +140,7 @@ it('balances on committed copies: bytes of an upload not yet committed neither c
   for (const id of ['n1', 'n2', 'n3']) s.nodes.heartbeat(id, {freeBytes: 57_000, usedBytes: 43_000, chunkCount: 43})
   s.nodes.heartbeat('n4', {freeBytes: 97_000, usedBytes: 3000, chunkCount: 3})
   expect(s.loop.balance()).toMatchObject({balanced: false, waiting: 'counting the copies on 4 nodes'})
+  s.loop.countCommittedBytes()
   s.loop.run()
   const report = s.loop.balance()
   expect(report.nodes.map((n) => [n.id, n.committedBytes])).toEqual([['n1', 3000], ['n2', 3000], ['n3', 3000], ['n4', 3000]])
@@ -149,6 +151,7 @@ it('balances on committed copies: bytes of an upload not yet committed neither c
   // Committing it makes the copies count: now n4 is the empty one and a move starts toward it.
   s.uploads.commit(plan.uploadId)
   s.clock.t += 10_000
+  s.loop.countCommittedBytes()
   s.loop.run()
   expect(s.loop.balance().nodes.find((n) => n.id === 'n1')?.committedBytes).toBe(43_000)
   expect(s.inbox('n4').filter((m) => m.type === 'replicate').length).toBeGreaterThan(0)
