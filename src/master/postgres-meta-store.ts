@@ -108,6 +108,8 @@ export class PostgresMetaStore implements MetaStore, ChangeLog {
         id INT PRIMARY KEY CHECK (id = 1), store_id TEXT NOT NULL, epoch BIGINT NOT NULL, url TEXT NOT NULL)`)
       await client.query("INSERT INTO chunky_leader (id, store_id, epoch, url) VALUES (1, $1, 0, '') ON CONFLICT (id) DO NOTHING", [randomBytes(12).toString('hex')])
       await client.query('ALTER TABLE chunky_leader ADD COLUMN IF NOT EXISTS log_seq BIGINT NOT NULL DEFAULT 0')
+      // The last epoch whose leader logged its writes (one of this version).
+      await client.query('ALTER TABLE chunky_leader ADD COLUMN IF NOT EXISTS logged_epoch BIGINT NOT NULL DEFAULT 0')
       await client.query(`CREATE TABLE IF NOT EXISTS chunky_changes (
         seq BIGINT PRIMARY KEY, epoch BIGINT NOT NULL, written_at TIMESTAMPTZ NOT NULL DEFAULT now(), changes TEXT NOT NULL)`)
       await client.query('COMMIT')
@@ -131,8 +133,11 @@ export class PostgresMetaStore implements MetaStore, ChangeLog {
           if (rows[0]?.ok) break
           await sleep(this.retryMs, undefined, {signal})
         }
+        // A leader of an older version wrote without logging (its epoch is not the last logged_epoch):
+        // skipping a position then makes every standby's copy, this one's too, load everything.
         const {rows} = await client.query<{epoch: number; store_id: string}>(
-          'UPDATE chunky_leader SET epoch = epoch + 1, url = $1 WHERE id = 1 RETURNING epoch, store_id',
+          `UPDATE chunky_leader SET epoch = epoch + 1, url = $1, logged_epoch = epoch + 1,
+             log_seq = log_seq + CASE WHEN epoch = logged_epoch THEN 0 ELSE 1 END WHERE id = 1 RETURNING epoch, store_id`,
           [url],
         )
         const row = rows[0]

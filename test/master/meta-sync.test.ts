@@ -140,6 +140,26 @@ describe('a warm copy on PostgreSQL', () => {
     expect(names(copy)).toEqual(['a', 'b'])
   })
 
+  it('loads everything after a leader of an older version, which wrote without logging', async () => {
+    const leader = await open()
+    const {epoch} = await leader.lead('http://new', AbortSignal.timeout(20_000))
+    await leader.apply(epoch, [file('a')])
+    const warm = new WarmCopy(copy, await open(), silentLogger)
+    await warm.catchUp()
+    await leader.close()
+    // What an older master does when it leads and commits: its own epoch, its rows, nothing logged.
+    const admin = new pg.Client({connectionString: server.url})
+    await admin.connect()
+    await admin.query('UPDATE chunky_leader SET epoch = epoch + 1')
+    await admin.query("INSERT INTO chunky_files (name, size, chunk_size, chunk_count, committed_at) VALUES ('unlogged', 0, 1048576, 0, 'x')")
+    await admin.end()
+    expect(await warm.catchUp()).toMatchObject({full: false, rows: 0}) // nothing it could know of
+    const next = await open()
+    await next.lead('http://next', AbortSignal.timeout(20_000))
+    expect(await warm.catchUp()).toMatchObject({full: true}) // taking over: after the raise of the epoch
+    expect(names(copy)).toEqual(['a', 'unlogged'])
+  })
+
   it('a master that stops cuts a full load short and leaves the copy as it was', async () => {
     const leader = await open()
     const {epoch} = await leader.lead('http://leader', AbortSignal.timeout(20_000))
