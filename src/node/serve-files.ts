@@ -31,7 +31,7 @@ const CONTENT_TYPES: Record<string, string> = {
  * Start opening the next chunk once this little is left of the current one read from this node's
  * disk. A chunk read from a peer starts the next one as it starts (from the next replica along): the
  * request's round trip and the peer's first reads then overlap this chunk's bytes, and two peers send
- * at once, each paused by backpressure once PEER_QUEUE_BYTES wait here.
+ * at once, each its first range or two (readPeer) until this chunk is sent.
  */
 export const READAHEAD_WINDOW = 1024 * 1024
 
@@ -372,18 +372,53 @@ async function* readLocal(ctx: NodeContext, chunk: ManifestChunk, from: number, 
   }
 }
 
-/** Bytes of a chunk from another node, asked with this node's credential and a Range. */
+/**
+ * A peer is asked for a chunk's bytes in ranges: the first of PEER_FIRST_RANGE_BYTES (a seek waits
+ * for little, and a reader that leaves at once cost little), each next one twice as long up to
+ * PEER_RANGE_BYTES. The next range is asked for as soon as the answer to this one starts, so the round
+ * trip overlaps this range's bytes; at most two ranges are open at once. A reader that leaves stops
+ * the peers within those two ranges: the socket buffers between two nodes hold far more than a range
+ * (tens of MiB on loopback), so a request for the whole rest of a chunk would arrive whole.
+ */
+export const PEER_FIRST_RANGE_BYTES = 128 * 1024
+export const PEER_RANGE_BYTES = 1024 * 1024
+
+/** Bytes of a chunk from another node, asked with this node's credential, range after range. */
 async function* readPeer(ctx: NodeContext, url: string, chunk: ManifestChunk, from: number, to: number, signal: AbortSignal): AsyncGenerator<Piece> {
-  const response = await peerGet(new URL(`/v1/chunks/${chunk.chunkId}/${chunk.version}`, url), {
-    headers: {authorization: `Bearer ${ctx.token}`, range: `bytes=${from}-${to - 1}`},
-    ca: ctx.ca,
-    signal,
-  })
+  const target = new URL(`/v1/chunks/${chunk.chunkId}/${chunk.version}`, url)
+  const ask = (start: number, end: number): OpenRange => {
+    const response = peerGet(target, {headers: {authorization: `Bearer ${ctx.token}`, range: `bytes=${start}-${end - 1}`}, ca: ctx.ca, signal})
+    response.catch(() => {}) // seen when awaited, or dropped in finally
+    return {start, end, response}
+  }
+  let length = PEER_FIRST_RANGE_BYTES
+  let next: OpenRange | undefined = ask(from, Math.min(to, from + length))
+  try {
+    while (next) {
+      const current: OpenRange = next
+      const response = await current.response
+      length = Math.min(length * 2, PEER_RANGE_BYTES)
+      next = current.end < to ? ask(current.end, Math.min(to, current.end + length)) : undefined
+      yield* rangeBody(ctx, response, chunk, current.start, current.end)
+    }
+  } finally {
+    next?.response.then((response) => response.destroy(), () => {}) // asked for but not needed: the reader left or this peer failed
+  }
+}
+
+interface OpenRange {
+  start: number
+  end: number
+  response: Promise<IncomingMessage>
+}
+
+/** The bytes [start, end) of a chunk in a peer's answer to a Range request; throws if the answer is not those bytes, or is cut short. */
+async function* rangeBody(ctx: NodeContext, response: IncomingMessage, chunk: ManifestChunk, start: number, end: number): AsyncGenerator<Piece> {
   try {
     if (response.statusCode !== 206 && response.statusCode !== 200) throw new ChunkyError('NODE_UNREACHABLE', `HTTP ${response.statusCode}`)
     if (response.headers[HEADER_SHA256] !== chunk.sha256) throw new ChunkyError('NODE_UNREACHABLE', 'the peer holds other bytes for this version')
-    let skip = response.statusCode === 200 ? from : 0 // a peer that ignored the Range
-    let left = to - from
+    let skip = response.statusCode === 200 ? start : 0 // a peer that ignored the Range
+    let left = end - start
     for await (const parts of gatheredPieces(response)) {
       const piece: Piece = []
       for (let part of parts) {
@@ -402,6 +437,7 @@ async function* readPeer(ctx: NodeContext, url: string, chunk: ManifestChunk, fr
       yield piece
       if (left === 0) break
     }
+    if (left > 0) throw new ChunkyError('NODE_UNREACHABLE', `the peer's answer ended ${left} bytes short`)
   } finally {
     if (!response.complete) response.destroy() // cut short: this socket is done; one read to the end goes back to the peer pool
   }
