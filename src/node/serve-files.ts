@@ -1,7 +1,7 @@
 import type {IncomingMessage, ServerResponse} from 'node:http'
 import rangeParser from 'range-parser'
 import {ChunkyError, HEADER_SHA256, type FileManifest} from '../protocol/index.js'
-import {CorruptBlockError} from '../storage/index.js'
+import {CorruptBlockError, MAX_READ_BLOCKS} from '../storage/index.js'
 import type {NodeContext} from './context.js'
 import type {ServedManifest} from './manifests.js'
 import {peerGet} from './peer-get.js'
@@ -375,34 +375,43 @@ async function* readLocal(ctx: NodeContext, chunk: ManifestChunk, from: number, 
 /**
  * A peer is asked for a chunk's bytes in ranges: the first of PEER_FIRST_RANGE_BYTES (a seek waits
  * for little, and a reader that leaves at once cost little), each next one twice as long up to
- * PEER_RANGE_BYTES. The next range is asked for as soon as the answer to this one starts, so the round
- * trip overlaps this range's bytes; at most two ranges are open at once. A reader that leaves stops
- * the peers within those two ranges: the socket buffers between two nodes hold far more than a range
- * (tens of MiB on loopback), so a request for the whole rest of a chunk would arrive whole.
+ * PEER_RANGE_BYTES, with up to PEER_RANGES_OPEN asked for at once (the one being read and the next
+ * ones), so the round trips overlap the bytes. A reader that leaves stops the peers within those
+ * ranges: the socket buffers between two nodes hold far more than a range (tens of MiB on
+ * loopback), so a request for the whole rest of a chunk would arrive whole.
  */
 export const PEER_FIRST_RANGE_BYTES = 128 * 1024
 export const PEER_RANGE_BYTES = 1024 * 1024
+export const PEER_RANGES_OPEN = 3
 
 /** Bytes of a chunk from another node, asked with this node's credential, range after range. */
 async function* readPeer(ctx: NodeContext, url: string, chunk: ManifestChunk, from: number, to: number, signal: AbortSignal): AsyncGenerator<Piece> {
   const target = new URL(`/v1/chunks/${chunk.chunkId}/${chunk.version}`, url)
-  const ask = (start: number, end: number): OpenRange => {
-    const response = peerGet(target, {headers: {authorization: `Bearer ${ctx.token}`, range: `bytes=${start}-${end - 1}`}, ca: ctx.ca, signal})
-    response.catch(() => {}) // seen when awaited, or dropped in finally
-    return {start, end, response}
-  }
+  const open: OpenRange[] = []
+  let asked = from
   let length = PEER_FIRST_RANGE_BYTES
-  let next: OpenRange | undefined = ask(from, Math.min(to, from + length))
-  try {
-    while (next) {
-      const current: OpenRange = next
-      const response = await current.response
+  const askMore = () => {
+    while (open.length < PEER_RANGES_OPEN && asked < to) {
+      const start = asked
+      const end = Math.min(to, start + length)
+      const response = peerGet(target, {headers: {authorization: `Bearer ${ctx.token}`, range: `bytes=${start}-${end - 1}`}, ca: ctx.ca, signal})
+      response.catch(() => {}) // seen when awaited, or dropped in finally
+      open.push({start, end, response})
+      asked = end
       length = Math.min(length * 2, PEER_RANGE_BYTES)
-      next = current.end < to ? ask(current.end, Math.min(to, current.end + length)) : undefined
+    }
+  }
+  try {
+    askMore()
+    while (open.length > 0) {
+      const current = open[0]!
+      const response = await current.response
       yield* rangeBody(ctx, response, chunk, current.start, current.end)
+      open.shift()
+      askMore()
     }
   } finally {
-    next?.response.then((response) => response.destroy(), () => {}) // asked for but not needed: the reader left or this peer failed
+    for (const left of open) left.response.then((response) => response.destroy(), () => {}) // asked for but not needed: the reader left or this peer failed
   }
 }
 
@@ -544,7 +553,8 @@ export async function handleChunkRange(ctx: NodeContext, req: IncomingMessage, r
   }
   const stop = new AbortController()
   res.on('close', () => !res.writableFinished && stop.abort())
-  const pieces = ctx.ranges.readRange(chunkId, version, start, end, {signal: stop.signal, alloc: allocRead, onDiskRead: (bytes) => ctx.metrics.fileDiskBytes.inc(bytes)})
+  // A node asks for a range at a time (readPeer): read it in pieces as large as reads get, not from two blocks up as for a seek.
+  const pieces = ctx.ranges.readRange(chunkId, version, start, end, {signal: stop.signal, alloc: allocRead, firstReadBlocks: MAX_READ_BLOCKS, onDiskRead: (bytes) => ctx.metrics.fileDiskBytes.inc(bytes)})
   try {
     let piece = await pieces.next()
     res.writeHead(partial ? 206 : 200, {

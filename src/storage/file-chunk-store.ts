@@ -10,7 +10,7 @@ import {SIDECAR_SUFFIX, writeSidecarTemp} from './block-checksums.js'
 import {BodyCheck, checkReplica} from './body-check.js'
 import {digestFile} from './file-hash.js'
 import {type ChunkBody, type ChunkStore, notFound, type OpenedReplica, replicaKey, type StoreUsage} from './chunk-store.js'
-import {type RangeReader, type RangeReadOptions, readVerifiedRange} from './ranged-read.js'
+import {type RangeReader, type RangeReadOptions, readVerifiedRange, RecentSums} from './ranged-read.js'
 import {parseReplicaFileName, prefixDir, replicaFileName} from './replica-names.js'
 
 export interface FileChunkStoreOptions {
@@ -24,6 +24,7 @@ export interface FileChunkStoreOptions {
  */
 export class FileChunkStore implements ChunkStore, RangeReader {
   private readonly index = new Map<string, ReplicaInfo>()
+  private readonly recentSums = new RecentSums()
   private usedBytes = 0
 
   private constructor(readonly dir: string) {}
@@ -114,6 +115,7 @@ export class FileChunkStore implements ChunkStore, RangeReader {
     this.index.set(key, info)
     this.usedBytes += info.size - (previous?.size ?? 0)
     if (previous && previous.sha256 !== info.sha256) {
+      this.recentSums.forget(this.pathOf(previous))
       await rm(this.pathOf(previous) + SIDECAR_SUFFIX, {force: true}) // same version, other bytes: the new name replaces it
       await rm(this.pathOf(previous), {force: true})
       await fsyncDir(sub)
@@ -148,6 +150,7 @@ export class FileChunkStore implements ChunkStore, RangeReader {
     if (!replica) return false
     this.index.delete(key)
     this.usedBytes -= replica.size
+    this.recentSums.forget(this.pathOf(replica))
     // The sidecar goes first: in between, a replica without one is whole and valid (it is hashed whole
     // when read); a sidecar without its replica would be litter.
     await rm(this.pathOf(replica) + SIDECAR_SUFFIX, {force: true})
@@ -159,7 +162,7 @@ export class FileChunkStore implements ChunkStore, RangeReader {
   /** Bytes [start, end) of exactly this version, each block checked against its checksum first (ranged-read.ts). */
   readRange(chunkId: string, version: number, start: number, end: number, opts?: RangeReadOptions): AsyncGenerator<Buffer> {
     const replica = this.mustGet(chunkId, version)
-    return readVerifiedRange(this.pathOf(replica), replica, start, end, opts)
+    return readVerifiedRange(this.pathOf(replica), replica, start, end, {...opts, knownSums: this.recentSums})
   }
 
   async *list(): AsyncIterable<ReplicaInfo> {

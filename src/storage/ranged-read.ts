@@ -17,10 +17,39 @@ export const MAX_READ_BLOCKS = 16
 export interface RangeReadOptions {
   /** Stops reading at the next block boundary once aborted. */
   signal?: AbortSignal
+  /** Blocks in the first read, default READ_BLOCKS: for a reader that wants every byte of its range at once. */
+  firstReadBlocks?: number
   /** Called with every byte count read from disk (metrics). */
   onDiskRead?: (bytes: number) => void
   /** Where read buffers come from (a pool the caller refills once a buffer is sent); default a new one each. */
   alloc?: (bytes: number) => Buffer
+  /** Block checksums already read, by replica path (the store's RecentSums); default: read the sidecar. */
+  knownSums?: RecentSums
+}
+
+/**
+ * Block checksums of the replicas read lately, by replica path. A node reading from a peer asks for a
+ * chunk a range at a time, and each range would otherwise open and read the sidecar again. A path
+ * names one version with one SHA-256 (replica-names.ts), so its checksums never change while it exists.
+ */
+export class RecentSums {
+  private readonly byPath = new Map<string, Uint32Array>()
+
+  constructor(private readonly limit = 1024) {} // about 0.7 MB for 10 MiB chunks
+
+  get(path: string): Uint32Array | undefined {
+    return this.byPath.get(path)
+  }
+
+  remember(path: string, sums: Uint32Array): void {
+    this.byPath.delete(path)
+    this.byPath.set(path, sums) // the most recent last
+    if (this.byPath.size > this.limit) this.byPath.delete(this.byPath.keys().next().value!)
+  }
+
+  forget(path: string): void {
+    this.byPath.delete(path)
+  }
 }
 
 /** A block of a replica on disk does not match its checksum (or the file is shorter than recorded). */
@@ -58,8 +87,9 @@ export async function* readVerifiedRange(path: string, replica: ReplicaInfo, sta
     throw err
   }
   try {
-    let sums = await readSidecar(path + SIDECAR_SUFFIX, replica.size)
+    let sums = opts.knownSums?.get(path) ?? (await readSidecar(path + SIDECAR_SUFFIX, replica.size))
     sums ??= await verifyWhole(handle, path, replica, opts)
+    opts.knownSums?.remember(path, sums)
     const last = Math.floor((end - 1) / BLOCK_SIZE)
     const readBlocks = (block: number, count: number): Promise<BlocksRead> => {
       const offset = block * BLOCK_SIZE
@@ -72,7 +102,7 @@ export async function* readVerifiedRange(path: string, replica: ReplicaInfo, sta
       reading.catch(() => {}) // awaited below, or in finally
       return reading
     }
-    let count = READ_BLOCKS
+    let count = Math.min(opts.firstReadBlocks ?? READ_BLOCKS, MAX_READ_BLOCKS)
     let next: Promise<BlocksRead> | undefined = readBlocks(Math.floor(start / BLOCK_SIZE), count)
     try {
       while (next) {
