@@ -14,8 +14,12 @@ export interface FileDigest {
   blockSums: Uint32Array
 }
 
-/** Threads at most: SHA-256 is CPU-bound, and a node shares its cores with the network and the disk. */
-const MAX_WORKERS = 2
+/**
+ * Threads at most. One: each thread is about 10 MiB of the node's memory (peak RSS under four uploads
+ * at once measured 138-141 MiB with one, 148-154 MiB with two), and SHA-256 alone runs at 1.9 GB/s
+ * on one thread of the bench machine, well above what a node takes in there.
+ */
+const MAX_WORKERS = 1
 const READ_BYTES = 1024 * 1024
 
 // Runs in each worker (plain JS, evaluated: no separate file to find next to the compiled code).
