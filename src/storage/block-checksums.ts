@@ -5,7 +5,7 @@ import {commitFiles} from '../util/fs.js'
 
 // Per-block checksums of a replica, as the Google File System kept them: a CRC-32 for every 64 KiB
 // block, computed as each chunk is written (upload, chain forward and repair all go through
-// FileChunkStore.write, which takes them with the SHA-256 in file-hash.ts) and kept beside it in
+// FileChunkStore.write, which takes them with the SHA-256 in util/file-digest.ts) and kept beside it in
 // `<replica file>.blocks`. A ranged read checks only the
 // blocks it touches, so it never passes on rotten bytes and never reads the whole chunk to prove it.
 // The chunk's SHA-256 (in its file name) stays the end-to-end check of whole chunks.

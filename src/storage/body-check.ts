@@ -12,7 +12,7 @@ export function checkReplica(replica: ReplicaInfo): ReplicaInfo {
 /**
  * Counts and hashes a body in one pass as it streams through `pass()`, refusing a byte more than the
  * declared size at once; `finish()` then refuses a short body or another SHA-256. With `hash: false`
- * it only counts, and `finish(digest)` judges a digest taken elsewhere (file-hash.ts).
+ * it only counts, and `finish(digest)` judges a digest taken elsewhere (util/file-digest.ts).
  */
 export class BodyCheck {
   private readonly hash

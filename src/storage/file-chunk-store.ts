@@ -4,11 +4,11 @@ import {type FileHandle, mkdir, open, readdir, rm, stat, statfs, unlink} from 'n
 import {join} from 'node:path'
 import {pipeline} from 'node:stream/promises'
 import type {ReplicaInfo} from '../protocol/index.js'
+import {digestAsWritten, type FileDigest} from '../util/file-digest.js'
 import {commitFiles, fsyncDir} from '../util/fs.js'
 import type {Logger} from '../util/log.js'
-import {SIDECAR_SUFFIX, writeSidecarTemp} from './block-checksums.js'
+import {BLOCK_SIZE, SIDECAR_SUFFIX, writeSidecarTemp} from './block-checksums.js'
 import {BodyCheck, checkReplica} from './body-check.js'
-import {digestFile} from './file-hash.js'
 import {type ChunkBody, type ChunkStore, notFound, type OpenedReplica, replicaKey, type StoreUsage} from './chunk-store.js'
 import {type RangeReader, type RangeReadOptions, readVerifiedRange, RecentSums} from './ranged-read.js'
 import {parseReplicaFileName, prefixDir, replicaFileName} from './replica-names.js'
@@ -94,15 +94,14 @@ export class FileChunkStore implements ChunkStore, RangeReader {
     const check = new BodyCheck(wanted, {hash: false}) // counts as it streams; the hashes come from the file itself
     let sidecarTmp: string | undefined
     try {
-      await writeBatched(tmp, check.pass(body))
-      check.finishLength() // a short body fails before anything is hashed
-      const digest = await digestFile(tmp) // SHA-256 and per-block checksums (ranged reads), off the main thread
+      const digest = await writeAndDigest(tmp, check.pass(body), () => check.finishLength()) // a short body fails before it is hashed to the end
       check.finish(digest)
       sidecarTmp = await writeSidecarTemp(final + SIDECAR_SUFFIX, digest.blockSums)
-      // The sidecar is named before the chunk is, one directory fsync makes both names durable. Only the
-      // chunk's data is fsynced: a sidecar torn by a crash fails its own check and the chunk is hashed
-      // whole instead (ranged-read.ts), and each fsync is a journal commit the write waits for.
-      await commitFiles(sub, [{tmp: sidecarTmp, final: final + SIDECAR_SUFFIX, unsynced: true}, {tmp, final}])
+      // The sidecar is named before the chunk is, one directory fsync makes both names durable. The
+      // chunk's data was fsynced by writeAndDigest; the sidecar's is not: a sidecar torn by a crash
+      // fails its own check and the chunk is hashed whole instead (ranged-read.ts), and each fsync is
+      // a journal commit the write waits for.
+      await commitFiles(sub, [{tmp: sidecarTmp, final: final + SIDECAR_SUFFIX, fsync: false}, {tmp, final, fsync: false}])
     } catch (err) {
       await rm(tmp, {force: true}) // a failed write leaves nothing behind
       if (sidecarTmp) await rm(sidecarTmp, {force: true})
@@ -211,27 +210,42 @@ export const WRITE_BATCH_BYTES = 1024 * 1024
 /**
  * Writes `body` to a new file `path` in batches of about WRITE_BATCH_BYTES, one writev each (no
  * copy), while the next batch is gathered: at most one write in flight and one batch waiting, so the
- * sender is held back (backpressure) as soon as the disk is slower than the network.
+ * sender is held back (backpressure) as soon as the disk is slower than the network. Each batch is
+ * hashed back from the file on a worker thread once written (util/file-digest.ts), and the data is
+ * fsynced while that thread hashes the last one: after the last byte arrives, only the fsync and
+ * one batch's hashing are left. `ended` judges the body before the rest is waited for.
  */
-async function writeBatched(path: string, body: AsyncIterable<Buffer>): Promise<void> {
+async function writeAndDigest(path: string, body: AsyncIterable<Buffer>, ended: () => void): Promise<FileDigest> {
   const handle = await open(path, 'wx')
+  const digest = digestAsWritten(path, {blockSize: BLOCK_SIZE})
   let writing: Promise<unknown> = Promise.resolve()
+  let finishing: Promise<FileDigest> | undefined
   try {
     let batch: Buffer[] = []
     let batchBytes = 0
+    let end = 0
+    const write = (buffers: Buffer[], bytes: number) =>
+      writeAll(handle, buffers).then(() => digest.written((end += bytes)))
     for await (const piece of body) {
       batch.push(piece)
       batchBytes += piece.length
       if (batchBytes >= WRITE_BATCH_BYTES) {
         await writing
-        writing = writeAll(handle, batch)
+        writing = write(batch, batchBytes)
         batch = []
         batchBytes = 0
       }
     }
     await writing
-    if (batch.length > 0) await writeAll(handle, batch)
+    if (batch.length > 0) await write(batch, batchBytes)
+    ended()
+    finishing = digest.finish()
+    const [hashed, synced] = await Promise.allSettled([finishing, handle.sync()]) // the data reaches the disk before its name does (commitFiles)
+    if (hashed.status === 'rejected') throw hashed.reason
+    if (synced.status === 'rejected') throw synced.reason
+    return hashed.value
   } finally {
+    if (!finishing) digest.cancel()
     await writing.catch(() => {}) // the failure (if any) was thrown above; never leave a write behind the close
     await handle.close()
   }

@@ -10,11 +10,12 @@ export async function commitFile(tmp: string, final: string): Promise<void> {
  * commitFile for several files of one directory: every file's data is fsynced at once (concurrent
  * fsyncs share the file system's journal commits, where one after the other each waits for its own),
  * then each is renamed in the order given, then the directory is fsynced once for all the names.
- * A file marked `unsynced` is renamed without its data fsynced: only for a cache its reader checks
- * and can rebuild, since after a crash it may be there under its name, empty or torn.
+ * A file marked `fsync: false` is renamed without its data fsynced here: one its writer fsynced
+ * already, or a cache its reader checks and can rebuild (after a crash it may be there under its
+ * name, empty or torn).
  */
-export async function commitFiles(dir: string, files: readonly {tmp: string; final: string; unsynced?: boolean}[]): Promise<void> {
-  await Promise.all(files.filter((f) => !f.unsynced).map(({tmp}) => fsyncFile(tmp))) // the data reaches the disk before any name does
+export async function commitFiles(dir: string, files: readonly {tmp: string; final: string; fsync?: boolean}[]): Promise<void> {
+  await Promise.all(files.filter((f) => f.fsync !== false).map(({tmp}) => fsyncFile(tmp))) // the data reaches the disk before any name does
   for (const {tmp, final} of files) await rename(tmp, final)
   await fsyncDir(dir) // and the renames themselves survive a crash
 }
