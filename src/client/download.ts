@@ -4,6 +4,7 @@ import {open, rm, stat, type FileHandle} from 'node:fs/promises'
 import {basename, dirname, join, resolve} from 'node:path'
 import {performance} from 'node:perf_hooks'
 import {ChunkyError, type FileManifest, type NodeSummary, type Target} from '../protocol/index.js'
+import {digestAsWritten} from '../util/file-digest.js'
 import {commitFile} from '../util/fs.js'
 import {send} from './http.js'
 import {InterruptedError, networkErrorCode, requestSignal} from './errors.js'
@@ -67,10 +68,13 @@ export async function downloadFile(opts: DownloadOptions, view: TransferView): P
     }
     await runPool(manifest.chunks, opts.concurrency ?? 4, async (chunk, signal) => {
       const base = starts.get(chunk.index)!
-      const sink: ChunkSink = async (parts, at) => {
-        const length = parts.reduce((sum, p) => sum + p.length, 0)
-        const {bytesWritten} = await handle.writev(parts, base + at)
-        if (bytesWritten !== length) throw new Error(`short write to the output (${bytesWritten} of ${length} bytes)`)
+      const sink: ChunkSink = {
+        async write(parts, at) {
+          const length = parts.reduce((sum, p) => sum + p.length, 0)
+          const {bytesWritten} = await handle.writev(parts, base + at)
+          if (bytesWritten !== length) throw new Error(`short write to the output (${bytesWritten} of ${length} bytes)`)
+        },
+        file: {path: tmp, base},
       }
       await progress.around(chunk, (onBytes) => fetchChunk(chunk, manifest, order(chunk.replicas), sink, api, opts.token, view, onBytes, signal))
       flusher.chunkWritten()
@@ -117,8 +121,10 @@ export async function downloadToStream(opts: Omit<DownloadOptions, 'output'>, vi
       })
     }
     const data = Buffer.allocUnsafe(chunk.size)
-    const sink: ChunkSink = async (parts, at) => {
-      for (const part of parts) at += part.copy(data, at)
+    const sink: ChunkSink = {
+      async write(parts, at) {
+        for (const part of parts) at += part.copy(data, at)
+      },
     }
     await progress.around(chunk, (onBytes) => fetchChunk(chunk, manifest, order(chunk.replicas), sink, api, opts.token, view, onBytes, signal))
     ready.set(chunk.index, data)
@@ -291,8 +297,15 @@ async function fetchChunk(
 /** Bytes gathered before one positional write: few write calls, bounded memory per chunk in flight. */
 const WRITE_BATCH_BYTES = 1024 * 1024
 
-/** Where a chunk's bytes go: `parts` belong at offset `at` of the chunk (a retry from another replica starts again at 0). */
-type ChunkSink = (parts: Buffer[], at: number) => Promise<void>
+/**
+ * Where a chunk's bytes go: `parts` belong at offset `at` of the chunk (a retry from another replica
+ * starts again at 0). With `file`, the chunk lands at `file.base` of that file, and is hashed back
+ * from it on a hashing thread as it is written (util/file-digest.ts), not on the thread that receives.
+ */
+interface ChunkSink {
+  write(parts: Buffer[], at: number): Promise<void>
+  file?: {path: string; base: number}
+}
 
 /** Streams one replica into the sink, hashing as it goes; throws unless size and SHA-256 match. */
 async function fetchReplica(
@@ -303,7 +316,9 @@ async function fetchReplica(
   onBytes: (bytes: number) => void,
   signal: AbortSignal,
 ): Promise<void> {
-  const hash = createHash('sha256')
+  // Hashed here as it arrives, or read back from the output file once written (off this thread).
+  const hash = sink.file ? undefined : createHash('sha256')
+  const digest = sink.file ? digestAsWritten(sink.file.path, {start: sink.file.base}) : undefined
   let seen = 0
   let batch: Buffer[] = []
   let batchBytes = 0
@@ -314,42 +329,49 @@ async function fetchReplica(
     const length = batchBytes
     batch = []
     batchBytes = 0
-    await sink(parts, written)
+    await sink.write(parts, written)
     written += length
+    digest?.written(sink.file!.base + written)
   }
   const abort = requestSignal(signal)
+  let sha256: string
   try {
-    const response = await send(new URL(`/chunks/${chunk.chunkId}/${chunk.version}`, replica.url), {
-      method: 'GET',
-      headers: token ? {authorization: `Bearer ${token}`} : {},
-      connectTimeoutMs: 5_000,
-      responseTimeoutMs: 30_000,
-      idleTimeoutMs: 30_000,
-      signal: abort.signal,
-    })
-    if (response.statusCode !== 200) {
-      response.resume()
-      throw new Error(`HTTP ${response.statusCode}`)
-    }
-    for await (const part of response as AsyncIterable<Buffer>) {
-      seen += part.length
-      if (seen > chunk.size) {
-        response.destroy()
-        throw new BadReplica(`sent more than the chunk's ${chunk.size} bytes`)
+    try {
+      const response = await send(new URL(`/chunks/${chunk.chunkId}/${chunk.version}`, replica.url), {
+        method: 'GET',
+        headers: token ? {authorization: `Bearer ${token}`} : {},
+        connectTimeoutMs: 5_000,
+        responseTimeoutMs: 30_000,
+        idleTimeoutMs: 30_000,
+        signal: abort.signal,
+      })
+      if (response.statusCode !== 200) {
+        response.resume()
+        throw new Error(`HTTP ${response.statusCode}`)
       }
-      hash.update(part)
-      batch.push(part)
-      batchBytes += part.length
-      if (batchBytes >= WRITE_BATCH_BYTES) await flush()
-      onBytes(seen)
+      for await (const part of response as AsyncIterable<Buffer>) {
+        seen += part.length
+        if (seen > chunk.size) {
+          response.destroy()
+          throw new BadReplica(`sent more than the chunk's ${chunk.size} bytes`)
+        }
+        hash?.update(part)
+        batch.push(part)
+        batchBytes += part.length
+        if (batchBytes >= WRITE_BATCH_BYTES) await flush()
+        onBytes(seen)
+      }
+      await flush()
+    } catch (err) {
+      if (err instanceof BadReplica) throw err
+      throw new Error(networkErrorCode(err) ?? (err instanceof Error ? err.message : String(err)))
+    } finally {
+      abort.dispose()
     }
-    await flush()
-  } catch (err) {
-    if (err instanceof BadReplica) throw err
-    throw new Error(networkErrorCode(err) ?? (err instanceof Error ? err.message : String(err)))
+    if (seen !== chunk.size) throw new BadReplica(`sent ${seen} of ${chunk.size} bytes`)
+    sha256 = digest ? (await digest.finish(sink.file!.base + seen)).sha256 : hash!.digest('hex')
   } finally {
-    abort.dispose()
+    digest?.cancel() // a no-op once finished
   }
-  if (seen !== chunk.size) throw new BadReplica(`sent ${seen} of ${chunk.size} bytes`)
-  if (hash.digest('hex') !== chunk.sha256) throw new BadReplica('bytes do not match the recorded SHA-256')
+  if (sha256 !== chunk.sha256) throw new BadReplica('bytes do not match the recorded SHA-256')
 }
