@@ -28,6 +28,8 @@ const SCHEMA_LOCK = LEADER_LOCK + 1
 const LOAD_PAGE = 20_000
 /** How long the change log keeps a write, by default: longer than a full load of a large store takes, so a standby that loaded can follow on. */
 const KEEP_CHANGES_MS = 10 * 60_000
+/** How often a standby tries to take the lock: the lock frees the moment a killed leader's session ends, so this is most of a failover's time. */
+const LOCK_POLL_MS = 200
 /** The leader trims the log at most this often. */
 const TRIM_EVERY_MS = 10_000
 
@@ -39,7 +41,7 @@ const numberTypes = {
 export interface PostgresStoreOptions {
   /** A leader silent this long (paused, hung, cut off) loses the lock; also how long a stuck write may hold the epoch row. */
   leaseMs: number
-  /** How often a standby tries to take the lock. */
+  /** How often a master tries PostgreSQL again after a failure (default 1 s); a standby tries the lock at least every 200 ms. */
   retryMs?: number
   /** How long the change log keeps a write (default 10 min); a standby further behind loads everything. */
   keepChangesMs?: number
@@ -131,7 +133,7 @@ export class PostgresMetaStore implements MetaStore, ChangeLog {
           signal.throwIfAborted()
           const {rows} = await client.query<{ok: boolean}>('SELECT pg_try_advisory_lock($1) AS ok', [LEADER_LOCK])
           if (rows[0]?.ok) break
-          await sleep(this.retryMs, undefined, {signal})
+          await sleep(Math.min(this.retryMs, LOCK_POLL_MS), undefined, {signal})
         }
         // A leader of an older version wrote without logging (its epoch is not the last logged_epoch):
         // skipping a position then makes every standby's copy, this one's too, load everything.
