@@ -168,6 +168,7 @@ try {
   // 3. the first look after the start, then healthy rounds
   const firstLookMs = joinMs + (await waitHealthy('after the start'))
   const lagDuringStart = Math.max(...lagP99s)
+  const startSamples = lagP99s.length
   const before = rounds(await scrape())
   await new Promise((r) => setTimeout(r, 12_000)) // two repair intervals and more housekeeping turns
   const after = rounds(await scrape())
@@ -185,6 +186,7 @@ try {
   await new Promise((r) => setTimeout(r, 11_000)) // past the node timeout, so the dead are known
   const healMs = 11_000 + (await waitHealthy('after the deaths'))
   clearInterval(lagScraper)
+  const lagAfterStart = Math.max(...lagP99s.slice(startSamples))
   const liveMarkedDead = [...deadNodes].filter((id) => !killed.has(id))
   const text = await scrape()
   console.log(
@@ -204,6 +206,9 @@ try {
       liveMarkedDead: liveMarkedDead.length,
       eventLoopLagP99MaxMs: Math.round(Math.max(...lagP99s) * 10) / 10,
       eventLoopLagP99DuringStartMaxMs: Math.round(lagDuringStart * 10) / 10,
+      eventLoopLagP99AfterStartMaxMs: Math.round(lagAfterStart * 10) / 10,
+      // slices of repair rounds (each meant to take about 20 ms) that took longer than 50 ms
+      roundSlicesOver50Ms: gauge(text, 'chunky_repair_round_duration_seconds_count') - gauge(text, 'chunky_repair_round_duration_seconds_bucket{le="0.05"}'),
       lagSamples: lagP99s.length,
       masterRssMiB: Math.round(gauge(text, 'process_resident_memory_bytes') / 1024 / 1024),
     }),

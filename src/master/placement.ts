@@ -1,4 +1,5 @@
 import {ChunkyError} from '../protocol/index.js'
+import {compareText} from '../util/compare.js'
 
 export interface PlacementCandidate {
   id: string
@@ -45,7 +46,7 @@ export function placeChunk(request: PlacementRequest): PlacementCandidate[] {
   while (chosen.length < request.replicas) {
     const rest = eligible.filter((node) => !chosen.includes(node))
     if (rest.length === 0) break
-    rest.sort((a, b) => zoneRank(a) - zoneRank(b) || fill(a) - fill(b) || b.freeBytes - a.freeBytes || a.id.localeCompare(b.id))
+    rest.sort((a, b) => zoneRank(a) - zoneRank(b) || fill(a) - fill(b) || b.freeBytes - a.freeBytes || compareText(a.id, b.id))
     chosen.push(rest[0]!)
     usedZones.add(rest[0]!.zone)
   }

@@ -1,5 +1,6 @@
 import type {ReplicaInfo} from '../protocol/index.js'
 import type {ReplicaState} from './replica-state.js'
+import {compareText} from '../util/compare.js'
 
 // The self-healing decisions, as pure functions of rows: which chunks to copy from where to where,
 // and which surplus replicas to delete. repair-loop.ts gathers the rows and carries the decisions out.
@@ -102,7 +103,7 @@ export function planReplication(input: ReplicationInput): {tasks: PlannedTransfe
     .filter((chunk) => !input.busyChunks.has(transferKey(chunk.chunkId, chunk.version)))
     .map((chunk) => ({chunk, fresh: chunk.replicas.filter((r) => isFresh(r) && countsTowardR(nodes.get(r.nodeId)))}))
     .filter(({fresh}) => fresh.length < R)
-    .sort((a, b) => a.fresh.length - b.fresh.length || a.chunk.chunkId.localeCompare(b.chunk.chunkId))
+    .sort((a, b) => a.fresh.length - b.fresh.length || compareText(a.chunk.chunkId, b.chunk.chunkId))
 
   for (const {chunk, fresh} of work) {
     const onAlive = chunk.replicas.filter((r) => isFresh(r) && nodes.get(r.nodeId)?.alive)
@@ -118,7 +119,7 @@ export function planReplication(input: ReplicationInput): {tasks: PlannedTransfe
         .filter((node) => takesCopies(node) && !holders.has(node.id) && free.get(node.id)! >= chunk.size)
         .sort(
           (a, b) =>
-            Number(zones.has(a.zone)) - Number(zones.has(b.zone)) || free.get(b.id)! - free.get(a.id)! || a.id.localeCompare(b.id),
+            Number(zones.has(a.zone)) - Number(zones.has(b.zone)) || free.get(b.id)! - free.get(a.id)! || compareText(a.id, b.id),
         )
       const transfer = pickTransfer(targets, sources)
       if (!transfer) break
@@ -133,7 +134,7 @@ export function planReplication(input: ReplicationInput): {tasks: PlannedTransfe
 
   /** The first target (in preference order) reachable from a source: an open transfer, else a new one. */
   function pickTransfer(targets: readonly RepairNode[], sources: readonly string[]): PlannedTransfer | undefined {
-    const bySourceLoad = [...sources].sort((a, b) => loadOf(a) - loadOf(b) || a.localeCompare(b))
+    const bySourceLoad = [...sources].sort((a, b) => loadOf(a) - loadOf(b) || compareText(a, b))
     const blocked = input.blocked ?? (() => false)
     for (const target of targets) {
       for (const source of bySourceLoad) {
@@ -182,7 +183,7 @@ export function planExcess(chunks: readonly RepairChunk[], nodes: readonly Repai
     const movedFrom = moveSources.get(chunk.chunkId)
     const fullestFirst = holders
       .filter((node) => node.usable)
-      .sort((a, b) => Number(b.id === movedFrom) - Number(a.id === movedFrom) || a.freeBytes - b.freeBytes || b.id.localeCompare(a.id))
+      .sort((a, b) => Number(b.id === movedFrom) - Number(a.id === movedFrom) || a.freeBytes - b.freeBytes || compareText(b.id, a.id))
     for (const node of fullestFirst) {
       if (surplus-- <= 0) break
       deletes.push({chunkId: chunk.chunkId, version: chunk.version, nodeId: node.id})
