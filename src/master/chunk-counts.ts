@@ -28,7 +28,7 @@ export class ChunkCountPasses {
   private lastPassBusyMs = 0
 
   constructor(
-    db: Db,
+    private readonly db: Db,
     private readonly countAtOnceLimit = COUNT_AT_ONCE_LIMIT,
     private readonly passStep = PASS_STEP,
   ) {
@@ -84,7 +84,10 @@ export class ChunkCountPasses {
     if (this.passing || nowMs - this.lastPassStartedMs < PASS_SHARE * this.lastPassBusyMs) return
     this.passing = true
     this.lastPassStartedMs = nowMs
-    void this.pass(alive, R, key).finally(() => (this.passing = false))
+    // A pass that fails (the database closed as the master stops) leaves the last counts as they were.
+    this.pass(alive, R, key)
+      .catch(() => undefined)
+      .finally(() => (this.passing = false))
   }
 
   private async pass(alive: string[], R: number, key: string): Promise<void> {
@@ -101,6 +104,7 @@ export class ChunkCountPasses {
       if (row.chunks < this.passStep || row.last === null) break
       params.after = row.last
       await yieldToEventLoop()
+      if (!this.db.open) return
     }
     this.lastPassBusyMs = busyMs
     this.last = {key, alive: new Set(alive), value: sum}
