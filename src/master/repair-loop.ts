@@ -25,15 +25,18 @@ const DELETE_RESENDS_PER_ROUND = 1000
 const REPAIR_TASKS_PER_NODE = 4
 const REPAIR_REPLICAS_PER_TASK = 8
 /** One slice of a round works at most this long before it lets heartbeats and requests in. */
-const SLICE_MS = 20
+const SLICE_MS = 12
 /** Chunks looked at per database query. */
-const EVALUATE_BATCH = 250
+const EVALUATE_BATCH = 100
 /** counts() looks at up to this many waiting changes itself (a few ms); more, and the caller counts by query. */
-const LOOK_NOW_LIMIT = 2000
+const LOOK_NOW_LIMIT = 500
 /** Chunk ids of one node (after it died or came back) marked for a look per page. */
 const NODE_SCAN_PAGE = 2000
 /** At most this many chunks are planned in one round (there are never more free transfer slots than that). */
 const PLAN_PER_ROUND = 256
+/** Chunks planned at once, and the time a slice may spend planning groups of them. */
+const PLAN_GROUP = 32
+const PLAN_MS = 8
 /** Rebalancing: nodes count as balanced within this share of the mean fill, plus this many chunks' worth. */
 export const BALANCE_BAND = 0.1
 const BALANCE_SLACK_CHUNKS = 2
@@ -481,19 +484,30 @@ export class RepairLoop {
       }
     }
     if (picked.length === 0) return
-    const records = this.q.chunks.all(JSON.stringify(picked)) as ChunkRecordRow[]
-    const rowsOf = this.rowsWithState(picked, new Map(records.map((row) => [row.chunk_id, row])))
-    const chunks = records.filter((r) => r.committed_version > 0).map((record) => toRepairChunk(record, rowsOf.get(record.chunk_id) ?? []))
+    // In groups, within a time budget: planning weighs every node for every copy, and at hundreds of
+    // nodes all of a round's picks at once held the event loop for 30–60 ms. Picks not reached keep
+    // their place for the next slice.
     const now = ctx.clock.now()
-    const {tasks} = planReplication({
-      chunks, nodes, replicas: ctx.replicas, running: new Map(nodes.map((node) => [node.id, this.loadOf(node.id)])), busyChunks: this.busy,
-      blocked: (source, target) => (this.pairFailures.get(pairKey(source, target))?.untilMs ?? 0) > now,
-      maxTasksPerNode: REPAIR_TASKS_PER_NODE, maxReplicasPerTask: REPAIR_REPLICAS_PER_TASK,
-    })
-    for (const planned of tasks) this.start(planned.source, planned.target, planned.replicas)
-    // What could not be planned now goes to the back of its line, so the same chunks do not block the rest.
-    const started = new Set(tasks.flatMap((task) => task.replicas.map((r) => r.chunkId)))
-    for (const chunkId of picked) {
+    const deadline = performance.now() + PLAN_MS
+    const started = new Set<string>()
+    let tried = 0
+    while (tried < picked.length && (tried === 0 || performance.now() < deadline)) {
+      const group = picked.slice(tried, tried + PLAN_GROUP)
+      tried += group.length
+      const records = this.q.chunks.all(JSON.stringify(group)) as ChunkRecordRow[]
+      const rowsOf = this.rowsWithState(group, new Map(records.map((row) => [row.chunk_id, row])))
+      const chunks = records.filter((r) => r.committed_version > 0).map((record) => toRepairChunk(record, rowsOf.get(record.chunk_id) ?? []))
+      const {tasks} = planReplication({
+        chunks, nodes, replicas: ctx.replicas, running: new Map(nodes.map((node) => [node.id, this.loadOf(node.id)])), busyChunks: this.busy,
+        blocked: (source, target) => (this.pairFailures.get(pairKey(source, target))?.untilMs ?? 0) > now,
+        maxTasksPerNode: REPAIR_TASKS_PER_NODE, maxReplicasPerTask: REPAIR_REPLICAS_PER_TASK,
+      })
+      for (const planned of tasks) this.start(planned.source, planned.target, planned.replicas)
+      for (const task of tasks) for (const r of task.replicas) started.add(r.chunkId)
+    }
+    if (tried < picked.length) this.kick()
+    // What was tried and could not be planned goes to the back of its line, so the same chunks do not block the rest.
+    for (const chunkId of picked.slice(0, tried)) {
       if (started.has(chunkId)) continue
       for (const bucket of this.needy) {
         if (!bucket.delete(chunkId)) continue
