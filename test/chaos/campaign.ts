@@ -911,7 +911,11 @@ class Campaign {
       const sha = sha256(bytes)
       verdict += ` ${short(sha)} ${bytes.length} B`
       const why = this.model.judgeDownload(name, sha, result.start, result.end, chunkHashes(bytes))
-      if (outcome !== 'ok') {
+      // A download killed after it renamed its complete, verified file into place leaves that file: atomic
+      // all the same. Killed with anything else there, or failed with any file there, it was not.
+      if (outcome === 'killed' && !why) {
+        this.stats.warnings.push(`download by ${who} was killed after its file was in place (${bytes.length} B, content as committed)`)
+      } else if (outcome !== 'ok') {
         this.violate('reads-see-committed', `download of ${name} by ${who} did not exit 0 (${outcome}, code ${result.code}) yet left ${out} (${bytes.length} B${why ? `; ${why}` : ''}): a download must write its file atomically`)
       } else if (why) {
         this.violate('reads-see-committed', `download of ${name} by ${who} over [${fmt(result.start)}, ${fmt(result.end)}] ${why}`)
