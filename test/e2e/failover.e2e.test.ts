@@ -161,12 +161,12 @@ it('SIGSTOP of the leader: the standby leads, never two leaders, the paused one 
   const oldChunk = ((await planned.json()) as {chunks: {chunkId: string; version: number; grant: string; targets: {url: string}[]}[]}).chunks[0]!
 
   let bothLeading = 0
-  let polls = 0
+  let bothAnswered = 0 // polls where both masters answered: a moment when two leaders would have shown
   let polling = true
   const poller = (async () => {
     while (polling) {
       const [a, b] = await Promise.all([role(standby), role(leader)])
-      polls++
+      if (a !== undefined && b !== undefined) bothAnswered++
       if (a === 'leader' && b === 'leader') bothLeading++
       await new Promise((r) => setTimeout(r, 50))
     }
@@ -199,9 +199,12 @@ it('SIGSTOP of the leader: the standby leads, never two leaders, the paused one 
     expect(answer.message).toBe('fetch failed')
   }
   await waitFor('the woken master to stand by', async () => (await role(leader)) === 'standby', 20_000)
+  // The poller must have seen both masters answer after the wake (a poll that waited on the paused one
+  // takes its 1 s timeout, and a quick failover leaves few polls in all).
+  const answeredBeforeWake = bothAnswered
+  await waitFor('the poller to see both masters answer after the wake', async () => bothAnswered > answeredBeforeWake, 10_000)
   polling = false
   await poller
-  expect(polls).toBeGreaterThan(10)
   expect(bothLeading).toBe(0)
   // Nothing of the late plan was recorded: the new leader hands out late.bin's first version as 1.
   const fresh = await fetch(`${standby.url}/api/uploads`, {
