@@ -28,7 +28,7 @@ const REPAIR_REPLICAS_PER_TASK = 8
 const SLICE_MS = 12
 /** Chunks looked at per database query. */
 const EVALUATE_BATCH = 100
-/** counts() looks at up to this many waiting changes itself (a few ms); more, and the caller counts by query. */
+/** counts() looks at up to this many waiting changes itself (a few ms); more, and the caller counts apart (chunk-counts.ts). */
 const LOOK_NOW_LIMIT = 500
 /** Chunk ids of one node (after it died or came back) marked for a look per page. */
 const NODE_SCAN_PAGE = 2000
@@ -208,8 +208,8 @@ export class RepairLoop {
 
   /**
    * One step of the count the rebalancer steers by (committed bytes per node, committed-bytes.ts). Its
-   * own timer drives it: it reads a page of the chunk table whatever changed, so it is kept out of the
-   * repair rounds, which cost only what changed.
+   * own timer drives it: while a count is under way each step reads a page of the chunk table, work
+   * that grows with what is stored, so it is kept out of the repair rounds, which cost only what changed.
    */
   countCommittedBytes(): void {
     try {
@@ -432,7 +432,7 @@ export class RepairLoop {
    * The status counts as the looks so far found them: committed chunks below R fresh copies on alive
    * nodes, and stale and corrupt copies of committed chunks (what the summary query counts, without
    * reading every chunk). A few changes waiting for a look are looked at now, so the counts are current;
-   * while a scan is under way or many changes wait, undefined: the caller counts by query then.
+   * while a scan is under way or many changes wait, undefined: the caller counts apart then (chunk-counts.ts).
    */
   counts(): {underReplicated: number; stale: number; corrupt: number} | undefined {
     if (this.startScan !== undefined || this.nodeScans.size > 0 || this.dirty.size > LOOK_NOW_LIMIT) return undefined
