@@ -1,6 +1,6 @@
 import {createHash} from 'node:crypto'
 import {existsSync} from 'node:fs'
-import {appendFile, mkdir, mkdtemp, open, readdir, readFile, rm, truncate, writeFile} from 'node:fs/promises'
+import {appendFile, mkdir, mkdtemp, readdir, readFile, rm, truncate, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {pathToFileURL} from 'node:url'
@@ -11,6 +11,7 @@ import {BIN, campaignEnv, Daemon, StartTimeout, type DaemonExit, killEverything,
 import {TcpProxy} from './proxy.js'
 import {bytesFor, Rng, sha256} from './rng.js'
 import {CHUNK, HEARTBEAT_MS, MiB, NODE_TIMEOUT_MS, NODES, R, REPAIR_INTERVAL_MS, SCRUB_INTERVAL_MS, W, ZONES} from './constants.js'
+import {flipByte} from './flip-byte.js'
 import {describe, type Fault, type PlannedFault, planFaults, targetOf} from './faults.js'
 import {describeUnhealthy, isHealthy, isStatusDoc, type StatusChunk, type StatusDoc} from './status.js'
 
@@ -656,18 +657,11 @@ class Campaign {
       this.nodes.get(id)!.note(what)
       return this.note(`${what} on ${id}`)
     }
-    const handle = await open(path, 'r+').catch((err: NodeJS.ErrnoException) => {
-      if (err.code === 'ENOENT') return undefined // deleted since it was listed (stale, trimmed)
-      throw err
-    })
-    if (!handle) return this.note(`flip on ${id}: ${name} went away, skipped`)
     try {
-      const byte = Buffer.alloc(1)
-      await handle.read(byte, 0, 1, offset)
-      byte[0] = byte[0]! ^ 0xff
-      await handle.write(byte, 0, 1, offset)
-    } finally {
-      await handle.close()
+      await flipByte(path, offset)
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return this.note(`flip on ${id}: ${name} went away, skipped`) // deleted since it was listed (stale, trimmed)
+      throw err
     }
     this.flippedAt.set(chunk.id, Date.now())
     this.lastFlip = Date.now()

@@ -9,7 +9,7 @@ import {createInterface} from 'node:readline'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {StatusDoc} from '../../src/protocol/index.js'
 import {waitFor} from '../poll.js'
-export {flipByte} from '../flip-byte.js'
+export {flipByte} from '../chaos/flip-byte.js'
 
 export {waitFor}
 

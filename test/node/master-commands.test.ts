@@ -4,7 +4,7 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import type {RunningNode} from '../../src/node/index.js'
-import {flipByte} from '../flip-byte.js'
+import {flipByte} from '../chaos/flip-byte.js'
 import {
   chunkFiles,
   chunkIdOf,

@@ -5,7 +5,7 @@ import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {BLOCK_SIZE, BlockHasher, decodeSidecar, encodeSidecar} from '../../src/storage/block-checksums.js'
 import {CorruptBlockError, FileChunkStore, READ_BLOCKS, SIDECAR_SUFFIX} from '../../src/storage/index.js'
-import {flipByte} from '../flip-byte.js'
+import {flipByte} from '../chaos/flip-byte.js'
 import {bodyOf, chunkIdFor, replicaOf} from './chunk-store.contract.js'
 
 // Per-block checksums (issue 12): computed on write, kept beside the chunk, checked by every ranged

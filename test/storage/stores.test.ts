@@ -3,7 +3,7 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {afterAll} from 'vitest'
 import {FileChunkStore, MemoryChunkStore, prefixDir, replicaFileName} from '../../src/storage/index.js'
-import {flipByte} from '../flip-byte.js'
+import {flipByte} from '../chaos/flip-byte.js'
 import {describeChunkStore} from './chunk-store.contract.js'
 
 const dirs: string[] = []
