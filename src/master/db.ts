@@ -83,12 +83,18 @@ export function lockDataDir(dataDir: string): {release(): void} {
   return {release: () => lock.close()}
 }
 
-/** Opens (creating when missing) the master's SQLite database in dataDir. */
-export function openDatabase(dataDir: string): Db {
+/**
+ * Opens (creating when missing) the master's SQLite database in dataDir. `workingCopy`: the metadata
+ * lives in another store (PostgreSQL) and this is the master's copy of it, loaded again from that
+ * store whenever the process starts, so its commits need no fsync of their own (the store's do).
+ */
+export function openDatabase(dataDir: string, opts: {workingCopy?: boolean} = {}): Db {
   mkdirSync(dataDir, {recursive: true})
   const db = new Database(join(dataDir, 'master.sqlite'))
   db.pragma('journal_mode = WAL')
-  db.pragma('synchronous = FULL') // a version is on disk before it is handed out (invariant 2)
+  // FULL: a version is on disk before it is handed out (invariant 2). NORMAL in WAL mode: a commit
+  // reaches the WAL file without an fsync, and a power cut may lose the last ones, never corrupt it.
+  db.pragma(`synchronous = ${opts.workingCopy ? 'NORMAL' : 'FULL'}`)
   db.pragma('foreign_keys = OFF')
   db.pragma('busy_timeout = 5000')
   // 64 MiB of page cache (the default is 2 MiB): a million chunks' indexes stay in memory, so a
@@ -130,10 +136,15 @@ export function grantKey(db: Db): string {
  * relaxed rows, never corrupt the database (WAL).
  */
 export function relaxedDurability<T>(db: Db, work: () => T): T {
+  const before = db.pragma('synchronous', {simple: true}) as number
+  if (before <= SYNCHRONOUS_NORMAL) return work() // a working copy (openDatabase) is relaxed throughout
   db.pragma('synchronous = NORMAL')
   try {
     return work()
   } finally {
-    db.pragma('synchronous = FULL')
+    db.pragma(`synchronous = ${before}`)
   }
 }
+
+/** PRAGMA synchronous reads back as a number: OFF 0, NORMAL 1, FULL 2, EXTRA 3. */
+const SYNCHRONOUS_NORMAL = 1

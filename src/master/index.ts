@@ -94,7 +94,7 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
   let store: MetaStore
   let postgres: PostgresMetaStore | undefined
   try {
-    db = openDatabase(opts.dataDir)
+    db = openDatabase(opts.dataDir, {workingCopy: isPostgresUrl(opts.meta)})
     if (isPostgresUrl(opts.meta)) {
       // A paused leader loses the lock after one node timeout: a standby leads within that plus its retry.
       store = postgres = new PostgresMetaStore(opts.meta, {leaseMs: opts.nodeTimeoutMs, log})

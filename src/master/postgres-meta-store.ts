@@ -218,46 +218,43 @@ export class PostgresMetaStore implements MetaStore, ChangeLog {
   }
 
   async apply(epoch: number, changes: readonly MetaChange[]): Promise<void> {
-    const client = await this.writer().connect()
-    try {
-      await client.query('BEGIN')
-      // Taking the next log position checks the epoch and locks the leader row until commit: a
-      // takeover's UPDATE of the row waits for this write (or this write sees the new epoch), and
-      // writes take their positions in the order they commit.
-      const {rows} = await client.query<{seq: number}>('UPDATE chunky_leader SET log_seq = log_seq + 1 WHERE id = 1 AND epoch = $1 RETURNING log_seq AS seq', [epoch])
-      const seq = rows[0]?.seq
-      if (seq === undefined) {
-        const {rows: current} = await client.query<{epoch: number}>('SELECT epoch FROM chunky_leader WHERE id = 1')
-        throw new StaleEpochError(epoch, current[0]?.epoch ?? 0)
+    // One statement, so one round trip and its own transaction: the fence takes the next log position
+    // only if `epoch` is still the current one, and every other part writes only if the fence did.
+    // The fence locks the leader row until commit: a takeover's UPDATE of the row waits for this write
+    // (or this write sees the new epoch and writes nothing), and writes take their log positions in
+    // the order they commit. coalesce() leaves each row once per table, as one statement requires.
+    const params: unknown[] = [epoch]
+    const param = (value: unknown) => `$${params.push(value)}`
+    const fenced = 'EXISTS (SELECT FROM fence)'
+    const parts = ['fence AS (UPDATE chunky_leader SET log_seq = log_seq + 1 WHERE id = 1 AND epoch = $1 RETURNING log_seq)']
+    for (const [table, {puts, deletes}] of coalesce(changes)) {
+      const {key, columns} = META_TABLES[table]
+      const name = tableName(table)
+      if (deletes.length > 0) {
+        parts.push(`d${parts.length} AS (DELETE FROM ${name} WHERE (${q(key)}) IN (SELECT ${q(key)} FROM json_populate_recordset(null::${name}, ${param(JSON.stringify(deletes))})) AND ${fenced})`)
       }
-      for (const [table, {puts, deletes}] of coalesce(changes)) {
-        const {key, columns} = META_TABLES[table]
-        const name = tableName(table)
-        if (deletes.length > 0) {
-          await client.query(`DELETE FROM ${name} WHERE (${q(key)}) IN (SELECT ${q(key)} FROM json_populate_recordset(null::${name}, $1))`, [JSON.stringify(deletes)])
-        }
-        if (puts.length > 0) {
-          const updates = columns.filter((column) => !(key as readonly string[]).includes(column)).map((column) => `"${column}" = excluded."${column}"`)
-          await client.query(
-            `INSERT INTO ${name} (${q(columns)}) SELECT ${q(columns)} FROM json_populate_recordset(null::${name}, $1)
-             ON CONFLICT (${q(key)}) DO UPDATE SET ${updates.join(', ')}`,
-            [JSON.stringify(puts)],
-          )
-        }
+      if (puts.length > 0) {
+        const updates = columns.filter((column) => !(key as readonly string[]).includes(column)).map((column) => `"${column}" = excluded."${column}"`)
+        parts.push(`p${parts.length} AS (INSERT INTO ${name} (${q(columns)}) SELECT ${q(columns)} FROM json_populate_recordset(null::${name}, ${param(JSON.stringify(puts))}) WHERE ${fenced}
+          ON CONFLICT (${q(key)}) DO ${updates.length > 0 ? `UPDATE SET ${updates.join(', ')}` : 'NOTHING'})`)
       }
-      await client.query('INSERT INTO chunky_changes (seq, epoch, changes) VALUES ($1, $2, $3)', [seq, epoch, JSON.stringify(changes)])
-      const keepMs = this.opts.keepChangesMs ?? KEEP_CHANGES_MS
-      if (Date.now() - this.lastTrimMs >= Math.min(TRIM_EVERY_MS, keepMs)) {
-        this.lastTrimMs = Date.now()
-        await client.query("DELETE FROM chunky_changes WHERE written_at < now() - $1 * interval '1 millisecond'", [keepMs])
-      }
-      await client.query('COMMIT')
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => {})
-      if (err instanceof StaleEpochError) this.lose(err.message)
+    }
+    parts.push(`logged AS (INSERT INTO chunky_changes (seq, epoch, changes) SELECT log_seq, $1, ${param(JSON.stringify(changes))} FROM fence)`)
+    const keepMs = this.opts.keepChangesMs ?? KEEP_CHANGES_MS
+    if (Date.now() - this.lastTrimMs >= Math.min(TRIM_EVERY_MS, keepMs)) {
+      this.lastTrimMs = Date.now()
+      parts.push(`trimmed AS (DELETE FROM chunky_changes WHERE written_at < now() - ${param(keepMs)} * interval '1 millisecond' AND ${fenced})`)
+    }
+    // `current` is read from the statement's snapshot: the epoch that refused the fence, when it did.
+    const {rows} = await this.writer().query<{seq: number | null; current: number}>(
+      `WITH ${parts.join(',\n')} SELECT (SELECT log_seq FROM fence) AS seq, (SELECT epoch FROM chunky_leader WHERE id = 1) AS current`,
+      params,
+    )
+    const seq = rows[0]?.seq
+    if (seq === null || seq === undefined) {
+      const err = new StaleEpochError(epoch, rows[0]?.current ?? 0)
+      this.lose(err.message)
       throw err
-    } finally {
-      client.release()
     }
   }
 

@@ -80,7 +80,8 @@ export class Uploads {
 
   /**
    * POST /api/uploads. Every new version is max_version + 1, committed to SQLite (synchronous=FULL)
-   * together with its planned row and the upload row BEFORE this returns (invariant 2).
+   * together with its planned row and the upload row BEFORE this returns (invariant 2); with the
+   * metadata in PostgreSQL, the route answers only once that transaction reached it (MetaSync.flush).
    */
   plan(request: UploadPlanRequest & {exclude: string[]}): UploadPlan {
     checkChunkLayout(request)
