@@ -245,14 +245,16 @@ export class PostgresMetaStore implements MetaStore, ChangeLog {
       this.lastTrimMs = Date.now()
       parts.push(`trimmed AS (DELETE FROM chunky_changes WHERE written_at < now() - ${param(keepMs)} * interval '1 millisecond' AND ${fenced})`)
     }
-    // `current` is read from the statement's snapshot: the epoch that refused the fence, when it did.
     const {rows} = await this.writer().query<{seq: number | null; current: number}>(
       `WITH ${parts.join(',\n')} SELECT (SELECT log_seq FROM fence) AS seq, (SELECT epoch FROM chunky_leader WHERE id = 1) AS current`,
       params,
     )
     const seq = rows[0]?.seq
     if (seq === null || seq === undefined) {
-      const err = new StaleEpochError(epoch, rows[0]?.current ?? 0)
+      // `current` comes from the statement's snapshot: a takeover the fence waited for is not in it.
+      let current = rows[0]?.current ?? 0
+      if (current === epoch) current = (await this.writer().query<{epoch: number}>('SELECT epoch FROM chunky_leader WHERE id = 1')).rows[0]?.epoch ?? 0
+      const err = new StaleEpochError(epoch, current)
       this.lose(err.message)
       throw err
     }
