@@ -156,7 +156,15 @@ async function prepare(opts: Omit<DownloadOptions, 'output'>, view: TransferView
   view.step(`fetching the manifest of ${opts.name}`)
   // One manifest for the whole download: every chunk is read at the version it names (never a mix).
   // A master that is restarting gets a few more tries, as an upload gives it (a read need not fail on a blip).
-  const manifest = await withMasterRetry(() => api.manifest(opts.name), {signal: opts.signal, view, masters: api.masters, what: 'fetching the manifest'}).catch((err: unknown) => {
+  // With several masters, one that has just taken over lists a chunk's copies only once the nodes
+  // linked to it again and reported what they hold: a chunk with none listed is asked for again.
+  const fetchManifest = async () => {
+    const found = await api.manifest(opts.name)
+    const bare = api.masters > 1 ? found.chunks.find((chunk) => chunk.replicas.length === 0) : undefined
+    if (bare) throw new ChunkyError('NO_NODES', `the master lists no fresh copy of chunk ${bare.index} of ${opts.name} on an alive node: try again once the cluster has repaired it`)
+    return found
+  }
+  const manifest = await withMasterRetry(fetchManifest, {signal: opts.signal, view, masters: api.masters, what: 'fetching the manifest'}).catch((err: unknown) => {
     throw notFoundNamed(err, opts.name)
   })
   view.step('finding the nearest replicas')

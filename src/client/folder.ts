@@ -6,10 +6,10 @@ import {downloadFile, measureRtt, type DownloadResult} from './download.js'
 import {throwIfAborted} from './errors.js'
 import {hashChunks} from './hash.js'
 import {masterApi} from './master-api.js'
-import {findNearestNode, type Probe} from './nearest.js'
+import type {Probe} from './nearest.js'
 import {planChunks} from './plan.js'
 import {runPool} from './pool.js'
-import {LostNodes, sendHashed, type HashedFile, type UploadResult} from './upload.js'
+import {LostNodes, nearestEntryNode, sendHashed, type HashedFile, type UploadResult} from './upload.js'
 import type {TransferView} from './view.js'
 
 // Folders: `chunky upload DIR`, `chunky sync DIR` and `chunky download --prefix P` (SPEC.md "Operating
@@ -151,7 +151,7 @@ export async function syncFolder(opts: FolderOptions, view: TransferView): Promi
   let entryNode = ''
   if (changed.length > 0) {
     view.step(opts.node ? `using node ${opts.node}` : 'finding the nearest node')
-    const nearest = await findNearestNode(nodes, {override: opts.node, zone: opts.zone, probe: opts.probe})
+    const nearest = await nearestEntryNode(api, nodes, opts, view)
     entryNode = nearest.node.id
     const {byRtt} = nearest
     const bytes = changed.reduce((sum, file) => sum + file.size, 0)

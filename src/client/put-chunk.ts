@@ -65,8 +65,10 @@ export async function putChunk(input: PutChunkInput): Promise<WriteResult> {
     abort.dispose()
   }
   if (response.statusCode >= 500) {
-    const reason = errorFromResponse(response.statusCode, response.body, `node ${entry.id}`).message
-    throw new NodeFailure(entry.id, `node ${entry.id} failed the write (${response.statusCode}): ${reason}`)
+    const refused = errorFromResponse(response.statusCode, response.body, `node ${entry.id}`)
+    // The node is well but has no link to a leading master now (a failover): not the node's fault.
+    if (refused.code === 'MASTER_UNREACHABLE' || refused.code === 'NOT_LEADER') throw refused
+    throw new NodeFailure(entry.id, `node ${entry.id} failed the write (${response.statusCode}): ${refused.message}`)
   }
   if (response.statusCode >= 400) throw errorFromResponse(response.statusCode, response.body, `node ${entry.id}`)
   try {

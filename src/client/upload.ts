@@ -2,12 +2,12 @@ import {stat} from 'node:fs/promises'
 import {basename} from 'node:path'
 import {performance} from 'node:perf_hooks'
 import {setTimeout as sleep} from 'node:timers/promises'
-import {ChunkyError, DEFAULT_CHUNK_SIZE, fileNameProblem, type PlannedChunk, type UploadPlan} from '../protocol/index.js'
+import {ChunkyError, DEFAULT_CHUNK_SIZE, fileNameProblem, type NodeSummary, type PlannedChunk, type UploadPlan} from '../protocol/index.js'
 import {InterruptedError, throwIfAborted} from './errors.js'
-import {withMasterRetry} from './master-retry.js'
+import {masterChanging, masterTries, withMasterRetry} from './master-retry.js'
 import {hashChunks} from './hash.js'
 import {masterApi, type MasterApi} from './master-api.js'
-import {findNearestNode, type Probe} from './nearest.js'
+import {findNearestNode, type Nearest, type Probe} from './nearest.js'
 import {planChunks, rangeSize, type ChunkRange} from './plan.js'
 import {runPool} from './pool.js'
 import {NodeFailure, putChunk} from './put-chunk.js'
@@ -57,13 +57,15 @@ export async function uploadFile(opts: UploadOptions, view: TransferView): Promi
   const api = masterApi(opts.master, opts.token, {signal: opts.signal})
 
   view.step('asking the master for the storage nodes')
-  const {nodes} = await api.nodes() // before hashing: a wrong --master or token fails in a second, not after a minute
+  // Before hashing: a wrong --master or token fails in a second, not after a minute (with several
+  // masters, a failover under way is waited out instead).
+  const {nodes} = await withMasterRetry(() => api.nodes(), {signal: opts.signal, view, masters: api.masters, what: 'asking for the nodes', ...(api.masters > 1 ? {} : {tries: 1})})
 
   view.start('hashing', info.size)
   const digests = await hashChunks(opts.path, ranges, (done) => view.overall(done), opts.signal)
 
   view.step(opts.node ? `using node ${opts.node}` : 'finding the nearest node')
-  const entry = await findNearestNode(nodes, {override: opts.node, zone: opts.zone, probe: opts.probe})
+  const entry = await nearestEntryNode(api, nodes, opts, view)
   throwIfAborted(opts.signal)
 
   const sent = await sendHashed(
@@ -81,6 +83,19 @@ export async function uploadFile(opts: UploadOptions, view: TransferView): Promi
     entryNode: entry.node.id,
     seconds: Math.round(performance.now() - started) / 1000,
   }
+}
+
+/**
+ * The entry node. A master that has just taken over lists no node alive until they link to it again:
+ * with several masters, the list is asked for again until one is (withMasterRetry, NO_NODES).
+ */
+export async function nearestEntryNode(api: MasterApi, nodes: NodeSummary[], opts: Pick<UploadOptions, 'node' | 'zone' | 'probe' | 'signal'>, view: TransferView): Promise<Nearest> {
+  let listed: NodeSummary[] | undefined = nodes
+  return withMasterRetry(async () => {
+    const current = listed ?? (await api.nodes()).nodes
+    listed = undefined // a retry asks again
+    return findNearestNode(current, {override: opts.node, zone: opts.zone, probe: opts.probe})
+  }, {signal: opts.signal, view, masters: api.masters, what: 'finding a storage node'})
 }
 
 /** A file hashed chunk by chunk, ready to be planned. */
@@ -230,23 +245,32 @@ async function sendOneChunk(
   // Planned before a node was lost: placed again without it before a byte is sent (once; a plan the
   // master still makes with it is tried as it is).
   if (chunk.targets.some((target) => lost.has(target.id))) chunk = await replan(`was planned on a node this upload lost (${chunk.targets.map((t) => t.id).filter((id) => lost.has(id)).join(', ')})`)
-  for (let attempt = 1; ; attempt++) {
+  let nodeTries = 0
+  let masterWaits = 0
+  while (true) {
     let problem: string
     let blamed: string | undefined
+    let masterSide = false
     try {
       const result = await putChunk({path: opts.path, range, chunk, token: opts.token, onSent, signal})
       const stored = result.stored.filter((copy) => copy.version === chunk.version)
       if (stored.length >= plan.minReplicas) return
       // Failures come in chain order, and a chain that breaks at one node lists every node after it
-      // too (they were never reached): only the first is to blame, the others may be fine.
+      // too (they were never reached): only the first is to blame, the others may be fine. A node that
+      // stored the bytes but could not tell the master, or holds a grant of a master that no longer
+      // leads, is not to blame either: the master side is changing hands.
       const culprit = result.failed[0]
-      if (culprit) blamed = culprit.node
+      if (culprit && masterChanging(culprit.code, api.masters)) masterSide = true
+      else if (culprit) blamed = culprit.node
       const why = result.failed.map((f) => `${f.node}: ${f.error}`).join('; ')
       problem = `only ${stored.length} of the ${plan.minReplicas} copies needed were stored${why ? ` (${why})` : ''}`
     } catch (err) {
       if (signal.aborted) throw new InterruptedError()
       if (err instanceof NodeFailure) {
         blamed = err.node
+        problem = err.message
+      } else if (err instanceof ChunkyError && masterChanging(err.code, api.masters)) {
+        masterSide = true
         problem = err.message
       } else if (err instanceof ChunkyError && (err.code === 'CHECKSUM_MISMATCH' || err.code === 'LENGTH_MISMATCH')) {
         throw new ChunkyError(err.code, `${opts.path} changed while it was being uploaded (chunk ${range.index}: ${err.message}): upload it again once it is complete`)
@@ -257,13 +281,24 @@ async function sendOneChunk(
       }
     }
     onSent(0)
+    if (masterSide) {
+      // Waited out as a call to the master is (withMasterRetry), then re-planned by whoever leads now,
+      // which signs a grant of its epoch: no node is left out, and the nodes' tries are not used up.
+      if (++masterWaits >= masterTries(api.masters)) {
+        throw new ChunkyError('NOT_DURABLE', `chunk ${range.index} could not be stored while the master changed (${masterWaits} tries); last problem: ${problem}`)
+      }
+      if (masterWaits === 1) view.note(`chunk ${range.index}: ${problem}; waiting for the master`)
+      await pause(Math.min(4_000, 500 * 2 ** (masterWaits - 1)), signal)
+      chunk = await replan(`failed (${problem})`)
+      continue
+    }
     // A failing node is left out for the rest of the upload; the note is said once per node (by
     // LostNodes), and a chunk that failed on a node already known lost retries silently.
     if (blamed !== undefined) {
       failedNodes.add(blamed)
       lost.add(blamed, problem)
     }
-    if (attempt >= CHUNK_TRIES) {
+    if (++nodeTries >= CHUNK_TRIES) {
       const failed = [...failedNodes]
       throw new ChunkyError(
         'NOT_DURABLE',
@@ -272,11 +307,15 @@ async function sendOneChunk(
       )
     }
     if (blamed === undefined) view.note(`chunk ${range.index}: ${problem}; retrying`)
-    await sleep(Math.min(2_000, 100 * 2 ** attempt), undefined, {signal}).catch(() => {
-      throw new InterruptedError()
-    })
+    await pause(Math.min(2_000, 100 * 2 ** nodeTries), signal)
     chunk = await replan(`failed (${problem})`)
   }
+}
+
+function pause(ms: number, signal: AbortSignal): Promise<void> {
+  return sleep(ms, undefined, {signal}).catch(() => {
+    throw new InterruptedError()
+  })
 }
 
 /**
@@ -295,7 +334,9 @@ async function commitWithRetry(api: MasterApi, plan: UploadPlan, opts: UploadOpt
           throw err
         }
       },
-      {signal: opts.signal, view, masters: api.masters, what: 'committing'},
+      // A master that has just taken over counts a node's copies once that node has linked to it and
+      // reported them: with several masters, NOT_DURABLE is asked again while the nodes come back.
+      {signal: opts.signal, view, masters: api.masters, what: 'committing', alsoRetried: api.masters > 1 ? ['NOT_DURABLE'] : []},
     )
   } catch (err) {
     if (!(unanswered && err instanceof ChunkyError && err.code === 'UPLOAD_NOT_FOUND')) throw err

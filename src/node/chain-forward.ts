@@ -87,15 +87,16 @@ export class ChainForwarder {
         return
       }
       const error = parseJson(ErrorBody, text)?.error
-      this.fail(error ? `${error.code}: ${error.message}` : `HTTP ${res.statusCode} from ${this.opts.chain[0]!.id}`)
+      this.fail(error ? `${error.code}: ${error.message}` : `HTTP ${res.statusCode} from ${this.opts.chain[0]!.id}`, error?.code)
     })
     // An early answer (an error before the body was sent) means it will not take more bytes.
     if (res.statusCode !== 200) this.stopFeeding()
   }
 
-  private fail(reason: string): void {
+  /** `code`: the error code the next node answered with (the nodes after it were not reached). */
+  private fail(reason: string, code?: string): void {
     if (this.settled) return // the downstream already answered: keep its socket for reuse
-    this.finish({stored: [], failed: this.opts.chain.map((t) => ({node: t.id, error: reason}))})
+    this.finish({stored: [], failed: this.opts.chain.map((t, i) => ({node: t.id, error: reason, ...(i === 0 && code ? {code} : {})}))})
     this.stopFeeding()
     this.req.destroy()
   }

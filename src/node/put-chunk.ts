@@ -104,7 +104,7 @@ export async function storeAndForward(
     ])
     const result: WriteResult = {
       stored: ackError ? [] : [{node: ctx.id, version, sha256: stored.sha256}],
-      failed: ackError ? [{node: ctx.id, error: `stored but not acknowledged: ${ackError}`}] : [],
+      failed: ackError ? [{node: ctx.id, error: `stored but not acknowledged: ${ackError}`, code: 'MASTER_UNREACHABLE'}] : [],
     }
     result.stored.push(...downstream.stored)
     result.failed.push(...downstream.failed)

@@ -139,7 +139,8 @@ export type CommitResult = z.infer<typeof CommitResult>
 /** What a write to a node (and its chain) achieved: the nodes that hold the chunk durably, and those that failed. */
 export const WriteResult = z.object({
   stored: z.array(z.object({node: NodeId, version: Version, sha256: Sha256Hex})),
-  failed: z.array(z.object({node: NodeId, error: z.string()})),
+  /** `code` (errors.ts), when the node knows one: MASTER_UNREACHABLE for bytes stored that the master did not acknowledge. */
+  failed: z.array(z.object({node: NodeId, error: z.string(), code: z.string().optional()})),
 })
 export type WriteResult = z.infer<typeof WriteResult>
 

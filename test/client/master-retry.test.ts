@@ -37,6 +37,19 @@ describe('withMasterRetry', () => {
     expect(calls).toBe(1)
   })
 
+  it('with several masters, waits out a new leader that knows no node yet (NO_NODES); with one, does not', async () => {
+    let calls = 0
+    const noNodesTwice = async () => {
+      if (++calls < 3) throw new ChunkyError('NO_NODES', 'no storage node is alive')
+      return 'planned'
+    }
+    expect(await withMasterRetry(noNodesTwice, {view: silentView, what: 'x', masters: 2, baseDelayMs: 1})).toBe('planned')
+    expect(calls).toBe(3)
+    calls = 0
+    await expect(withMasterRetry(noNodesTwice, {view: silentView, what: 'x', masters: 1, baseDelayMs: 1})).rejects.toMatchObject({code: 'NO_NODES'})
+    expect(calls).toBe(1)
+  })
+
   it('an abort during the backoff is an interruption', async () => {
     const controller = new AbortController()
     const pending = withMasterRetry(

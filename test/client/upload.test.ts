@@ -18,7 +18,9 @@ let dir: string
 let master: FakeServer
 let flaky: FakeServer
 let steady: FakeServer
-let flakyAnswer: 'fail' | 'checksum' | 'chain-broken' = 'fail'
+let flakyAnswer: 'fail' | 'checksum' | 'chain-broken' | 'master-changing' = 'fail'
+/** With 'master-changing', how many writes flaky refuses (no master link, then a stale grant) before it stores. */
+let masterChangingWrites = 0
 /** W in the fake plan; with 2, steady also reports a copy on "mirror" (its chain). */
 let quorum = 1
 /** Indexes the fake master says the cluster already holds (a resumed upload). */
@@ -32,13 +34,19 @@ let lastPlan: UploadPlanRequest | undefined
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'chunky-upload-'))
-  const node = (id: string, behave: () => 'fail' | 'checksum' | 'chain-broken' | 'store') =>
+  const node = (id: string, behave: () => 'fail' | 'checksum' | 'chain-broken' | 'master-changing' | 'store') =>
     fakeServer((req, res, body) => {
       const [, , id24, version] = (req.url ?? '').split('/')
       const mode = behave()
       if (id === 'flaky') flakyWrites++
       if (mode === 'fail') return json(res, 503, {error: {code: 'INTERNAL', message: 'disk on fire'}})
       if (mode === 'checksum') return json(res, 422, {error: {code: 'CHECKSUM_MISMATCH', message: 'the bytes do not match the planned SHA-256'}})
+      if (mode === 'master-changing' && masterChangingWrites > 0) {
+        masterChangingWrites--
+        if (masterChangingWrites % 3 === 2) return json(res, 503, {error: {code: 'MASTER_UNREACHABLE', message: 'not connected to the master yet: try again shortly'}})
+        if (masterChangingWrites % 3 === 1) return json(res, 409, {error: {code: 'STALE_LEADER', message: 'the grant comes from a master that no longer leads'}})
+        return json(res, 200, {stored: [], failed: [{node: id, error: 'stored but not acknowledged: not connected', code: 'MASTER_UNREACHABLE'}]})
+      }
       expect(req.headers['x-chunky-grant']).toBe('grant')
       const copy = (node: string) => ({node, version: Number(version), sha256: sha(body)})
       if (mode === 'chain-broken') {
@@ -70,7 +78,7 @@ beforeAll(async () => {
     if (url.endsWith('/replan')) {
       const replan = JSON.parse(body.toString())
       replans.push(replan)
-      return json(res, 200, planned(replan.index, [target('steady')]))
+      return json(res, 200, planned(replan.index, [target(flakyAnswer === 'master-changing' ? 'flaky' : 'steady')]))
     }
     if (url.endsWith('/commit')) {
       committed++
@@ -163,6 +171,19 @@ describe('uploadFile', () => {
     const result = await uploadFile({path, chunkSize: CHUNK, node: 'flaky', master: master.url, token: 't'}, silentView)
     expect(result).toMatchObject({uploadedChunks: 1})
     expect(replans).toEqual([{index: 0, exclude: ['mid']}])
+  })
+
+  it('waits out a master changing hands without blaming the node: no master link, a stale grant, bytes stored but not acknowledged', async () => {
+    flakyAnswer = 'master-changing'
+    masterChangingWrites = 3
+    const bytes = randomBytes(CHUNK)
+    const path = join(dir, 'failover.bin')
+    await writeFile(path, bytes)
+    const result = await uploadFile({path, chunkSize: CHUNK, node: 'flaky', master: master.url, token: 't'}, silentView)
+    expect(result).toMatchObject({uploadedChunks: 1})
+    expect(replans).toEqual([{index: 0, exclude: []}, {index: 0, exclude: []}, {index: 0, exclude: []}]) // a fresh grant each time, nobody left out
+    expect(flakyWrites).toBe(4)
+    expect(committed).toBe(1)
   })
 
   it('refuses a missing file and a bad name before any request', async () => {
