@@ -343,7 +343,8 @@ export class MasterLink {
           return
         }
         if (message.type === 'ack') {
-          this.settle(message.reqId, message.ok ? undefined : new Error(`the master refused: ${message.error ?? 'no reason given'}`))
+          // A refusal is the master's verdict on the replica (not planned, or older than committed), not a lost link.
+          this.settle(message.reqId, message.ok ? undefined : new ChunkyError('VERSION_CONFLICT', `the master refused: ${message.error ?? 'no reason given'}`))
           return
         }
         if (!welcomed) {

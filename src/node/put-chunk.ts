@@ -95,16 +95,18 @@ export async function storeAndForward(
       throw err
     }
 
-    const [ackError, downstream] = await Promise.all([
+    const [unacked, downstream] = await Promise.all([
       ctx.link.confirmStored(stored).then(
         () => undefined,
-        (err: Error) => err.message,
+        // The master refused the replica (its verdict's code), or no answer came: the link is down or changing hands.
+        (err: Error) => ({message: err.message, code: err instanceof ChunkyError ? err.code : 'MASTER_UNREACHABLE'}),
       ),
       forward?.result ?? Promise.resolve<WriteResult>({stored: [], failed: []}),
     ])
+    const ackError = unacked?.message
     const result: WriteResult = {
-      stored: ackError ? [] : [{node: ctx.id, version, sha256: stored.sha256}],
-      failed: ackError ? [{node: ctx.id, error: `stored but not acknowledged: ${ackError}`, code: 'MASTER_UNREACHABLE'}] : [],
+      stored: unacked ? [] : [{node: ctx.id, version, sha256: stored.sha256}],
+      failed: unacked ? [{node: ctx.id, error: `stored but not acknowledged: ${unacked.message}`, code: unacked.code}] : [],
     }
     result.stored.push(...downstream.stored)
     result.failed.push(...downstream.failed)

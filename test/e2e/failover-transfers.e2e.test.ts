@@ -113,7 +113,10 @@ it.each(moments)('an upload through a kill -9 of the leader %s finishes by itsel
   const running = spawnCli(['upload', path, '--chunk-size', '1MiB', '--concurrency', '2', '--json'], env)
   const killed = await killLeader(moment(name))
   const result = await running.result
-  console.log(`upload, kill ${_moment}: exit ${result.code}; the client noted: ${result.stderr.trim().split('\n').filter((l) => l !== '').slice(0, 3).join(' | ') || 'nothing'}`)
+  const output = masters.map((m) => m.output()).join('\n')
+  const uploadId = new RegExp(`upload (\\w+) of ${name}: `).exec(output)?.[1]
+  const replanned = uploadId ? output.split(`upload ${uploadId}: chunk `).length - 1 : 0
+  console.log(`upload, kill ${_moment}: exit ${result.code}, ${replanned} chunk${replanned === 1 ? '' : 's'} re-planned${result.code === 0 ? '' : `: ${result.stderr.trim()}`}`)
   expect(result.code, result.stderr).toBe(0)
   expect(JSON.parse(result.stdout)).toMatchObject({name, size: bytes.length, chunks: 17})
   await readsBackIdentical(name, bytes)

@@ -129,7 +129,8 @@ describe('MasterLink', () => {
       const reply = await putChunk(node.url, id, 1, bytes, {grant: grantFor(master, id, 1, bytes, ['noack-node'])})
       expect(reply.status).toBe(200)
       expect(reply.json().stored).toEqual([])
-      expect(reply.json().failed).toEqual([{node: 'noack-node', error: expect.stringContaining('refused by test')}])
+      // The master's verdict on the replica, coded so a client does not mistake it for a master changing hands.
+      expect(reply.json().failed).toEqual([{node: 'noack-node', error: expect.stringContaining('refused by test'), code: 'VERSION_CONFLICT'}])
     } finally {
       master.ackOk = true
       await node.close()
