@@ -139,7 +139,7 @@ export type CommitResult = z.infer<typeof CommitResult>
 /** What a write to a node (and its chain) achieved: the nodes that hold the chunk durably, and those that failed. */
 export const WriteResult = z.object({
   stored: z.array(z.object({node: NodeId, version: Version, sha256: Sha256Hex})),
-  /** `code` (errors.ts), when the node knows one: MASTER_UNREACHABLE for bytes stored that the master did not acknowledge. */
+  /** `code` (errors.ts), when known: for bytes stored but not acknowledged, MASTER_UNREACHABLE (no answer from the master) or VERSION_CONFLICT (it refused them). */
   failed: z.array(z.object({node: NodeId, error: z.string(), code: z.string().optional()})),
 })
 export type WriteResult = z.infer<typeof WriteResult>
