@@ -87,7 +87,7 @@ async function pullReplicas(ctx: NodeContext, task: ReplicateCommand, signal: Ab
       const copy = (async () => {
         try {
           // verifies length and SHA-256, fsyncs, renames; a bad entry is read to its end, so the next one follows
-          const stored = await ctx.store.write(replica, body)
+          const stored = await ctx.store.write(replica, body, {cache: false}) // a copy for safety, not for readers now
           await ctx.link.confirmStored(stored)
           copied[slot] = stored
         } catch (err) {

@@ -1,5 +1,5 @@
 import {ChunkyError, type ReplicaInfo} from '../protocol/index.js'
-import type {ChunkBody, ChunkStore} from '../storage/index.js'
+import type {ChunkBody, ChunkStore, WriteOptions} from '../storage/index.js'
 
 /**
  * The replay rule, on the node's side. A chunk's versions only go up, so once this node holds v5 of a
@@ -38,8 +38,8 @@ export class VersionFloor {
 /** The store, with every successful write noted in the floor (uploads, chain writes and repair copies alike). */
 export function trackVersions(store: ChunkStore, floor: VersionFloor): ChunkStore {
   return {
-    write: async (replica: ReplicaInfo, body: ChunkBody) => {
-      const stored = await store.write(replica, body)
+    write: async (replica: ReplicaInfo, body: ChunkBody, options?: WriteOptions) => {
+      const stored = await store.write(replica, body, options)
       floor.held(stored.chunkId, stored.version)
       return stored
     },

@@ -17,6 +17,15 @@ export interface OpenedReplica {
   stream: Readable
 }
 
+export interface WriteOptions {
+  /**
+   * False for a copy nobody is about to read (repair, drain): its bytes go to the disk past the page
+   * cache where the file system allows (O_DIRECT), so they neither evict what readers use nor cost
+   * the copy into fresh page-cache pages.
+   */
+  cache?: boolean
+}
+
 export interface StoreUsage {
   usedBytes: number
   chunkCount: number
@@ -29,7 +38,7 @@ export interface ChunkStore {
    * replica.size bytes (CHUNK_TOO_LARGE), fewer (LENGTH_MISMATCH) and another SHA-256
    * (CHECKSUM_MISMATCH), leaving nothing behind. Resolves once the replica is durable and visible.
    */
-  write(replica: ReplicaInfo, body: ChunkBody): Promise<ReplicaInfo>
+  write(replica: ReplicaInfo, body: ChunkBody, options?: WriteOptions): Promise<ReplicaInfo>
   /** The bytes of exactly this version, or CHUNK_NOT_FOUND. */
   open(chunkId: string, version: number): Promise<OpenedReplica>
   has(chunkId: string, version: number): boolean

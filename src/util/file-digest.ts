@@ -1,5 +1,6 @@
 import {availableParallelism} from 'node:os'
 import {Worker} from 'node:worker_threads'
+import {sharedMemory, type SharedSlice} from './shared-slices.js'
 
 // The SHA-256 of bytes of a file (and, for a replica, one CRC-32 per block), taken on a worker thread
 // by reading them back from the page cache as they land: the writer says how far the file is written
@@ -21,6 +22,16 @@ export interface DigestOptions {
   start?: number
   /** Also keep a CRC-32 of every block of this many bytes. */
   blockSize?: number
+}
+
+/** A digest of bytes handed over in slices of the shared memory (shared-slices.ts), in order. */
+export interface SliceDigest {
+  /** Hashes the first `length` bytes of the slice; resolves once the thread is done with them (the slice may be reused). */
+  update(slice: SharedSlice, length: number): Promise<void>
+  /** The digest of every byte handed over. Call once, after the last update has resolved. */
+  finish(): Promise<FileDigest>
+  /** Stops without an answer; a no-op once finish() was called. */
+  cancel(): void
 }
 
 export interface WrittenFileDigest {
@@ -48,27 +59,31 @@ const {parentPort, workerData} = require('node:worker_threads')
 const {createHash} = require('node:crypto')
 const {openSync, readSync, closeSync} = require('node:fs')
 const {crc32} = require('node:zlib')
-const {readBytes} = workerData
+const {readBytes, shared} = workerData
 const buf = Buffer.allocUnsafe(readBytes)
+const sharedBytes = Buffer.from(shared)
 const jobs = new Map()
+function update(job, piece) {
+  const n = piece.length
+  job.hash.update(piece)
+  for (let offset = 0; job.blockSize > 0 && offset < n; ) {
+    const take = Math.min(job.blockSize - job.filled, n - offset)
+    job.current = crc32(piece.subarray(offset, offset + take), job.current)
+    job.filled += take
+    offset += take
+    if (job.filled === job.blockSize) {
+      job.sums.push(job.current)
+      job.current = 0
+      job.filled = 0
+    }
+  }
+  job.pos += n
+}
 function hashTo(job, end) {
   while (end === null || job.pos < end) {
     const n = readSync(job.fd, buf, 0, end === null ? readBytes : Math.min(readBytes, end - job.pos), job.pos)
     if (n === 0) return // the end of the file: finish() answers the size it reached
-    const piece = buf.subarray(0, n)
-    job.hash.update(piece)
-    for (let offset = 0; job.blockSize > 0 && offset < n; ) {
-      const take = Math.min(job.blockSize - job.filled, n - offset)
-      job.current = crc32(piece.subarray(offset, offset + take), job.current)
-      job.filled += take
-      offset += take
-      if (job.filled === job.blockSize) {
-        job.sums.push(job.current)
-        job.current = 0
-        job.filled = 0
-      }
-    }
-    job.pos += n
+    update(job, buf.subarray(0, n))
   }
 }
 function close(job) {
@@ -79,7 +94,7 @@ parentPort.on('message', (m) => {
   if (m.op === 'open') {
     const job = {start: m.start, pos: m.start, blockSize: m.blockSize, hash: createHash('sha256'), sums: [], current: 0, filled: 0}
     try {
-      job.fd = openSync(m.path, 'r')
+      if (m.path !== undefined) job.fd = openSync(m.path, 'r') // without a path, the bytes come in shared slices
     } catch (err) {
       job.error = err
     }
@@ -87,13 +102,23 @@ parentPort.on('message', (m) => {
     return
   }
   const job = jobs.get(m.id)
+  if (m.op === 'slice') {
+    if (job && job.error === undefined) {
+      try {
+        update(job, sharedBytes.subarray(m.offset, m.offset + m.length))
+      } catch (err) {
+        job.error = err
+      }
+    }
+    return parentPort.postMessage({id: m.id, sliceDone: true}) // always: the writer waits for its slice back
+  }
   if (!job) return
   if (m.op === 'cancel') {
     jobs.delete(m.id)
     try { close(job) } catch {}
     return
   }
-  if (job.error === undefined) {
+  if (job.error === undefined && job.fd !== undefined) {
     try {
       hashTo(job, m.end)
     } catch (err) {
@@ -119,6 +144,8 @@ interface HashWorker {
   worker: Worker
   /** Jobs opened on this worker and not yet finished or cancelled; `job` is set once finish() is called. */
   jobs: Map<number, Job | undefined>
+  /** Per job, the slices handed over and not yet hashed, oldest first (the thread answers them in order). */
+  slices: Map<number, (() => void)[]>
 }
 
 const pool: HashWorker[] = []
@@ -161,6 +188,49 @@ export function digestAsWritten(path: string, opts: DigestOptions = {}): Written
   }
 }
 
+/** Starts a digest of bytes handed over in shared slices (SliceDigest). */
+export function digestSlices(opts: {blockSize?: number} = {}): SliceDigest {
+  const slot = pickWorker()
+  const id = nextJob++
+  slot.jobs.set(id, undefined)
+  if (slot.jobs.size === 1) slot.worker.ref()
+  slot.worker.postMessage({op: 'open', id, start: 0, blockSize: opts.blockSize ?? 0})
+  let finished = false
+  const done = () => {
+    slot.jobs.delete(id)
+    if (slot.jobs.size === 0) slot.worker.unref()
+  }
+  return {
+    update(slice, length) {
+      if (!pool.includes(slot)) return Promise.reject(new Error('the hashing thread stopped'))
+      return new Promise<void>((resolve) => {
+        const waiting = slot.slices.get(id) ?? []
+        waiting.push(resolve)
+        slot.slices.set(id, waiting)
+        slot.worker.postMessage({op: 'slice', id, offset: slice.offset, length})
+      })
+    },
+    finish() {
+      if (finished) return Promise.reject(new Error('finish() was called twice'))
+      finished = true
+      if (!pool.includes(slot)) return Promise.reject(new Error('the hashing thread stopped'))
+      return new Promise<FileDigest>((resolve, reject) => {
+        slot.jobs.set(id, {
+          resolve: (digest) => (done(), resolve(digest)),
+          reject: (err) => (done(), reject(err)),
+        })
+        slot.worker.postMessage({op: 'finish', id, end: null})
+      })
+    },
+    cancel() {
+      if (finished) return
+      finished = true
+      done()
+      if (pool.includes(slot)) slot.worker.postMessage({op: 'cancel', id})
+    },
+  }
+}
+
 /** The digest of the whole file at `path`. */
 export function digestFile(path: string, opts: Omit<DigestOptions, 'start'> = {}): Promise<FileDigest> {
   return digestAsWritten(path, opts).finish()
@@ -175,11 +245,17 @@ function pickWorker(): HashWorker {
 }
 
 function startWorker(): HashWorker {
-  const worker = new Worker(WORKER_SOURCE, {eval: true, workerData: {readBytes: READ_BYTES}})
-  const slot: HashWorker = {worker, jobs: new Map()}
+  const worker = new Worker(WORKER_SOURCE, {eval: true, workerData: {readBytes: READ_BYTES, shared: sharedMemory()}})
+  const slot: HashWorker = {worker, jobs: new Map(), slices: new Map()}
   pool.push(slot)
   worker.unref() // an idle pool never keeps a process alive
-  worker.on('message', (msg: {id: number; error?: string; code?: string} & Partial<FileDigest>) => {
+  worker.on('message', (msg: {id: number; sliceDone?: true; error?: string; code?: string} & Partial<FileDigest>) => {
+    if (msg.sliceDone) {
+      const waiting = slot.slices.get(msg.id)
+      waiting?.shift()?.()
+      if (waiting?.length === 0) slot.slices.delete(msg.id)
+      return
+    }
     const job = slot.jobs.get(msg.id)
     if (!job) return
     if (msg.error !== undefined) job.reject(Object.assign(new Error(msg.error), {code: msg.code}))
@@ -189,6 +265,8 @@ function startWorker(): HashWorker {
     pool.splice(pool.indexOf(slot), 1) // the next job starts a fresh worker
     for (const job of slot.jobs.values()) job?.reject(err)
     slot.jobs.clear()
+    for (const waiting of slot.slices.values()) for (const sliceDone of waiting) sliceDone() // the thread reads them no more; finish() fails
+    slot.slices.clear()
   }
   worker.on('error', fail)
   worker.on('exit', (code) => {
