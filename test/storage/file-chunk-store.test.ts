@@ -7,6 +7,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import type {ReplicaInfo} from '../../src/protocol/index.js'
 import {FileChunkStore} from '../../src/storage/index.js'
 import {WRITE_BATCH_BYTES} from '../../src/storage/file-chunk-store.js'
+import {SLICE_BYTES} from '../../src/util/shared-slices.js'
 import {bodyOf, chunkIdFor, replicaOf} from './chunk-store.contract.js'
 import {messageLogger} from '../../src/util/log.js'
 
@@ -146,5 +147,36 @@ describe('FileChunkStore on disk', () => {
     const other = replicaOf(bytes, chunkIdFor(78))
     await expect(store.write(other, uneven(2 * WRITE_BATCH_BYTES + 100_000))).rejects.toThrow('sender went away')
     expect((await filesUnder(dir)).filter((f) => f.includes(other.chunkId))).toEqual([])
+  })
+
+  it('writes copies past the page cache (cache: false) byte for byte at sizes around blocks and slices, with block checksums, refusals leaving nothing, and more writes at once than slices', async () => {
+    const dir = await freshDir('uncached')
+    const store = await FileChunkStore.open(dir)
+    const sizes = [0, 1, 4095, 4096, 4097, 65_537, SLICE_BYTES - 1, SLICE_BYTES, SLICE_BYTES + 4096 + 5, 3 * SLICE_BYTES + 12_345]
+    // 40 writes at once: more than the slices there are, so some wait for a slice back
+    const written = await Promise.all(
+      Array.from({length: 40}, async (_, i) => {
+        const bytes = randomBytes(sizes[i % sizes.length]!)
+        const replica = replicaOf(bytes, chunkIdFor(1000 + i))
+        await store.write(replica, bodyOf(bytes, 65_536 - 7), {cache: false})
+        return {replica, bytes}
+      }),
+    )
+    for (const {replica, bytes} of written) {
+      const opened = await store.open(replica.chunkId, 1)
+      const back: Buffer[] = []
+      for await (const part of opened.stream) back.push(part as Buffer)
+      expect(Buffer.concat(back).equals(bytes)).toBe(true)
+      await expect(store.verify(replica.chunkId, 1)).resolves.toBe(true)
+      const from = Math.floor(bytes.length / 3)
+      const range: Buffer[] = []
+      for await (const part of store.readRange(replica.chunkId, 1, from, bytes.length)) range.push(part)
+      expect(Buffer.concat(range).equals(bytes.subarray(from))).toBe(true) // checked against the block checksums written with it
+    }
+    const bytes = randomBytes(2 * SLICE_BYTES + 100)
+    const replica = replicaOf(bytes, chunkIdFor(2000))
+    await expect(store.write(replica, bodyOf(randomBytes(bytes.length)), {cache: false})).rejects.toMatchObject({code: 'CHECKSUM_MISMATCH'})
+    await expect(store.write({...replica, size: bytes.length + 1}, bodyOf(bytes), {cache: false})).rejects.toMatchObject({code: 'LENGTH_MISMATCH'})
+    expect((await filesUnder(dir)).filter((f) => f.includes(replica.chunkId))).toEqual([])
   })
 })
