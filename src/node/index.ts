@@ -124,6 +124,7 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
       publicUrl: () => publicUrl,
       busy: new Set(),
       budget: tusBudget,
+      uploads: new Map(),
     },
   }
   const onCommand = commandHandler(ctx)

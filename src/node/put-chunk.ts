@@ -1,3 +1,4 @@
+import {createReadStream} from 'node:fs'
 import type {IncomingMessage, ServerResponse} from 'node:http'
 import {sendError, sendJson, toChunkyError} from '../http/server.js'
 import {
@@ -11,9 +12,14 @@ import {
   verifyGrant,
   type WriteResult,
 } from '../protocol/index.js'
+import {READ_PIECE_BYTES} from '../storage/index.js'
+import type {FileDigest} from '../util/file-digest.js'
 import {formatBytes} from '../util/parse.js'
 import {ChainForwarder} from './chain-forward.js'
 import type {NodeContext} from './context.js'
+
+/** A chunk's bytes: a body arriving, or a file this node fsynced and hashed already (a tus upload's, tus-upload.ts). */
+export type ChunkSource = {body: AsyncIterable<Buffer>} | {file: string; digest: FileDigest}
 
 export interface CheckedWrite {
   grantText: string
@@ -40,7 +46,7 @@ export async function handlePutChunk(
   let result: WriteResult | undefined
   try {
     // destroyOnReturn: false keeps the socket usable for an error answer if the disk fails mid-body.
-    result = await storeAndForward(ctx, checked, req.iterator({destroyOnReturn: false}), {gone: () => req.destroyed && !req.complete, abort: () => req.destroy()})
+    result = await storeAndForward(ctx, checked, {body: req.iterator({destroyOnReturn: false})}, {gone: () => req.destroyed && !req.complete, abort: () => req.destroy()})
   } catch (err) {
     const refused = toChunkyError(err)
     ctx.metrics.requestErrors.inc({status: refused.status, code: refused.code})
@@ -59,7 +65,7 @@ export async function handlePutChunk(
 export async function storeAndForward(
   ctx: NodeContext,
   checked: CheckedWrite,
-  body: AsyncIterable<Buffer>,
+  source: ChunkSource,
   sender: {gone(): boolean; abort(): void},
 ): Promise<WriteResult | undefined> {
   const {grantText, grant, chain} = checked
@@ -78,7 +84,13 @@ export async function storeAndForward(
   return ctx.inflight.run(abort, async () => {
     let stored: ReplicaInfo
     try {
-      stored = await ctx.store.write(wanted, tee(body, forward))
+      if ('body' in source) {
+        stored = await ctx.store.write(wanted, tee(source.body, forward))
+      } else {
+        const sending = forward ? sendFile(source.file, forward) : undefined
+        stored = await ctx.store.adopt(wanted, source.file, source.digest)
+        await sending
+      }
     } catch (err) {
       if (sender.gone()) {
         forward?.abort() // the client went away mid-body: the store removed its temp file; nobody to answer
@@ -130,6 +142,19 @@ async function* tee(source: AsyncIterable<Buffer>, forward: ChainForwarder | und
     if (downstreamFull) await downstreamFull // resolves on drain, or when the downstream died and was dropped
   }
   forward?.end()
+}
+
+/** The file down the chain, as fast as the next node takes it (a read failure cuts the downstream off). */
+export async function sendFile(file: string, forward: ChainForwarder): Promise<void> {
+  try {
+    for await (const buf of createReadStream(file, {highWaterMark: READ_PIECE_BYTES})) {
+      const downstreamFull = forward.write(buf as Buffer)
+      if (downstreamFull) await downstreamFull
+    }
+    forward.end()
+  } catch (err) {
+    forward.abort(`reading the chunk failed: ${(err as Error).message}`)
+  }
 }
 
 function checkWrite(ctx: NodeContext, req: IncomingMessage, chunkId: string, version: number): CheckedWrite {

@@ -1,77 +1,113 @@
-import {createHash, type Hash} from 'node:crypto'
+import {type FileHandle, open} from 'node:fs/promises'
 import {ChunkyError, type PlannedChunk, type TusSession, type WriteResult} from '../protocol/index.js'
+import {BLOCK_SIZE, WRITE_BATCH_BYTES} from '../storage/index.js'
+import {digestAsWritten, type FileDigest, type WrittenFileDigest} from '../util/file-digest.js'
+import {writeAll} from '../util/fs.js'
 import {ChainForwarder} from './chain-forward.js'
-import type {ByteBudget} from './byte-budget.js'
 import type {NodeContext} from './context.js'
-import {checkGrant, storeAndForward} from './put-chunk.js'
-import type {TusMaster} from './tus-master.js'
-import type {TusTails} from './tus-tails.js'
+import {checkGrant, sendFile, storeAndForward} from './put-chunk.js'
+import type {TusContext} from './tus.js'
 
 /** Tries per chunk: a chain that lost a node is re-placed without it (the CLI's re-plan). */
 const CHUNK_TRIES = 3
 /**
- * Whole chunks of one upload written at once while the next fills: each waits on its version
- * hand-out and its fsync, so one at a time left the disk and the master idle between chunks.
+ * Whole chunks of one upload on their way to the master and the replica chain at once while the next
+ * fills. A PATCH answers once its bytes are fsynced here, so the bytes a client has been told are
+ * stored run at most this many chunks ahead of what the master holds on W nodes.
  */
 export const TUS_CHUNKS_IN_FLIGHT = 3
+/** Memory one PATCH holds: the write batch gathering and the one being written. */
+export const TUS_PATCH_MEMORY = 2 * WRITE_BATCH_BYTES
 
-interface CutChunk {
-  index: number
-  parts: Buffer[]
+/** A whole chunk of the upload, written to its tail file, being fsynced and hashed. */
+interface WholeChunk {
+  start: number
   size: number
-  sha256: string
-  /** Bytes of the node's budget this chunk holds until it is written. */
-  reserved: number
+  digest: Promise<FileDigest>
+  /** Resolves once the chunk is fsynced: with the error when that failed. */
+  synced: Promise<unknown>
 }
 
 /**
- * One PATCH's bytes into a tus upload, on the node that holds it: cut into the session's chunks,
- * each written, as soon as it is whole, here and down its replica chain at the version the master
- * hands out (the chunk PUT's own code), up to TUS_CHUNKS_IN_FLIGHT at once while the next fills.
- * What is left of an incomplete chunk at the end is saved as this node's tail, fsynced. Every chunk
- * it buffers is first reserved in the node's byte budget, so all uploads together hold at most that.
+ * Bytes written to a chunk's file before its data is flushed to the disk in the background
+ * (fdatasync while the next bytes arrive), so the fsync a PATCH waits for has little left to write.
+ */
+const FLUSH_EVERY_BYTES = 4 * WRITE_BATCH_BYTES
+
+/**
+ * A tus upload on the node that holds it. Bytes go straight to the tail file of the chunk they
+ * belong to (tus-tails.ts), in batches, hashed back from the file on the hashing thread as they land
+ * (util/file-digest.ts), and a PATCH answers once they are fsynced. A chunk once whole is planned by
+ * the master and becomes the replica here (a hard link, no copy) and down its chain at the version the
+ * master hands out, while the next chunk's bytes arrive; the master's offset moves once it is on W
+ * nodes. The last byte waits for every chunk and the commit. One object lives across the PATCHes of
+ * an upload while chunks of it are in flight (TusContext.uploads); otherwise a PATCH resumes from the
+ * tail files.
  */
 export class TusUpload {
-  private parts: Buffer[] = []
-  private filled = 0
-  private hash: Hash = createHash('sha256')
-  /** Offset of the first byte of `parts`. */
+  /** Offset of the chunk filling now. */
   private base: number
+  /** Bytes of it taken in (gathered or written). */
+  private filled = 0
+  /** Bytes of it fsynced: base + synced is what this node holds durably. */
+  private synced = 0
+  private file: FileHandle | undefined
+  private digest: WrittenFileDigest | undefined
+  private batch: Buffer[] = []
+  private batchBytes = 0
+  /** Bytes of the filling chunk written to its file. */
+  private written = 0
+  private writing: Promise<void> = Promise.resolve()
+  /** A background flush of the filling chunk's file, and how far the last one started. */
+  private flushing: Promise<unknown> | undefined
+  private flushedTo = 0
+  /** Whole chunks whose fsync is still under way, by start: what this node holds durably ends below them. */
+  private readonly syncing = new Map<number, Promise<unknown>>()
   private readonly inFlight = new Set<Promise<void>>()
   private failed: unknown
-  /** Budget bytes held for the chunk filling now (0 until its first byte). */
-  private reserved = 0
+  private patching = false
+  private limit = 0
 
   private constructor(
     private readonly ctx: NodeContext,
-    private readonly master: TusMaster,
-    private readonly tails: TusTails,
-    private readonly budget: ByteBudget,
+    private readonly tus: TusContext,
     private session: TusSession,
-    /** The upload's last byte, or its link's limit: a byte past it is refused. */
-    private readonly limit: number,
   ) {
     this.base = session.offset
   }
 
-  /** The upload at the session's durable offset, with this node's tail of it (in the budget) read back. */
-  static async open(ctx: NodeContext, master: TusMaster, tails: TusTails, budget: ByteBudget, session: TusSession, limit: number): Promise<TusUpload> {
-    const upload = new TusUpload(ctx, master, tails, budget, session, limit)
-    if (tails.length(session.id, session.offset, session.epoch) > 0) {
-      await upload.reserve()
+  /**
+   * The upload for one PATCH, from the bytes this node holds (`session` is the master's claim answer);
+   * `limit` is its last byte, or its link's limit. Whole chunks found in tail files and not in flight
+   * are sent on again. Call release() once the PATCH is done, finished or not.
+   */
+  static async open(ctx: NodeContext, tus: TusContext, session: TusSession, limit: number): Promise<TusUpload> {
+    let upload = tus.uploads.get(session.id)
+    if (upload && (upload.session.epoch !== session.epoch || upload.failed)) {
+      await upload.settled() // a chunk of it failed, or another node took over: start again from the tail files
+      upload = undefined
+    }
+    if (upload) {
+      upload.learn(session)
+    } else {
+      upload = new TusUpload(ctx, tus, session)
+      tus.uploads.set(session.id, upload)
       try {
-        upload.add(await tails.read(session.id, session.offset, session.epoch))
+        await upload.resume()
       } catch (err) {
-        upload.release()
+        tus.uploads.delete(session.id)
         throw err
       }
     }
+    upload.limit = limit
+    upload.patching = true
+    await tus.budget.acquire(TUS_PATCH_MEMORY)
     return upload
   }
 
-  /** The offset reached: bytes taken in so far, durable once finish() resolved. */
+  /** What this node holds durably: the offset a HEAD answers and the next PATCH starts from. */
   get offset(): number {
-    return this.base + this.filled
+    return this.syncing.size > 0 ? Math.min(...this.syncing.keys()) : this.base + this.synced
   }
 
   /** The session as the master last answered it. */
@@ -83,95 +119,238 @@ export class TusUpload {
     return this.session.state === 'done'
   }
 
+  get epoch(): number {
+    return this.session.epoch
+  }
+
   /**
-   * Takes bytes in order; refuses (BODY_TOO_LARGE) a byte past the upload's length or its link's limit.
-   * It reads no further while the node's budget has no room for the next chunk.
+   * Takes bytes in order; refuses (BODY_TOO_LARGE) a byte past the upload's length or its link's
+   * limit. A socket is read no faster than its file takes the bytes.
    */
   async take(body: AsyncIterable<Buffer>): Promise<void> {
     for await (const buf of body) {
-      if (this.offset + buf.length > this.limit) throw new ChunkyError('BODY_TOO_LARGE', `this upload ends at byte ${this.limit}: the PATCH sent more`)
+      if (this.base + this.filled + buf.length > this.limit) throw new ChunkyError('BODY_TOO_LARGE', `this upload ends at byte ${this.limit}: the PATCH sent more`)
       let rest = buf
       while (rest.length > 0) {
-        if (this.reserved === 0) await this.reserve()
-        const room = this.session.chunkSize - this.filled
-        const piece = rest.length <= room ? rest : rest.subarray(0, room)
-        this.add(piece)
+        if (!this.file) await this.startChunk()
+        const piece = rest.subarray(0, this.session.chunkSize - this.filled)
+        this.batch.push(piece)
+        this.batchBytes += piece.length
+        this.filled += piece.length
         rest = rest.subarray(piece.length)
-        if (this.filled === this.session.chunkSize) await this.cut()
+        if (this.filled === this.session.chunkSize) await this.chunkWhole()
+        else if (this.batchBytes >= WRITE_BATCH_BYTES) await this.writeBatch()
       }
     }
   }
 
   /**
-   * Waits for the chunks in flight; ships the last, short chunk once the length is reached (the master
-   * then commits the file); saves the rest as the tail. Throws if a chunk could not be made durable:
-   * the tail on disk is then left as it was, so the offset answered stays a durable one.
+   * Makes what was taken durable (fsync); once the upload's last byte is in, ships the last chunk and
+   * waits for every chunk in flight and the commit. Throws if bytes could not be made durable or a
+   * chunk could not be written: the offset stays a durable one.
    */
   async finish(): Promise<void> {
     const length = this.session.length
-    if (this.filled > 0 && length !== null && this.offset === length) await this.cut()
-    await Promise.all(this.inFlight)
-    if (this.failed) throw this.failed
-    if (this.committed || this.filled === 0) await this.tails.drop(this.session.id)
-    else await this.tails.save(this.session.id, this.base, this.session.epoch, this.parts)
-  }
-
-  /** Gives back the budget of the chunk filling now (call once done with the upload, finished or not). */
-  release(): void {
-    this.budget.release(this.reserved)
-    this.reserved = 0
-  }
-
-  /** The chunk from `base` on is at most a chunk, and never past the limit. */
-  private async reserve(): Promise<void> {
-    const bytes = Math.min(this.session.chunkSize, this.limit - this.base)
-    await this.budget.acquire(bytes)
-    this.reserved = bytes
-  }
-
-  private add(piece: Buffer): void {
-    this.parts.push(piece)
-    this.hash.update(piece)
-    this.filled += piece.length
-  }
-
-  private async cut(): Promise<void> {
-    const chunk: CutChunk = {index: this.base / this.session.chunkSize, parts: this.parts, size: this.filled, sha256: this.hash.digest('hex'), reserved: this.reserved}
-    this.parts = []
-    this.hash = createHash('sha256')
-    this.base += this.filled
-    this.filled = 0
-    this.reserved = 0
-    while (this.inFlight.size >= TUS_CHUNKS_IN_FLIGHT && !this.failed) await Promise.race(this.inFlight)
-    if (this.failed) {
-      this.budget.release(chunk.reserved)
-      throw this.failed
+    if (this.file && length !== null && this.base + this.filled === length) {
+      await this.chunkWhole()
+    } else if (this.file) {
+      await this.sync()
     }
-    const shipping: Promise<void> = this.ship(chunk)
+    for (const error of await Promise.all(this.syncing.values())) if (error) throw error
+    if (length !== null && this.offset === length) await this.settled()
+    if (this.failed) throw this.failed
+  }
+
+  /** The PATCH is done with the upload (finished or not): the file closes; chunks in flight go on. */
+  async release(): Promise<void> {
+    this.patching = false
+    this.tus.budget.release(TUS_PATCH_MEMORY)
+    await this.closeChunk()
+    this.forgetIfIdle()
+  }
+
+  /** A claim answer for this PATCH: it may carry the length (deferred until now). */
+  private learn(session: TusSession): void {
+    if (session.state === 'done' || session.offset > this.session.offset) this.session = session
+    else if (this.session.length === null && session.length !== null) this.session = {...this.session, length: session.length}
+  }
+
+  /** Continues from the tail files: the chunk filling is reopened, whole chunks sent on. */
+  private async resume(): Promise<void> {
+    const {id, epoch, chunkSize, length} = this.session
+    const segments = await this.tus.tails.resume(id, this.session.offset, epoch)
+    for (const segment of segments) {
+      this.base = segment.start
+      this.filled = this.synced = this.written = segment.length
+      const whole = segment.length === chunkSize || (length !== null && segment.start + segment.length === length)
+      if (whole) {
+        const digest = digestAsWritten(this.pathOf(segment.start), {blockSize: BLOCK_SIZE}).finish(segment.length)
+        this.ship({start: segment.start, size: segment.length, digest, synced: Promise.resolve(undefined)})
+        this.base += segment.length
+        this.filled = this.synced = this.written = 0
+      }
+    }
+  }
+
+  private pathOf(start: number): string {
+    return this.tus.tails.pathOf(this.session.id, start, this.session.epoch)
+  }
+
+  /** Opens the file of the chunk at `base` (filled bytes of it are already there, fsynced) and its digest. */
+  private async startChunk(): Promise<void> {
+    const path = this.pathOf(this.base)
+    const file = await open(path, this.filled > 0 ? 'r+' : 'w')
+    try {
+      if (this.filled > 0) await file.truncate(this.filled) // nothing past what was fsynced
+      this.digest = digestAsWritten(path, {blockSize: BLOCK_SIZE})
+      if (this.filled > 0) this.digest.written(this.filled)
+    } catch (err) {
+      await file.close()
+      throw err
+    }
+    this.file = file
+    this.written = this.flushedTo = this.filled
+  }
+
+  /** Writes the gathered batch, after the one being written (one write in flight, one batch gathering). */
+  private async writeBatch(): Promise<void> {
+    await this.writing
+    if (this.batchBytes === 0) return
+    const buffers = this.batch
+    const bytes = this.batchBytes
+    this.batch = []
+    this.batchBytes = 0
+    const file = this.file!
+    const digest = this.digest!
+    const position = this.written
+    this.writing = writeAll(file, buffers, position).then(() => {
+      this.written = position + bytes
+      digest.written(this.written)
+      if (!this.flushing && this.written - this.flushedTo >= FLUSH_EVERY_BYTES) {
+        this.flushedTo = this.written
+        this.flushing = file.datasync().then(
+          () => (this.flushing = undefined),
+          () => (this.flushing = undefined), // the fsync that counts reports it
+        )
+      }
+    })
+  }
+
+  /** Everything taken of the filling chunk is written and fsynced; then it counts in the tail (a new file's name made durable too). */
+  private async sync(): Promise<void> {
+    await this.writeBatch()
+    await this.writing
+    if (this.written === this.synced) return
+    const fresh = this.synced === 0
+    await Promise.all([this.file!.sync(), fresh ? this.tus.tails.nameDurable() : undefined])
+    this.synced = this.written
+    this.tus.tails.durable(this.session.id, this.base, this.session.epoch, this.synced)
+  }
+
+  /**
+   * The chunk filling is whole: written, then fsynced and closed in the background while the next
+   * chunk's bytes arrive, and on its way (after waiting while too many are in flight).
+   */
+  private async chunkWhole(): Promise<void> {
+    await this.writeBatch()
+    await this.writing
+    const {id, epoch} = this.session
+    const start = this.base
+    const size = this.filled
+    const file = this.file!
+    const fresh = this.synced === 0
+    const flushing = this.flushing
+    const synced = (async () => {
+      try {
+        await flushing
+        await Promise.all([file.sync(), fresh ? this.tus.tails.nameDurable() : undefined])
+        this.tus.tails.durable(id, start, epoch, size)
+      } finally {
+        await file.close()
+      }
+    })().then(
+      () => undefined,
+      (err: unknown) => err,
+    )
+    this.syncing.set(start, synced)
+    void synced.then(() => this.syncing.delete(start))
+    const digest = this.digest!.finish(size)
+    digest.catch(() => {}) // awaited once the chunk is sent; unsent (a failure first), it is not waited for
+    const chunk: WholeChunk = {start, size, digest, synced}
+    this.file = undefined
+    this.digest = undefined
+    this.flushing = undefined
+    this.base += size
+    this.filled = this.synced = this.written = this.flushedTo = 0
+    while (this.inFlight.size >= TUS_CHUNKS_IN_FLIGHT && !this.failed) await Promise.race(this.inFlight)
+    if (this.failed) throw this.failed
+    this.ship(chunk)
+  }
+
+  private async closeChunk(): Promise<void> {
+    const file = this.file
+    if (!file) return
+    this.file = undefined
+    this.digest?.cancel()
+    this.digest = undefined
+    this.batch = []
+    this.batchBytes = 0
+    await this.writing.catch(() => {}) // its failure was thrown to the PATCH already
+    this.writing = Promise.resolve()
+    await this.flushing
+    this.flushing = undefined
+    this.flushedTo = 0
+    await file.close()
+  }
+
+  private ship(chunk: WholeChunk): void {
+    const shipping: Promise<void> = this.send(chunk)
       .catch((err: unknown) => {
         this.failed ??= err
+        this.ctx.log.warn({event: 'tus.chunk_failed', id: this.session.id, start: chunk.start, error: (err as Error).message}, `tus upload ${this.session.id}: the chunk at ${chunk.start} was not stored: ${(err as Error).message}`)
       })
       .finally(() => {
-        this.budget.release(chunk.reserved)
         this.inFlight.delete(shipping)
+        this.forgetIfIdle()
       })
     this.inFlight.add(shipping)
   }
 
-  private async ship(chunk: CutChunk): Promise<void> {
+  /** Resolves once no chunk is in flight. */
+  private async settled(): Promise<void> {
+    while (this.inFlight.size > 0) await Promise.race(this.inFlight)
+  }
+
+  private forgetIfIdle(): void {
+    if (!this.patching && this.inFlight.size === 0 && this.tus.uploads.get(this.session.id) === this) this.tus.uploads.delete(this.session.id)
+  }
+
+  /** Plans the chunk, writes it here and down its chain, and moves the master's offset; then its tail file goes. */
+  private async send(chunk: WholeChunk): Promise<void> {
     const {id, epoch} = this.session
+    const index = chunk.start / this.session.chunkSize
+    const syncError = await chunk.synced
+    if (syncError) throw syncError
+    const digest = await chunk.digest
     const exclude: string[] = []
     let lastError: unknown
     for (let attempt = 0; attempt < CHUNK_TRIES; attempt++) {
-      const planned = await this.master.planChunk(id, {node: this.ctx.id, epoch, index: chunk.index, size: chunk.size, sha256: chunk.sha256, exclude})
+      let planned: PlannedChunk
+      try {
+        planned = await this.tus.master.planChunk(id, {node: this.ctx.id, epoch, index, size: chunk.size, sha256: digest.sha256, exclude})
+      } catch (err) {
+        if ((err as ChunkyError).code === 'OFFSET_MISMATCH') return // the master's offset is past it already (sent again after a resume)
+        throw err
+      }
       if (!planned.skip) {
-        const result = await this.write(planned, chunk.parts)
+        const result = await this.write(planned, this.pathOf(chunk.start), digest)
         for (const failure of result.failed) if (!exclude.includes(failure.node)) exclude.push(failure.node)
       }
       try {
-        const session = await this.master.advance(id, {node: this.ctx.id, epoch, index: chunk.index})
+        const session = await this.tus.master.advance(id, {node: this.ctx.id, epoch, index})
         // Answers to chunks written at once arrive in any order: keep the furthest.
         if (session.state === 'done' || (this.session.state === 'open' && session.offset > this.session.offset)) this.session = session
+        await this.tus.tails.dropBelow(id, epoch, this.session.state === 'done' ? Number.MAX_SAFE_INTEGER : this.session.offset)
         return
       } catch (err) {
         if ((err as ChunkyError).code !== 'NOT_DURABLE') throw err
@@ -182,21 +361,16 @@ export class TusUpload {
   }
 
   /** The chunk here and down the chain when this node is first in it (as the master places it), else to the first target. */
-  private async write(planned: PlannedChunk, parts: readonly Buffer[]): Promise<WriteResult> {
+  private async write(planned: PlannedChunk, file: string, digest: FileDigest): Promise<WriteResult> {
     const [first, ...rest] = planned.targets
     if (!first) throw new ChunkyError('NO_NODES', 'the master placed the chunk nowhere')
     if (first.id === this.ctx.id) {
       const grant = checkGrant(this.ctx, planned.grant, planned.chunkId, planned.version)
-      const result = await storeAndForward(this.ctx, {grantText: planned.grant, grant, chain: rest}, iterate(parts), {gone: () => false, abort: () => {}})
+      const result = await storeAndForward(this.ctx, {grantText: planned.grant, grant, chain: rest}, {file, digest}, {gone: () => false, abort: () => {}})
       return result ?? {stored: [], failed: planned.targets.map((t) => ({node: t.id, error: 'aborted'}))}
     }
     const forward = new ChainForwarder({chain: planned.targets, path: `/chunks/${planned.chunkId}/${planned.version}`, grant: planned.grant, size: planned.size, token: this.ctx.token, ca: this.ctx.ca})
-    for (const part of parts) await forward.write(part)
-    forward.end()
+    await sendFile(file, forward)
     return forward.result
   }
-}
-
-async function* iterate(parts: readonly Buffer[]): AsyncGenerator<Buffer> {
-  yield* parts
 }

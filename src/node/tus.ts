@@ -32,8 +32,8 @@ export const TUS_MAX_SIZE = 1024 ** 4
 /** PATCH bodies this node takes at once: one more gets 503. What they hold in memory is bounded by TusContext.budget. */
 export const MAX_ACTIVE_PATCHES = 32
 /**
- * Bytes all tus uploads of a node may hold in memory at once (the chunks filling and being written):
- * 256 MiB, 25 chunks of 10 MiB. A PATCH with no room stops reading until a chunk is written.
+ * Bytes all tus uploads of a node may hold in memory at once (each PATCH its write batches,
+ * TUS_PATCH_MEMORY): 256 MiB. A PATCH with no room waits before it reads its body.
  */
 export const TUS_MEMORY_BUDGET = 256 * 1024 * 1024
 
@@ -47,6 +47,8 @@ export interface TusContext {
   busy: Set<string>
   /** The memory every PATCH on this node shares (TUS_MEMORY_BUDGET unless set). */
   budget: ByteBudget
+  /** Uploads held here with a PATCH in progress or chunks in flight (tus-upload.ts). */
+  uploads: Map<string, TusUpload>
 }
 
 type Scope = {kind: 'credential'} | {kind: 'link'; link: UploadLinkPayload}
@@ -155,7 +157,9 @@ async function patch(ctx: NodeContext, tus: TusContext, req: IncomingMessage, re
   if (offsetText === undefined || !/^\d{1,16}$/.test(offsetText)) throw new ChunkyError('BAD_REQUEST', 'a PATCH needs Upload-Offset: the offset HEAD answers')
   const known = await sessionIn(tus, id, scope)
   const length = lengthHeader(req, true)
-  const session = await tus.master.claim(id, {node: ctx.id, ...(length !== null && known.length === null ? {length} : {})})
+  const setsLength = length !== null && known.length === null
+  // Held here already (the PATCHes of one client, one after another): no new epoch to ask for.
+  const session = known.holder === ctx.id && !setsLength ? known : await tus.master.claim(id, {node: ctx.id, ...(setsLength ? {length} : {})})
   const offset = localOffset(ctx, tus, session)
   if (Number(offsetText) !== offset) {
     res.setHeader('upload-offset', String(offset))
@@ -177,7 +181,7 @@ async function receive(ctx: NodeContext, tus: TusContext, req: IncomingMessage, 
   guardBodyRate(req, ctx.limits, (why) => ctx.log.warn({event: 'tus.patch_cut', id, remote: req.socket.remoteAddress, reason: why}, `cut a PATCH to tus upload ${id} from ${req.socket.remoteAddress}: ${why}`))
   try {
     const limit = session.length ?? session.maxSize ?? TUS_MAX_SIZE
-    const upload = await TusUpload.open(ctx, tus.master, tus.tails, tus.budget, session, limit)
+    const upload = await TusUpload.open(ctx, tus, session, limit)
     const before = upload.offset
     try {
       if (checksum) {
@@ -197,8 +201,9 @@ async function receive(ctx: NodeContext, tus: TusContext, req: IncomingMessage, 
       }
       await upload.finish()
     } finally {
-      upload.release()
+      await upload.release()
     }
+    if (upload.committed) await tus.tails.drop(id)
     ctx.metrics.tusBytes.inc(upload.offset - before)
     if (upload.committed && session.partial) ctx.log.info({event: 'tus.partial_finished', id}, `partial tus upload ${id} complete: it waits for the final upload that joins it`)
     else if (upload.committed) ctx.log.info({event: 'tus.finished', id, name: session.name}, `tus upload ${id} of ${session.name} complete and committed`)
@@ -244,10 +249,15 @@ async function sessionIn(tus: TusContext, id: string, scope: Scope): Promise<Tus
   return session
 }
 
-/** The master's durable offset, plus this node's tail when it holds the session in its current epoch. */
+/**
+ * The master's durable offset, or what this node holds durably past it when it holds the session in
+ * its current epoch: the upload in progress here, else its tail files (tus-tails.ts).
+ */
 function localOffset(ctx: NodeContext, tus: TusContext, session: TusSession): number {
   if (session.state === 'done' || session.holder !== ctx.id) return session.offset
-  return session.offset + tus.tails.length(session.id, session.offset, session.epoch)
+  const live = tus.uploads.get(session.id)
+  if (live && live.epoch === session.epoch) return live.offset
+  return Math.max(session.offset, tus.tails.end(session.id, session.epoch) ?? 0)
 }
 
 function sessionHeaders(session: TusSession): Record<string, string> {

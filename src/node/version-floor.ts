@@ -43,6 +43,11 @@ export function trackVersions(store: ChunkStore, floor: VersionFloor): ChunkStor
       floor.held(stored.chunkId, stored.version)
       return stored
     },
+    adopt: async (replica, file, digest) => {
+      const stored = await store.adopt(replica, file, digest)
+      floor.held(stored.chunkId, stored.version)
+      return stored
+    },
     open: (chunkId, version) => store.open(chunkId, version),
     has: (chunkId, version) => store.has(chunkId, version),
     get: (chunkId, version) => store.get(chunkId, version),

@@ -1,5 +1,6 @@
 import type {Readable} from 'node:stream'
 import {ChunkyError, type ReplicaInfo} from '../protocol/index.js'
+import type {FileDigest} from '../util/file-digest.js'
 
 // What a node needs from its disk: replicas (one chunk at one version) written whole or not at all,
 // read back by (chunk id, version), listed, deleted and re-hashed. FileChunkStore is the real one;
@@ -39,6 +40,13 @@ export interface ChunkStore {
    * (CHECKSUM_MISMATCH), leaving nothing behind. Resolves once the replica is durable and visible.
    */
   write(replica: ReplicaInfo, body: ChunkBody, options?: WriteOptions): Promise<ReplicaInfo>
+  /**
+   * Store the bytes of `file` as `replica`, without copying them where the store can (a hard link).
+   * The caller fsynced the file, never changes it again, and took `digest` by reading it back
+   * (util/file-digest.ts with BLOCK_SIZE blocks); another size or SHA-256 than the replica's is refused
+   * as by write(). Resolves once the replica is durable and visible.
+   */
+  adopt(replica: ReplicaInfo, file: string, digest: FileDigest): Promise<ReplicaInfo>
   /** The bytes of exactly this version, or CHUNK_NOT_FOUND. */
   open(chunkId: string, version: number): Promise<OpenedReplica>
   has(chunkId: string, version: number): boolean

@@ -1,11 +1,11 @@
 import {randomBytes} from 'node:crypto'
 import {constants, createReadStream} from 'node:fs'
-import {type FileHandle, mkdir, open, readdir, rm, stat, statfs, unlink} from 'node:fs/promises'
+import {copyFile, type FileHandle, link, mkdir, open, readdir, rm, stat, statfs, unlink} from 'node:fs/promises'
 import {join} from 'node:path'
 import {pipeline} from 'node:stream/promises'
-import type {ReplicaInfo} from '../protocol/index.js'
+import {ChunkyError, type ReplicaInfo} from '../protocol/index.js'
 import {digestAsWritten, digestSlices, type FileDigest} from '../util/file-digest.js'
-import {commitFiles, fsyncDir} from '../util/fs.js'
+import {commitFiles, fsyncDir, writeAll} from '../util/fs.js'
 import type {Logger} from '../util/log.js'
 import {acquireSlice, releaseSlice, SLICE_BYTES, type SharedSlice} from '../util/shared-slices.js'
 import {BLOCK_SIZE, SIDECAR_SUFFIX, writeSidecarTemp} from './block-checksums.js'
@@ -87,22 +87,50 @@ export class FileChunkStore implements ChunkStore, RangeReader {
   }
 
   async write(replica: ReplicaInfo, body: ChunkBody, options: WriteOptions = {}): Promise<ReplicaInfo> {
+    return this.place(replica, async (tmp, wanted) => {
+      const check = new BodyCheck(wanted, {hash: false}) // counts as it streams; the hashes come from the file itself
+      const write = options.cache === false ? writeDirectAndDigest : writeAndDigest
+      const digest = await write(tmp, check.pass(body), () => check.finishLength()) // a short body fails before it is hashed to the end
+      check.finish(digest)
+      return digest
+    })
+  }
+
+  async adopt(replica: ReplicaInfo, file: string, digest: FileDigest): Promise<ReplicaInfo> {
+    return this.place(replica, async (tmp, wanted) => {
+      if (digest.size !== wanted.size) throw new ChunkyError('LENGTH_MISMATCH', `expected ${wanted.size} bytes, the file holds ${digest.size}`)
+      if (digest.sha256 !== wanted.sha256) throw new ChunkyError('CHECKSUM_MISMATCH', `SHA-256 mismatch: expected ${wanted.sha256}, got ${digest.sha256}`)
+      try {
+        await link(file, tmp) // the same bytes under a second name: nothing copied, nothing to fsync again
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EXDEV') throw err
+        await copyFile(file, tmp) // another file system: a copy, fsynced before its name is made
+        const handle = await open(tmp, 'r+')
+        try {
+          await handle.sync()
+        } finally {
+          await handle.close()
+        }
+      }
+      return digest
+    })
+  }
+
+  /** Makes `<final>.<random>.tmp` with `fill` (its data fsynced, its digest checked), then names it and its sidecar durably. */
+  private async place(replica: ReplicaInfo, fill: (tmp: string, wanted: ReplicaInfo) => Promise<FileDigest>): Promise<ReplicaInfo> {
     const wanted = checkReplica(replica)
     const sub = join(this.dir, prefixDir(wanted.chunkId))
     if ((await mkdir(sub, {recursive: true})) !== undefined) await fsyncDir(this.dir) // a new prefix dir must survive a crash too
     const final = this.pathOf(wanted)
     const tmp = `${final}.${randomBytes(6).toString('hex')}.tmp`
-    const check = new BodyCheck(wanted, {hash: false}) // counts as it streams; the hashes come from the file itself
     let sidecarTmp: string | undefined
     try {
-      const write = options.cache === false ? writeDirectAndDigest : writeAndDigest
-      const digest = await write(tmp, check.pass(body), () => check.finishLength()) // a short body fails before it is hashed to the end
-      check.finish(digest)
+      const digest = await fill(tmp, wanted)
       sidecarTmp = await writeSidecarTemp(final + SIDECAR_SUFFIX, digest.blockSums)
       // The sidecar is named before the chunk is, one directory fsync makes both names durable. The
-      // chunk's data was fsynced by writeAndDigest; the sidecar's is not: a sidecar torn by a crash
-      // fails its own check and the chunk is hashed whole instead (ranged-read.ts), and each fsync is
-      // a journal commit the write waits for.
+      // chunk's data was fsynced by `fill`; the sidecar's is not: a sidecar torn by a crash fails its
+      // own check and the chunk is hashed whole instead (ranged-read.ts), and each fsync is a journal
+      // commit the write waits for.
       await commitFiles(sub, [{tmp: sidecarTmp, final: final + SIDECAR_SUFFIX, fsync: false}, {tmp, final, fsync: false}])
     } catch (err) {
       await rm(tmp, {force: true}) // a failed write leaves nothing behind
@@ -253,18 +281,6 @@ async function writeAndDigest(path: string, body: AsyncIterable<Buffer>, ended: 
   }
 }
 
-/** writev until every byte is written (a short write is legal, if rare on regular files). */
-async function writeAll(handle: FileHandle, buffers: Buffer[]): Promise<void> {
-  let rest = buffers
-  while (rest.length > 0) {
-    let {bytesWritten} = await handle.writev(rest)
-    while (rest.length > 0 && bytesWritten >= rest[0]!.length) {
-      bytesWritten -= rest[0]!.length
-      rest = rest.slice(1)
-    }
-    if (bytesWritten > 0) rest = [rest[0]!.subarray(bytesWritten), ...rest.slice(1)]
-  }
-}
 
 /** O_DIRECT takes memory, lengths and file positions aligned to the device's blocks: 4 KiB covers them. */
 const DIRECT_ALIGN = 4096

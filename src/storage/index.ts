@@ -1,6 +1,6 @@
 export * from './chunk-store.js'
 export {BLOCK_SIZE, SIDECAR_SUFFIX} from './block-checksums.js'
 export {CorruptBlockError, MAX_READ_BLOCKS, READ_BLOCKS, type RangeReader, type RangeReadOptions} from './ranged-read.js'
-export {FileChunkStore, type FileChunkStoreOptions} from './file-chunk-store.js'
+export {FileChunkStore, type FileChunkStoreOptions, READ_PIECE_BYTES, WRITE_BATCH_BYTES} from './file-chunk-store.js'
 export {MemoryChunkStore} from './memory-chunk-store.js'
 export {parseReplicaFileName, replicaFileName, prefixDir} from './replica-names.js'

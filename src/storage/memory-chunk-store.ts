@@ -1,4 +1,5 @@
 import {createHash} from 'node:crypto'
+import {createReadStream} from 'node:fs'
 import {Readable} from 'node:stream'
 import type {ReplicaInfo} from '../protocol/index.js'
 import {BodyCheck, checkReplica} from './body-check.js'
@@ -19,6 +20,10 @@ export class MemoryChunkStore implements ChunkStore {
     const info: ReplicaInfo = {chunkId: wanted.chunkId, version: wanted.version, size: wanted.size, sha256: wanted.sha256}
     this.replicas.set(replicaKey(info.chunkId, info.version), {info, bytes: Buffer.concat(parts)})
     return info
+  }
+
+  adopt(replica: ReplicaInfo, file: string): Promise<ReplicaInfo> {
+    return this.write(replica, createReadStream(file)) // hashed again here: the digest is the disk's concern
   }
 
   async open(chunkId: string, version: number): Promise<OpenedReplica> {

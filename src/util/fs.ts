@@ -1,4 +1,4 @@
-import {open, rename, rm, writeFile} from 'node:fs/promises'
+import {type FileHandle, open, rename, rm, writeFile} from 'node:fs/promises'
 import {dirname} from 'node:path'
 
 /** fsync the data, rename it into place, fsync the directory: the name appears only with all its bytes. */
@@ -48,5 +48,20 @@ export async function writeFileAtomic(path: string, data: string | Buffer | read
   } catch (err) {
     await rm(tmp, {force: true})
     throw err
+  }
+}
+
+/** writev until every byte is written (a short write is legal, if rare on regular files), at `position` on or at the file's position. */
+export async function writeAll(handle: FileHandle, buffers: Buffer[], position?: number): Promise<void> {
+  let rest = buffers
+  let at = position
+  while (rest.length > 0) {
+    let {bytesWritten} = await handle.writev(rest, at)
+    if (at !== undefined) at += bytesWritten
+    while (rest.length > 0 && bytesWritten >= rest[0]!.length) {
+      bytesWritten -= rest[0]!.length
+      rest = rest.slice(1)
+    }
+    if (bytesWritten > 0) rest = [rest[0]!.subarray(bytesWritten), ...rest.slice(1)]
   }
 }

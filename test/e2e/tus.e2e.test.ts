@@ -252,6 +252,8 @@ describe('tus uploads', () => {
     })
     first.start()
     await waitFor('the entry node took 25 MiB', async () => acked >= 25 * MiB, 60_000)
+    // A PATCH answers once its bytes are fsynced on the entry node; its chunks reach W nodes just after.
+    await waitFor('two chunks durable on W nodes', async () => Number((await tusRequest(uploadUrl.replace(node('n1'), node('n2')), 'HEAD', {authorization: `Bearer ${rw}`})).headers.get('upload-offset')) >= 2 * CHUNK, 30_000)
     await cluster.nodes.get('n1')!.kill9()
     first.abort().catch(() => {})
     const ackedByEntry = acked
@@ -286,7 +288,7 @@ describe('tus uploads', () => {
 })
 
 describe('tus memory budget', () => {
-  it('concurrent PATCHes on a node with --tus-memory 20MiB all finish, holding at most 20 MiB at once and nothing after', async () => {
+  it('concurrent PATCHes on a node with --tus-memory 20MiB all finish, each holding its write batches and never a chunk, and nothing after', async () => {
     const small = await startCluster({nodes: 0, replicas: 1})
     try {
       const n1 = (await small.startNode('n1', undefined, ['--tus-memory', '20MiB'])).url
@@ -296,7 +298,7 @@ describe('tus memory budget', () => {
         const text = await (await fetch(`${n1}/metrics`, {headers: auth})).text()
         return Number(new RegExp(`^${metric} (\\d+)$`, 'm').exec(text)?.[1])
       }
-      // Four uploads of a chunk and a half each: six chunks of the budget wanted, two fit.
+      // Four uploads of a chunk and a half each, at once: with chunks held in memory they would want six chunks of the budget.
       const bodies = Array.from({length: 4}, () => randomBytes(CHUNK + CHUNK / 2))
       const urls = await Promise.all(bodies.map(async (body, i) => {
         const created = await tusRequest(`${n1}/tus/`, 'POST', {...auth, 'upload-length': String(body.length), 'upload-metadata': `name ${Buffer.from(`tus/budget-${i}.bin`).toString('base64')}`})
@@ -306,8 +308,8 @@ describe('tus memory budget', () => {
       const patches = await Promise.all(urls.map((url, i) => tusRequest(url, 'PATCH', {...auth, 'content-type': 'application/offset+octet-stream', 'upload-offset': '0'}, bodies[i])))
       expect(patches.map((res) => [res.status, res.headers.get('upload-offset')])).toEqual(bodies.map((body) => [204, String(body.length)]))
       const peak = await scrape('chunky_tus_memory_peak_bytes')
-      expect(peak).toBeGreaterThanOrEqual(CHUNK) // the gauge saw the uploads
-      expect(peak).toBeLessThanOrEqual(2 * CHUNK)
+      expect(peak).toBeGreaterThanOrEqual(2 * MiB) // the gauge saw the uploads
+      expect(peak).toBeLessThanOrEqual(bodies.length * 2 * MiB) // bytes go to disk as they arrive: no PATCH holds a chunk
       expect(await scrape('chunky_tus_memory_bytes')).toBe(0)
       const result = await runCli(['download', 'tus/budget-3.bin', '-o', join(small.dir, 'budget-3.copy')], small.env)
       expect(result.code, result.stderr).toBe(0)
@@ -334,7 +336,8 @@ describe('tus expiry', () => {
       expect(Date.parse(created.headers.get('upload-expires')!)).toBeGreaterThan(Date.now() - 1000)
       const patch = await tusRequest(url, 'PATCH', {...auth, 'content-type': 'application/offset+octet-stream', 'upload-offset': '0'}, randomBytes(CHUNK))
       expect(patch.status).toBe(204)
-      expect(await chunkFilesOnDisk(small.nodeDirs.get('n1')!)).toHaveLength(2) // the whole first chunk and the finished partial, pending versions
+      // the whole first chunk (stored once the PATCH's bytes were fsynced) and the finished partial, pending versions
+      await waitFor('two chunks on the node', async () => (await chunkFilesOnDisk(small.nodeDirs.get('n1')!)).length === 2, 15_000)
       await waitFor('the upload expired', async () => (await tusRequest(url, 'HEAD', auth)).status === 410, 15_000)
       const late = await tusRequest(url, 'PATCH', {...auth, 'content-type': 'application/offset+octet-stream', 'upload-offset': String(CHUNK)}, randomBytes(100))
       expect(late.status).toBe(410)
