@@ -1,8 +1,12 @@
 import {createHash, randomBytes} from 'node:crypto'
+import {mkdtemp, rm, writeFile} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
 import {Readable} from 'node:stream'
 import {describe, expect, it} from 'vitest'
 import type {ReplicaInfo} from '../../src/protocol/index.js'
-import type {ChunkStore} from '../../src/storage/index.js'
+import {BLOCK_SIZE, type ChunkStore} from '../../src/storage/index.js'
+import {digestFile} from '../../src/util/file-digest.js'
 
 export interface StoreHarness<S extends ChunkStore> {
   create(): Promise<S>
@@ -50,6 +54,21 @@ export function describeChunkStore<S extends ChunkStore>(name: string, harness: 
       expect((await readAll(opened.stream)).equals(bytes)).toBe(true)
       expect(store.has(replica.chunkId, 1)).toBe(true)
       expect(store.get(replica.chunkId, 1)).toEqual(replica)
+    })
+
+    it('adopts a file as a replica (a tus upload's chunk) and refuses a digest of other bytes', async () => {
+      const store = await harness.create()
+      const bytes = randomBytes(200_000)
+      const file = join(await mkdtemp(join(tmpdir(), 'chunky-adopt-')), 'chunk')
+      await writeFile(file, bytes)
+      const digest = await digestFile(file, {blockSize: BLOCK_SIZE})
+      const replica = replicaOf(bytes)
+      await expect(store.adopt(replicaOf(randomBytes(200_000)), file, digest)).rejects.toMatchObject({code: 'CHECKSUM_MISMATCH'})
+      expect(store.has(replica.chunkId, 1)).toBe(false)
+      await expect(store.adopt(replica, file, digest)).resolves.toEqual(replica)
+      await rm(file) // the replica does not need the file it came from
+      expect((await readAll((await store.open(replica.chunkId, 1)).stream)).equals(bytes)).toBe(true)
+      expect(await store.verify(replica.chunkId, 1)).toBe(true)
     })
 
     it('stores an empty chunk', async () => {
