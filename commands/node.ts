@@ -41,7 +41,7 @@ Its credential is the node credential (node-…) from the join command \`chunky 
     ca: Flags.string({description: 'trust this CA certificate (PEM) for the master and other nodes, besides the system\'s', env: 'CHUNKY_CA', helpValue: '<file>'}),
     'log-level': logLevelFlag,
     'cors-origin': Flags.string({description: 'let web pages from this origin (https://app.example, or * for any) play files from this node with fetch() (repeatable)', multiple: true, helpValue: '<origin>'}),
-    'tus-memory': sizeFlag({default: '256MiB', min: DEFAULT_CHUNK_SIZE, description: 'the most bytes of tus uploads (browser uploads) this node holds in memory at once, all uploads together; a PATCH with no room waits (at least 10MiB, one chunk)'}),
+    'tus-memory': sizeFlag({default: '256MiB', min: DEFAULT_CHUNK_SIZE, description: 'the most bytes of tus uploads (browser uploads) this node holds in memory at once, all uploads together (each PATCH holds its 2 MiB of write batches); a PATCH with no room waits (at least 10MiB)'}),
     config: configFlag,
   }
 

@@ -1,7 +1,7 @@
 /**
- * A node-wide allowance of bytes held in memory, shared by every tus upload: a PATCH reserves a
- * chunk's worth before it buffers it and gives it back once that chunk is written, and while there is
- * no room it stops reading its body (TCP backpressure to the client). Reservations are granted in
+ * A node-wide allowance of bytes held in memory, shared by every tus upload: a PATCH reserves its
+ * write batches before it reads its body and gives them back once it is done, and while there is no
+ * room it does not read (TCP backpressure to the client). Reservations are granted in
  * the order asked, so a large one is not starved by small ones.
  */
 export class ByteBudget {
