@@ -66,6 +66,8 @@ export class TusUpload {
   private readonly inFlight = new Set<Promise<void>>()
   private failed: unknown
   private patching = false
+  /** Set while a PATCH has not finished well: the next one starts again from the tail files. */
+  private unfinished = false
   private limit = 0
 
   private constructor(
@@ -83,8 +85,8 @@ export class TusUpload {
    */
   static async open(ctx: NodeContext, tus: TusContext, session: TusSession, limit: number): Promise<TusUpload> {
     let upload = tus.uploads.get(session.id)
-    if (upload && (upload.session.epoch !== session.epoch || upload.failed)) {
-      await upload.settled() // a chunk of it failed, or another node took over: start again from the tail files
+    if (upload && (upload.session.epoch !== session.epoch || upload.failed || upload.unfinished)) {
+      await upload.settled() // a chunk or a PATCH of it failed, or another node took over: start again from the tail files
       upload = undefined
     }
     if (upload) {
@@ -101,6 +103,7 @@ export class TusUpload {
     }
     upload.limit = limit
     upload.patching = true
+    upload.unfinished = true
     await tus.budget.acquire(TUS_PATCH_MEMORY)
     return upload
   }
@@ -151,7 +154,8 @@ export class TusUpload {
    */
   async finish(): Promise<void> {
     const length = this.session.length
-    if (this.file && length !== null && this.base + this.filled === length) {
+    if (this.filled > 0 && length !== null && this.base + this.filled === length) {
+      if (!this.file) await this.startChunk() // an empty last PATCH, the length given with it
       await this.chunkWhole()
     } else if (this.file) {
       await this.sync()
@@ -159,6 +163,7 @@ export class TusUpload {
     for (const error of await Promise.all(this.syncing.values())) if (error) throw error
     if (length !== null && this.offset === length) await this.settled()
     if (this.failed) throw this.failed
+    this.unfinished = false
   }
 
   /** The PATCH is done with the upload (finished or not): the file closes; chunks in flight go on. */
@@ -299,7 +304,7 @@ export class TusUpload {
     this.writing = Promise.resolve()
     await this.flushing
     this.flushing = undefined
-    this.flushedTo = 0
+    this.filled = this.written = this.flushedTo = this.synced // what was not fsynced does not count
     await file.close()
   }
 

@@ -56,7 +56,7 @@ export function describeChunkStore<S extends ChunkStore>(name: string, harness: 
       expect(store.get(replica.chunkId, 1)).toEqual(replica)
     })
 
-    it('adopts a file as a replica (a tus upload's chunk) and refuses a digest of other bytes', async () => {
+    it('adopts a file as a replica (as a tus upload hands over a chunk) and refuses a digest of other bytes', async () => {
       const store = await harness.create()
       const bytes = randomBytes(200_000)
       const file = join(await mkdtemp(join(tmpdir(), 'chunky-adopt-')), 'chunk')
