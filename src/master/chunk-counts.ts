@@ -1,13 +1,13 @@
+import {setImmediate as yieldToEventLoop} from 'node:timers/promises'
 import type {Db} from './db.js'
 import {REPLICA_STATE_SQL} from './replica-state.js'
-import type {Turns} from './turns.js'
 
 export type ChunkCounts = {underReplicated: number; stale: number; corrupt: number}
 
 /** Up to this many committed chunks are counted by one query on the spot (a few ms). */
 const COUNT_AT_ONCE_LIMIT = 20_000
-/** Chunks per step of a pass: a few ms of the event loop each (2,500 took 15–20 ms at a million chunks). */
-const PASS_STEP = 1_000
+/** Chunks per step of a pass: a few ms of the event loop each. */
+const PASS_STEP = 2_500
 /** A pass may spend at most 1/20 of the time since the last one began: counting must not become the master's work. */
 const PASS_SHARE = 20
 
@@ -16,7 +16,7 @@ const PASS_SHARE = 20
  * (replica-state.ts), for the times the repair loop's kept counts are not current (a scan after a
  * start or a death). A small cluster is counted by one query on the spot. A large one would block the
  * master for that query (a million chunks take a second), so it is counted in passes over the chunk
- * table in chunk-id order, a step per slice of an event-loop turn (turns.ts), and readers get what the last pass found; nodes
+ * table in chunk-id order, a step per event-loop turn, and readers get what the last pass found; nodes
  * that died since then add their copies to its under-replicated count (at most that many chunks lost
  * a copy), and before the first pass every chunk counts as under-replicated: not yet known to be at R.
  */
@@ -29,8 +29,6 @@ export class ChunkCountPasses {
 
   constructor(
     private readonly db: Db,
-    /** The turns the master's background work shares (turns.ts): a step per slice. */
-    private readonly turns: Turns,
     private readonly countAtOnceLimit = COUNT_AT_ONCE_LIMIT,
     private readonly passStep = PASS_STEP,
   ) {
@@ -105,7 +103,7 @@ export class ChunkCountPasses {
       sum.corrupt += row.corrupt ?? 0
       if (row.chunks < this.passStep || row.last === null) break
       params.after = row.last
-      await this.turns.next()
+      await yieldToEventLoop()
       if (!this.db.open) return
     }
     this.lastPassBusyMs = busyMs

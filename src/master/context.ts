@@ -5,7 +5,6 @@ import {grantKey, type Db} from './db.js'
 import type {Leadership} from './meta-store.js'
 import {DeleteSender, NodeRegistry, PendingDeletes} from './nodes.js'
 import {ReplicaTable} from './replica-table.js'
-import {Turns} from './turns.js'
 
 /** What the master's parts share: the database, the node registry and the cluster settings. */
 export interface MasterContext {
@@ -28,8 +27,6 @@ export interface MasterContext {
   grantKey: string
   /** This master's epoch (meta-store.ts): in grants and welcomes, so nodes refuse an older leader's. */
   leadership: Leadership
-  /** Turns of the event loop for background work, one budget a turn (turns.ts). */
-  turns: Turns
 }
 
 /** Wires a master context on an open database (the master, tests and the benchmark share this). */
@@ -50,6 +47,5 @@ export function createMasterContext(opts: {db: Db; clock: Clock; log: Logger; me
     minReplicas: opts.minReplicas,
     grantKey: grantKey(db),
     leadership: opts.leadership ?? {epoch: 1, storeId: 'local'},
-    turns: new Turns(),
   }
 }

@@ -5,10 +5,8 @@ import type {MasterContext} from './context.js'
 import type {RepairLoop} from './repair-loop.js'
 import type {ReplicaRecords} from './replicas.js'
 
-/** Entries of a node's report recorded per slice (one transaction each). */
-const REPORT_SLICE = 200
-/** Messages up to this size are decoded as they arrive (a heartbeat is a few hundred bytes); larger ones in a slice of their own. */
-const DECODE_AT_ONCE_BYTES = 16 * 1024
+/** Entries of a node's report recorded per turn of the event loop (one transaction each). */
+const REPORT_SLICE = 500
 
 /** Keeps the master's answer to a node short enough for a WebSocket close reason (123 bytes). */
 function reason(text: string): string {
@@ -26,6 +24,7 @@ export class NodeLinks {
   /** Link ids are `<run>:<n>`, unique across restarts: replica rows remember the link that stored them (replicas.ts). */
   private readonly run = randomBytes(4).toString('hex')
   private nextLinkId = 1
+  private readonly reportTurns = new Turns()
   /** The welcomed link of each node id. */
   private readonly linkOf = new Map<string, {link: Link; ws: WebSocket}>()
 
@@ -44,21 +43,17 @@ export class NodeLinks {
     let queue: Promise<void> = Promise.resolve()
     let queued = 0
     ws.on('message', (data: Buffer) => {
+      const msg = this.decode(data)
       // Heartbeats are most of what thousands of links send, and they prove the node alive: once the
       // link has said hello, one is handled at once, never behind the link's queue (thousands of
       // `stored` during a repair storm would hold it past the node timeout). It touches only the
       // node's own record, so taking it out of order changes nothing else.
-      // Everything else waits in the link's queue and is handled in the turns the master's background
-      // work shares (turns.ts): the turn that reads the sockets reads hundreds of links at once, and
-      // handling their `stored` and decoding their reports there made turns of 100–300 ms.
-      const msg = data.length <= DECODE_AT_ONCE_BYTES ? this.decode(data) : undefined
       if (msg instanceof Error) {
         if (queued === 0) return this.handleAtOnce(ws, link, msg)
-      } else if (msg?.type === 'heartbeat' && (queued === 0 || link.nodeId !== undefined)) return this.handleAtOnce(ws, link, msg)
+      } else if (msg.type === 'heartbeat' && (queued === 0 || link.nodeId !== undefined)) return this.handleAtOnce(ws, link, msg)
       queued++
       queue = queue
-        .then(() => this.ctx.turns.next())
-        .then(() => (ws.readyState === ws.OPEN ? this.handle(ws, link, msg ?? this.decode(data)) : undefined))
+        .then(() => (ws.readyState === ws.OPEN ? this.handle(ws, link, msg) : undefined))
         .catch((err: Error) => this.ctx.log.error({event: 'link.error', nodeId: link.nodeId, remote, error: err.message}, `error on the link with ${link.nodeId ?? remote}: ${err.message}`))
         .finally(() => queued--)
     })
@@ -123,11 +118,10 @@ export class NodeLinks {
       }
       case 'report': {
         this.touch(nodeId)
-        // A slice of a batch at a time, in the turns the master's background work shares (turns.ts),
-        // whatever the number of links reporting: a node's batch of 2,000 entries in one go held the
-        // loop for tens of ms.
+        // A slice of a batch per turn of the event loop, whatever the number of links reporting: a node's
+        // batch of 2,000 entries in one go held the loop for tens of ms.
         for (let from = 0; from === 0 || from < msg.replicas.length; from += REPORT_SLICE) {
-          await ctx.turns.next()
+          await this.reportTurns.next()
           if (ws.readyState !== ws.OPEN) return
           const last = from + REPORT_SLICE >= msg.replicas.length
           const slice = {...msg, replicas: msg.replicas.slice(from, from + REPORT_SLICE), done: msg.done && last}
@@ -209,5 +203,32 @@ export class NodeLinks {
 
   private touch(nodeId: string): void {
     if (this.ctx.nodes.touch(nodeId)) this.ctx.log.info({event: 'node.back', nodeId}, `node ${nodeId} is back`)
+  }
+}
+
+/**
+ * Hands out turns of the event loop one at a time. Waiting with a setImmediate of its own, every link
+ * with a batch waiting would run it in the same turn (Node runs all immediates queued before a turn in
+ * that turn): 32 links reporting at once held the loop for a second. Here one waiter runs per turn.
+ */
+class Turns {
+  private readonly waiting: (() => void)[] = []
+  private scheduled = false
+
+  next(): Promise<void> {
+    return new Promise((resolve) => {
+      this.waiting.push(resolve)
+      this.schedule()
+    })
+  }
+
+  private schedule(): void {
+    if (this.scheduled) return
+    this.scheduled = true
+    setImmediate(() => {
+      this.scheduled = false
+      this.waiting.shift()?.()
+      if (this.waiting.length > 0) this.schedule()
+    })
   }
 }

@@ -24,8 +24,8 @@ const DELETE_RESENDS_PER_ROUND = 1000
  */
 const REPAIR_TASKS_PER_NODE = 4
 const REPAIR_REPLICAS_PER_TASK = 8
-/** One slice of a round looks at changes at most this long before it lets heartbeats and requests in. */
-const SLICE_MS = 6
+/** One slice of a round works at most this long before it lets heartbeats and requests in. */
+const SLICE_MS = 12
 /** Chunks looked at per database query. */
 const EVALUATE_BATCH = 100
 /** counts() looks at up to this many waiting changes itself (a few ms); more, and the caller counts apart (chunk-counts.ts). */
@@ -36,7 +36,7 @@ const NODE_SCAN_PAGE = 2000
 const PLAN_PER_ROUND = 256
 /** Chunks planned at once, and the time a slice may spend planning groups of them. */
 const PLAN_GROUP = 32
-const PLAN_MS = 5
+const PLAN_MS = 8
 /** Rebalancing: nodes count as balanced within this share of the mean fill, plus this many chunks' worth. */
 export const BALANCE_BAND = 0.1
 const BALANCE_SLACK_CHUNKS = 2
@@ -219,11 +219,7 @@ export class RepairLoop {
     }
   }
 
-  /**
-   * Run a slice of a round soon (coalesced): one a turn, on an immediate of its own, beside the turns
-   * the rest of the background work shares (turns.ts). Queued behind thousands of `stored` there, a
-   * slice came too seldom: the heal after 32 of 256 links were cut planned a quarter as fast.
-   */
+  /** Run a round soon (coalesced). */
   kick(): void {
     if (this.kicked || this.stopped) return
     this.kicked = setImmediate(() => {

@@ -39,7 +39,7 @@ export class Views {
     private readonly liveCounts: () => Omit<ClusterCounts, 'files' | 'chunks'> | undefined = () => undefined,
   ) {
     const db = ctx.db
-    this.passes = new ChunkCountPasses(db, ctx.turns)
+    this.passes = new ChunkCountPasses(db)
     this.q = {
       files: db.prepare('SELECT * FROM files ORDER BY name'),
       file: db.prepare('SELECT * FROM files WHERE name = ?'),

@@ -30,8 +30,8 @@ it('counts a large cluster in passes: unknown first, then what the query says, a
   const a = upload('a.mp4', 4 * 65_536, 'a', 3)
   upload('b.mp4', 3 * 65_536, 'b', 2)
   const alive = () => setup.nodes.all().filter((n) => setup.nodes.isAlive(n.id)).map((n) => n.id)
-  const passes = new ChunkCountPasses(setup.ctx.db, setup.ctx.turns, 0, 2)
-  const reference = new ChunkCountPasses(setup.ctx.db, setup.ctx.turns)
+  const passes = new ChunkCountPasses(setup.ctx.db, 0, 2)
+  const reference = new ChunkCountPasses(setup.ctx.db)
 
   // before the first pass ends, no chunk is known to be at R
   expect(passes.get(alive(), 3, 7)).toEqual({underReplicated: 7, stale: 0, corrupt: 0})
