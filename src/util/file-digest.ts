@@ -154,15 +154,8 @@ let nextJob = 0
 /** Starts hashing the file at `path` (which must exist) as it is written; see WrittenFileDigest. */
 export function digestAsWritten(path: string, opts: DigestOptions = {}): WrittenFileDigest {
   const slot = pickWorker()
-  const id = nextJob++
-  slot.jobs.set(id, undefined)
-  if (slot.jobs.size === 1) slot.worker.ref() // busy: the process waits for the answer
-  slot.worker.postMessage({op: 'open', id, path, start: opts.start ?? 0, blockSize: opts.blockSize ?? 0})
+  const {id, done} = openJob(slot, {path, start: opts.start ?? 0, blockSize: opts.blockSize ?? 0})
   let finished = false
-  const done = () => {
-    slot.jobs.delete(id)
-    if (slot.jobs.size === 0) slot.worker.unref()
-  }
   return {
     written(end) {
       if (!finished) slot.worker.postMessage({op: 'upTo', id, end})
@@ -170,14 +163,7 @@ export function digestAsWritten(path: string, opts: DigestOptions = {}): Written
     finish(end) {
       if (finished) return Promise.reject(new Error('finish() was called twice'))
       finished = true
-      if (!pool.includes(slot)) return Promise.reject(new Error('the hashing thread stopped'))
-      return new Promise<FileDigest>((resolve, reject) => {
-        slot.jobs.set(id, {
-          resolve: (digest) => (done(), resolve(digest)),
-          reject: (err) => (done(), reject(err)),
-        })
-        slot.worker.postMessage({op: 'finish', id, end: end ?? null})
-      })
+      return finishJob(slot, id, done, end ?? null)
     },
     cancel() {
       if (finished) return
@@ -191,15 +177,8 @@ export function digestAsWritten(path: string, opts: DigestOptions = {}): Written
 /** Starts a digest of bytes handed over in shared slices (SliceDigest). */
 export function digestSlices(opts: {blockSize?: number} = {}): SliceDigest {
   const slot = pickWorker()
-  const id = nextJob++
-  slot.jobs.set(id, undefined)
-  if (slot.jobs.size === 1) slot.worker.ref()
-  slot.worker.postMessage({op: 'open', id, start: 0, blockSize: opts.blockSize ?? 0})
+  const {id, done} = openJob(slot, {start: 0, blockSize: opts.blockSize ?? 0})
   let finished = false
-  const done = () => {
-    slot.jobs.delete(id)
-    if (slot.jobs.size === 0) slot.worker.unref()
-  }
   return {
     update(slice, length) {
       if (!pool.includes(slot)) return Promise.reject(new Error('the hashing thread stopped'))
@@ -213,14 +192,7 @@ export function digestSlices(opts: {blockSize?: number} = {}): SliceDigest {
     finish() {
       if (finished) return Promise.reject(new Error('finish() was called twice'))
       finished = true
-      if (!pool.includes(slot)) return Promise.reject(new Error('the hashing thread stopped'))
-      return new Promise<FileDigest>((resolve, reject) => {
-        slot.jobs.set(id, {
-          resolve: (digest) => (done(), resolve(digest)),
-          reject: (err) => (done(), reject(err)),
-        })
-        slot.worker.postMessage({op: 'finish', id, end: null})
-      })
+      return finishJob(slot, id, done, null)
     },
     cancel() {
       if (finished) return
@@ -229,6 +201,31 @@ export function digestSlices(opts: {blockSize?: number} = {}): SliceDigest {
       if (pool.includes(slot)) slot.worker.postMessage({op: 'cancel', id})
     },
   }
+}
+
+/** Opens a job on a worker, which is kept referenced while it has jobs (the process waits for the answer); `done` ends it. */
+function openJob(slot: HashWorker, open: {path?: string; start: number; blockSize: number}): {id: number; done: () => void} {
+  const id = nextJob++
+  slot.jobs.set(id, undefined)
+  if (slot.jobs.size === 1) slot.worker.ref()
+  slot.worker.postMessage({op: 'open', id, ...open})
+  const done = () => {
+    slot.jobs.delete(id)
+    if (slot.jobs.size === 0) slot.worker.unref()
+  }
+  return {id, done}
+}
+
+/** Asks the worker for a job's digest, hashing up to `end` first (null: to the end of what it has). */
+function finishJob(slot: HashWorker, id: number, done: () => void, end: number | null): Promise<FileDigest> {
+  if (!pool.includes(slot)) return Promise.reject(new Error('the hashing thread stopped'))
+  return new Promise<FileDigest>((resolve, reject) => {
+    slot.jobs.set(id, {
+      resolve: (digest) => (done(), resolve(digest)),
+      reject: (err) => (done(), reject(err)),
+    })
+    slot.worker.postMessage({op: 'finish', id, end})
+  })
 }
 
 /** The digest of the whole file at `path`. */
