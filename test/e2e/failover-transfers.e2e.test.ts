@@ -2,9 +2,10 @@ import {createHash, randomBytes} from 'node:crypto'
 import {readFile, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {afterAll, beforeAll, expect, it} from 'vitest'
-import {startPostgres, type PostgresServer} from '../../scripts/postgres-server.mjs'
+import type {PostgresServer} from '../../scripts/postgres-server.mjs'
 import {MasterHealth} from '../../src/protocol/index.js'
-import {killAll, runCli, spawnCli, startDaemon, tempDir, TOKEN, waitFor, type Daemon} from './harness.js'
+import {killAll, runCli, spawnCli, waitFor, type Daemon} from './harness.js'
+import {type MasterPair, startMasterPair} from './master-pair.js'
 
 // Issue 15: an upload or a download running through a kill -9 of the leader finishes by itself (the
 // client waits the failover out and asks the new leader), and what it wrote reads back identical.
@@ -16,19 +17,13 @@ const NODE_TIMEOUT_MS = 2000
 let pg: PostgresServer
 let dir: {path: string; remove: () => Promise<void>}
 const masters: Daemon[] = []
-const masterArgs: string[][] = []
 let env: Record<string, string>
+let startMaster: MasterPair['startMaster']
 
 const role = async (master: Daemon) =>
   MasterHealth.parse(await (await fetch(`${master.url}/healthz`, {signal: AbortSignal.timeout(1000)})).json()).role
 const roleOrNone = (master: Daemon) => role(master).catch(() => undefined)
 const sha = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex')
-
-async function startMaster(i: number, port = '0'): Promise<Daemon> {
-  const args = masterArgs[i]!.map((a, k) => (masterArgs[i]![k - 1] === '--port' ? port : a))
-  masters[i] = await startDaemon(args)
-  return masters[i]!
-}
 
 /** Kills the leader with kill -9 once `when` resolves; resolves once the other master leads. Returns the killed one's index. */
 async function killLeader(when: Promise<unknown>): Promise<number> {
@@ -54,20 +49,7 @@ async function readsBackIdentical(name: string, bytes: Buffer): Promise<void> {
 }
 
 beforeAll(async () => {
-  pg = await startPostgres()
-  dir = await tempDir()
-  for (const i of [0, 1]) {
-    masterArgs[i] = ['master', '--port', '0', '--data-dir', join(dir.path, `master${i}`), '--token', TOKEN, '--meta', pg.url,
-      '--node-timeout', `${NODE_TIMEOUT_MS}ms`, '--repair-interval', '300ms', '--replicas', '2']
-  }
-  await startMaster(0)
-  await waitFor('the first master to lead', async () => (await roleOrNone(masters[0]!)) === 'leader')
-  await startMaster(1)
-  const list = masters.map((m) => m.url).join(',')
-  env = {CHUNKY_MASTER: list, CHUNKY_TOKEN: TOKEN}
-  for (const id of ['n1', 'n2', 'n3']) {
-    await startDaemon(['node', '--master', list, '--port', '0', '--id', id, '--zone', id, '--data-dir', join(dir.path, id), '--token', TOKEN, '--heartbeat-interval', '200ms'])
-  }
+  ;({pg, dir, env, startMaster} = await startMasterPair({nodeTimeoutMs: NODE_TIMEOUT_MS, masters}))
   await waitFor('three nodes alive', async () => {
     const result = await runCli(['status', '--json'], env)
     return result.code === 0 && (JSON.parse(result.stdout) as {summary: {aliveNodes: number}}).summary.aliveNodes === 3

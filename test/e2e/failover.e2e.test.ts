@@ -4,9 +4,10 @@ import {join} from 'node:path'
 import Database from 'better-sqlite3'
 import pgDriver from 'pg'
 import {afterAll, beforeAll, expect, it} from 'vitest'
-import {startPostgres, type PostgresServer} from '../../scripts/postgres-server.mjs'
+import type {PostgresServer} from '../../scripts/postgres-server.mjs'
 import {MasterHealth, StatusDoc} from '../../src/protocol/index.js'
-import {killAll, runCli, spawnCli, startDaemon, tempDir, TOKEN, waitFor, type Daemon} from './harness.js'
+import {killAll, runCli, spawnCli, TOKEN, waitFor, type Daemon} from './harness.js'
+import {type MasterPair, startMasterPair} from './master-pair.js'
 
 // Issue 15: two masters on one PostgreSQL. kill -9 the leader: the standby leads, an upload carries
 // on (or succeeds when run again), committed files read back identical, versions keep rising, the
@@ -19,9 +20,9 @@ const NODE_TIMEOUT_MS = 2000
 let pg: PostgresServer
 let dir: {path: string; remove: () => Promise<void>}
 const masters: Daemon[] = []
-const masterArgs: string[][] = []
 const nodes: Daemon[] = []
 let env: Record<string, string>
+let startMaster: MasterPair['startMaster']
 
 // A paused master does not answer: each ask gives up after a second (the poller counts it as no answer).
 const health = async (master: Daemon) => MasterHealth.parse(await (await fetch(`${master.url}/healthz`, {signal: AbortSignal.timeout(1000)})).json())
@@ -57,13 +58,6 @@ async function downloadsIdentical(): Promise<void> {
   }
 }
 
-async function startMaster(i: number, port = '0'): Promise<Daemon> {
-  const args = masterArgs[i]!.map((a, k) => (masterArgs[i]![k - 1] === '--port' ? port : a))
-  const master = await startDaemon(args)
-  masters[i] = master
-  return master
-}
-
 async function status(name?: string) {
   const result = await runCli(['status', ...(name ? [name] : []), '--json'], env)
   if (result.code !== 0) throw new Error(`status exited ${result.code}: ${result.stderr}`)
@@ -71,20 +65,7 @@ async function status(name?: string) {
 }
 
 beforeAll(async () => {
-  pg = await startPostgres()
-  dir = await tempDir()
-  for (const i of [0, 1]) {
-    masterArgs[i] = ['master', '--port', '0', '--data-dir', join(dir.path, `master${i}`), '--token', TOKEN, '--meta', pg.url,
-      '--node-timeout', `${NODE_TIMEOUT_MS}ms`, '--repair-interval', '300ms', '--replicas', '2']
-  }
-  await startMaster(0)
-  await waitFor('the first master to lead', async () => (await role(masters[0]!)) === 'leader')
-  await startMaster(1)
-  const list = masters.map((m) => m.url).join(',')
-  env = {CHUNKY_MASTER: list, CHUNKY_TOKEN: TOKEN}
-  for (const id of ['n1', 'n2', 'n3']) {
-    nodes.push(await startDaemon(['node', '--master', list, '--port', '0', '--id', id, '--zone', id, '--data-dir', join(dir.path, id), '--token', TOKEN, '--heartbeat-interval', '200ms']))
-  }
+  ;({pg, dir, env, startMaster} = await startMasterPair({nodeTimeoutMs: NODE_TIMEOUT_MS, masters, nodes}))
   await waitFor('three nodes alive', async () => (await status()).summary.aliveNodes === 3)
 }, 90_000)
 
