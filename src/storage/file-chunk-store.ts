@@ -317,14 +317,14 @@ async function writeDirectAndDigest(path: string, body: AsyncIterable<Buffer>, e
     let whole = directWorks ? bytes.length - (bytes.length % DIRECT_ALIGN) : 0
     if (whole > 0) {
       try {
-        await writeAt(direct!, bytes.subarray(0, whole), at)
+        await writeAll(direct!, [bytes.subarray(0, whole)], at)
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EINVAL') throw err
         directWorks = false // opened, but the writes are refused: the page cache from here on
         whole = 0
       }
     }
-    if (whole < bytes.length) await writeAt(await bufferedHandle(), bytes.subarray(whole), at + whole)
+    if (whole < bytes.length) await writeAll(await bufferedHandle(), [bytes.subarray(whole)], at + whole)
   }
   const flush = (full: SharedSlice, length: number, at: number) => {
     const done = Promise.all([writeSlice(full.bytes.subarray(0, length), at), digest.update(full, length)]).finally(() => releaseSlice(full))
@@ -367,13 +367,5 @@ async function writeDirectAndDigest(path: string, body: AsyncIterable<Buffer>, e
     await pending.catch(() => {}) // never leave a write behind the close, nor a slice out
     await direct?.close()
     await buffered?.close()
-  }
-}
-
-/** Writes all of `bytes` at `position` (a short write is legal, if rare on regular files). */
-async function writeAt(handle: FileHandle, bytes: Buffer, position: number): Promise<void> {
-  for (let done = 0; done < bytes.length; ) {
-    const {bytesWritten} = await handle.write(bytes, done, bytes.length - done, position + done)
-    done += bytesWritten
   }
 }
