@@ -59,14 +59,15 @@ export function describeChunkStore<S extends ChunkStore>(name: string, harness: 
     it('adopts a file as a replica (as a tus upload hands over a chunk) and refuses a digest of other bytes', async () => {
       const store = await harness.create()
       const bytes = randomBytes(200_000)
-      const file = join(await mkdtemp(join(tmpdir(), 'chunky-adopt-')), 'chunk')
+      const dir = await mkdtemp(join(tmpdir(), 'chunky-adopt-'))
+      const file = join(dir, 'chunk')
       await writeFile(file, bytes)
       const digest = await digestFile(file, {blockSize: BLOCK_SIZE})
       const replica = replicaOf(bytes)
       await expect(store.adopt(replicaOf(randomBytes(200_000)), file, digest)).rejects.toMatchObject({code: 'CHECKSUM_MISMATCH'})
       expect(store.has(replica.chunkId, 1)).toBe(false)
       await expect(store.adopt(replica, file, digest)).resolves.toEqual(replica)
-      await rm(file) // the replica does not need the file it came from
+      await rm(dir, {recursive: true}) // the replica does not need the file it came from
       expect((await readAll((await store.open(replica.chunkId, 1)).stream)).equals(bytes)).toBe(true)
       expect(await store.verify(replica.chunkId, 1)).toBe(true)
     })
