@@ -1,10 +1,10 @@
 import {createHash, randomBytes} from 'node:crypto'
 import {once} from 'node:events'
-import {open, rm, stat, type FileHandle} from 'node:fs/promises'
+import {rm, stat} from 'node:fs/promises'
 import {basename, dirname, join, resolve} from 'node:path'
 import {performance} from 'node:perf_hooks'
 import {ChunkyError, type FileManifest, type NodeSummary, type Target} from '../protocol/index.js'
-import {digestAsWritten} from '../util/file-digest.js'
+import {DirectFile, writeAndDigestSlices} from '../util/direct-write.js'
 import {commitFile} from '../util/fs.js'
 import {send} from './http.js'
 import {InterruptedError, networkErrorCode, requestSignal} from './errors.js'
@@ -47,8 +47,8 @@ export async function downloadFile(opts: DownloadOptions, view: TransferView): P
   const {api, manifest, order} = await prepare(opts, view)
 
   const tmp = join(dirname(output), `.${basename(output)}.${randomBytes(6).toString('hex')}.chunky-tmp`)
-  // One handle for every chunk: each writes its bytes at its own offset (positional writes).
-  const handle = await open(tmp, 'wx', 0o644).catch((err: NodeJS.ErrnoException) => {
+  // One file for every chunk: each writes its bytes at its own offset, past the page cache where it can.
+  const file = await DirectFile.create(tmp).catch((err: NodeJS.ErrnoException) => {
     // the temp file is ours, not the user's: name the directory the output goes to
     if (err.code === 'EACCES' || err.code === 'EPERM' || err.code === 'EROFS') {
       throw new ChunkyError('BAD_REQUEST', `cannot write ${output}: no permission to create files in ${dirname(output)} (${err.code})`)
@@ -56,8 +56,8 @@ export async function downloadFile(opts: DownloadOptions, view: TransferView): P
     throw err
   })
   try {
-    await handle.truncate(manifest.size)
-    const flusher = backgroundFlusher(handle)
+    await file.truncate(manifest.size)
+    const flusher = backgroundFlusher(file)
     const progress = progressOf(view, manifest.size)
     // Chunks are placed by the sizes before them: a file joined from tus partial uploads has short chunks mid-file.
     const starts = new Map<number, number>()
@@ -67,24 +67,16 @@ export async function downloadFile(opts: DownloadOptions, view: TransferView): P
       at += chunk.size
     }
     await runPool(manifest.chunks, opts.concurrency ?? 4, async (chunk, signal) => {
-      const base = starts.get(chunk.index)!
-      const sink: ChunkSink = {
-        async write(parts, at) {
-          const length = parts.reduce((sum, p) => sum + p.length, 0)
-          const {bytesWritten} = await handle.writev(parts, base + at)
-          if (bytesWritten !== length) throw new Error(`short write to the output (${bytesWritten} of ${length} bytes)`)
-        },
-        file: {path: tmp, base},
-      }
+      const sink: ChunkSink = {file, base: starts.get(chunk.index)!}
       await progress.around(chunk, (onBytes) => fetchChunk(chunk, manifest, order(chunk.replicas), sink, api, opts.token, view, onBytes, signal))
       flusher.chunkWritten()
     }, opts.signal).finally(() => flusher.settled())
     await flusher.settled(true)
-    await handle.close()
+    await file.close()
     view.step('saving')
     await commitFile(tmp, output)
   } catch (err) {
-    await handle.close().catch(() => {}) // already closed when the failure came later
+    await file.close().catch(() => {}) // already closed when the failure came later
     await rm(tmp, {force: true}) // an interrupted or failed download leaves nothing behind
     throw err
   }
@@ -121,11 +113,7 @@ export async function downloadToStream(opts: Omit<DownloadOptions, 'output'>, vi
       })
     }
     const data = Buffer.allocUnsafe(chunk.size)
-    const sink: ChunkSink = {
-      async write(parts, at) {
-        for (const part of parts) at += part.copy(data, at)
-      },
-    }
+    const sink: ChunkSink = {data}
     await progress.around(chunk, (onBytes) => fetchChunk(chunk, manifest, order(chunk.replicas), sink, api, opts.token, view, onBytes, signal))
     ready.set(chunk.index, data)
     writing = writing.then(async () => {
@@ -219,13 +207,13 @@ export async function outputPath(given: string | undefined, name: string): Promi
  * time), so the fsync before the rename has little left to do. That final fsync still happens
  * (commitFile): this only moves the disk work earlier, it promises nothing.
  */
-function backgroundFlusher(handle: FileHandle): {chunkWritten(): void; settled(rethrow?: boolean): Promise<void>} {
+function backgroundFlusher(file: DirectFile): {chunkWritten(): void; settled(rethrow?: boolean): Promise<void>} {
   let running: Promise<void> | undefined
   let failure: unknown
   return {
     chunkWritten() {
       if (running) return
-      running = handle.datasync().then(
+      running = file.datasync().then(
         () => {
           running = undefined
         },
@@ -302,18 +290,12 @@ async function fetchChunk(
   throw new ChunkyError('NODE_UNREACHABLE', `chunk ${chunk.index} of ${manifest.name} could not be read from any copy (${problems.join('; ')}): try again shortly`)
 }
 
-/** Bytes gathered before one positional write: few write calls, bounded memory per chunk in flight. */
-const WRITE_BATCH_BYTES = 1024 * 1024
-
 /**
- * Where a chunk's bytes go: `parts` belong at offset `at` of the chunk (a retry from another replica
- * starts again at 0). With `file`, the chunk lands at `file.base` of that file, and is hashed back
- * from it on a hashing thread as it is written (util/file-digest.ts), not on the thread that receives.
+ * Where a chunk's bytes go (a retry from another replica starts again at its first byte): into the
+ * output file at `base`, hashed on the hashing thread from the memory handed to the disk
+ * (util/direct-write.ts), not on the thread that receives; or into `data`, hashed here.
  */
-interface ChunkSink {
-  write(parts: Buffer[], at: number): Promise<void>
-  file?: {path: string; base: number}
-}
+type ChunkSink = {file: DirectFile; base: number} | {data: Buffer}
 
 /** Streams one replica into the sink, hashing as it goes; throws unless size and SHA-256 match. */
 async function fetchReplica(
@@ -324,62 +306,49 @@ async function fetchReplica(
   onBytes: (bytes: number) => void,
   signal: AbortSignal,
 ): Promise<void> {
-  // Hashed here as it arrives, or read back from the output file once written (off this thread).
-  const hash = sink.file ? undefined : createHash('sha256')
-  const digest = sink.file ? digestAsWritten(sink.file.path, {start: sink.file.base}) : undefined
   let seen = 0
-  let batch: Buffer[] = []
-  let batchBytes = 0
-  let written = 0
-  const flush = async () => {
-    if (batchBytes === 0) return
-    const parts = batch
-    const length = batchBytes
-    batch = []
-    batchBytes = 0
-    await sink.write(parts, written)
-    written += length
-    digest?.written(sink.file!.base + written)
-  }
   const abort = requestSignal(signal)
   let sha256: string
   try {
-    try {
-      const response = await send(new URL(`/chunks/${chunk.chunkId}/${chunk.version}`, replica.url), {
-        method: 'GET',
-        headers: token ? {authorization: `Bearer ${token}`} : {},
-        connectTimeoutMs: 5_000,
-        responseTimeoutMs: 30_000,
-        idleTimeoutMs: 30_000,
-        signal: abort.signal,
-      })
-      if (response.statusCode !== 200) {
-        response.resume()
-        throw new Error(`HTTP ${response.statusCode}`)
-      }
+    const response = await send(new URL(`/chunks/${chunk.chunkId}/${chunk.version}`, replica.url), {
+      method: 'GET',
+      headers: token ? {authorization: `Bearer ${token}`} : {},
+      connectTimeoutMs: 5_000,
+      responseTimeoutMs: 30_000,
+      idleTimeoutMs: 30_000,
+      signal: abort.signal,
+    })
+    if (response.statusCode !== 200) {
+      response.resume()
+      throw new Error(`HTTP ${response.statusCode}`)
+    }
+    const body = async function* () {
       for await (const part of response as AsyncIterable<Buffer>) {
         seen += part.length
         if (seen > chunk.size) {
           response.destroy()
           throw new BadReplica(`sent more than the chunk's ${chunk.size} bytes`)
         }
-        hash?.update(part)
-        batch.push(part)
-        batchBytes += part.length
-        if (batchBytes >= WRITE_BATCH_BYTES) await flush()
+        yield part
         onBytes(seen)
       }
-      await flush()
-    } catch (err) {
-      if (err instanceof BadReplica) throw err
-      throw new Error(networkErrorCode(err) ?? (err instanceof Error ? err.message : String(err)))
-    } finally {
-      abort.dispose()
     }
-    if (seen !== chunk.size) throw new BadReplica(`sent ${seen} of ${chunk.size} bytes`)
-    sha256 = digest ? (await digest.finish(sink.file!.base + seen)).sha256 : hash!.digest('hex')
+    if ('file' in sink) {
+      sha256 = (await writeAndDigestSlices(sink.file, sink.base, body())).sha256
+    } else {
+      const hash = createHash('sha256')
+      for await (const part of body()) {
+        hash.update(part)
+        part.copy(sink.data, seen - part.length)
+      }
+      sha256 = hash.digest('hex')
+    }
+  } catch (err) {
+    if (err instanceof BadReplica) throw err
+    throw new Error(networkErrorCode(err) ?? (err instanceof Error ? err.message : String(err)))
   } finally {
-    digest?.cancel() // a no-op once finished
+    abort.dispose()
   }
+  if (seen !== chunk.size) throw new BadReplica(`sent ${seen} of ${chunk.size} bytes`)
   if (sha256 !== chunk.sha256) throw new BadReplica('bytes do not match the recorded SHA-256')
 }

@@ -1,13 +1,13 @@
 import {randomBytes} from 'node:crypto'
-import {constants, createReadStream} from 'node:fs'
-import {copyFile, type FileHandle, link, mkdir, open, readdir, rm, stat, statfs, unlink} from 'node:fs/promises'
+import {createReadStream} from 'node:fs'
+import {copyFile, link, mkdir, open, readdir, rm, stat, statfs, unlink} from 'node:fs/promises'
 import {join} from 'node:path'
 import {pipeline} from 'node:stream/promises'
 import {ChunkyError, type ReplicaInfo} from '../protocol/index.js'
-import {digestAsWritten, digestSlices, type FileDigest} from '../util/file-digest.js'
+import {DirectFile, writeAndDigestSlices} from '../util/direct-write.js'
+import {digestAsWritten, type FileDigest} from '../util/file-digest.js'
 import {commitFiles, fsyncDir, writeAll} from '../util/fs.js'
 import type {Logger} from '../util/log.js'
-import {acquireSlice, releaseSlice, SLICE_BYTES, type SharedSlice} from '../util/shared-slices.js'
 import {BLOCK_SIZE, SIDECAR_SUFFIX, writeSidecarTemp} from './block-checksums.js'
 import {BodyCheck, checkReplica} from './body-check.js'
 import {type ChunkBody, type ChunkStore, notFound, type OpenedReplica, replicaKey, type StoreUsage, type WriteOptions} from './chunk-store.js'
@@ -281,91 +281,18 @@ async function writeAndDigest(path: string, body: AsyncIterable<Buffer>, ended: 
   }
 }
 
-
-/** O_DIRECT takes memory, lengths and file positions aligned to the device's blocks: 4 KiB covers them. */
-const DIRECT_ALIGN = 4096
-
 /**
- * writeAndDigest for a copy that skips the page cache (WriteOptions.cache false). The bytes are
- * gathered into slices of the memory shared with the hashing thread (util/shared-slices.ts); each full
- * slice is written with O_DIRECT and hashed from that same memory at once, and taken back once both
- * are done, while the next slice fills. The kernel's copy into fresh page-cache pages was the largest
- * CPU cost of a repair on the bench machine (1 GiB written and fsynced: 1.7 CPU-s buffered, 0.2 with
- * O_DIRECT), and bytes that are not in the page cache cannot be hashed back from it cheaply, so they
- * are hashed as they are handed to the disk. Bytes past the last 4 KiB boundary go through the page
- * cache (O_DIRECT writes whole blocks only), and so does everything where the file system refuses
- * O_DIRECT (EINVAL: tmpfs, some network file systems).
+ * writeAndDigest for a copy that skips the page cache (WriteOptions.cache false): written with
+ * O_DIRECT from slices of memory shared with the hashing thread, which hashes the very bytes handed
+ * to the disk (util/direct-write.ts).
  */
 async function writeDirectAndDigest(path: string, body: AsyncIterable<Buffer>, ended: () => void): Promise<FileDigest> {
-  let direct: FileHandle | undefined
+  const file = await DirectFile.create(path)
   try {
-    direct = await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_DIRECT, 0o644)
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EINVAL') throw err
-  }
-  let buffered: FileHandle | undefined = direct ? undefined : await open(path, 'w') // the refused open may have created it
-  let directWorks = direct !== undefined
-  const bufferedHandle = async () => (buffered ??= await open(path, 'r+'))
-  const digest = digestSlices({blockSize: BLOCK_SIZE})
-  let finishing: Promise<FileDigest> | undefined
-  let slice: SharedSlice | undefined
-  let filled = 0
-  let position = 0
-  let pending: Promise<unknown> = Promise.resolve()
-
-  const writeSlice = async (bytes: Buffer, at: number) => {
-    let whole = directWorks ? bytes.length - (bytes.length % DIRECT_ALIGN) : 0
-    if (whole > 0) {
-      try {
-        await writeAll(direct!, [bytes.subarray(0, whole)], at)
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EINVAL') throw err
-        directWorks = false // opened, but the writes are refused: the page cache from here on
-        whole = 0
-      }
-    }
-    if (whole < bytes.length) await writeAll(await bufferedHandle(), [bytes.subarray(whole)], at + whole)
-  }
-  const flush = (full: SharedSlice, length: number, at: number) => {
-    const done = Promise.all([writeSlice(full.bytes.subarray(0, length), at), digest.update(full, length)]).finally(() => releaseSlice(full))
-    done.catch(() => {}) // awaited before the next flush or in `finally`; failing meanwhile must not be an unhandled rejection
-    return done
-  }
-  try {
-    for await (const piece of body) {
-      for (let offset = 0; offset < piece.length; ) {
-        slice ??= await acquireSlice()
-        const take = Math.min(piece.length - offset, SLICE_BYTES - filled)
-        slice.bytes.set(piece.subarray(offset, offset + take), filled)
-        filled += take
-        offset += take
-        if (filled === SLICE_BYTES) {
-          await pending // one slice in flight per file: the next one fills meanwhile
-          pending = flush(slice, filled, position)
-          position += filled
-          slice = undefined
-          filled = 0
-        }
-      }
-    }
-    ended()
-    await pending
-    if (slice && filled > 0) {
-      const last = slice
-      slice = undefined
-      await (pending = flush(last, filled, position))
-    }
-    finishing = digest.finish()
-    // One fsync covers the bytes written through either handle: it flushes the file, not the handle.
-    const [hashed, synced] = await Promise.allSettled([finishing, (direct ?? (await bufferedHandle())).sync()])
-    if (hashed.status === 'rejected') throw hashed.reason
-    if (synced.status === 'rejected') throw synced.reason
-    return hashed.value
+    const digest = await writeAndDigestSlices(file, 0, body, {blockSize: BLOCK_SIZE, ended})
+    await file.sync() // the data reaches the disk before its name does (commitFiles)
+    return digest
   } finally {
-    if (slice) releaseSlice(slice)
-    if (!finishing) digest.cancel()
-    await pending.catch(() => {}) // never leave a write behind the close, nor a slice out
-    await direct?.close()
-    await buffered?.close()
+    await file.close()
   }
 }
