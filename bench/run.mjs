@@ -146,29 +146,40 @@ try {
   })
   await step('chunkyR3Pg', 'chunky R=3 through a master on PostgreSQL', async () => {
     // Two clusters side by side, uploads taken in turns so both see the same load: one master on
-    // SQLite, one on PostgreSQL (every metadata change written there before it answers).
-    const pg = await startPostgres()
-    const clusters = []
-    try {
-      clusters.push(await startCluster(work, 'r3-sqlite', {replicas: 3, minReplicas: 2, nodeCount: 3}))
-      clusters.push(await startCluster(work, 'r3-pg', {replicas: 3, minReplicas: 2, nodeCount: 3, masterArgs: ['--meta', pg.url]}))
-      const walls = [[], []]
-      for (let i = 0; i < runs; i++) {
-        // Which goes first alternates, so neither always runs while the other's removed file is being deleted.
-        for (const k of i % 2 === 0 ? [0, 1] : [1, 0]) {
-          const cluster = clusters[k]
-          const tag = `${k === 0 ? 'sqlite' : 'pg'}-${i}`
-          const up = await uploadRuns(cluster, file, 1, tag)
-          walls[k].push(up.wall[0])
-          await cluster.cli(['rm', up.name])
+    // SQLite, one on PostgreSQL (every metadata change written there before it answers). Whichever
+    // cluster uploaded first stayed the faster one for the whole session on the bench machine, by up
+    // to 14 %, on either store: the other's nodes spent more user CPU on the same bytes, while
+    // PostgreSQL and both masters used next to none. So a session with SQLite first is matched by one
+    // of fresh clusters with PostgreSQL first; within each, which goes first alternates pair by pair.
+    const walls = [[], []]
+    const sessions = []
+    for (const first of [0, 1]) {
+      const pg = await startPostgres()
+      const clusters = []
+      const own = [[], []]
+      try {
+        clusters.push(await startCluster(work, `r3-sqlite-${first}`, {replicas: 3, minReplicas: 2, nodeCount: 3}))
+        clusters.push(await startCluster(work, `r3-pg-${first}`, {replicas: 3, minReplicas: 2, nodeCount: 3, masterArgs: ['--meta', pg.url]}))
+        for (let i = 0; i < runs; i++) {
+          for (const k of (i + first) % 2 === 0 ? [0, 1] : [1, 0]) {
+            const cluster = clusters[k]
+            const up = await uploadRuns(cluster, file, 1, `${k === 0 ? 'sqlite' : 'pg'}-${first}-${i}`)
+            own[k].push(up.wall[0])
+            await cluster.cli(['rm', up.name])
+          }
         }
+      } finally {
+        for (const cluster of clusters) await cluster.close()
+        await pg.destroy()
       }
-      record('chunkyR3PairSqlite', 'chunky `upload`, R=3, master on SQLite (in turns with the next row)', walls[0])
-      record('chunkyR3Pg', 'chunky `upload`, R=3, master on PostgreSQL (in turns with the row above)', walls[1])
-    } finally {
-      for (const cluster of clusters) await cluster.close()
-      await pg.destroy()
+      walls[0].push(...own[0])
+      walls[1].push(...own[1])
+      sessions.push({first: first === 0 ? 'sqlite' : 'postgres', sqliteMedian: round(median(own[0])), postgresMedian: round(median(own[1])), ratio: round(median(own[1]) / median(own[0]), 3)})
+      log(`R=3 in turns, ${sessions.at(-1).first} uploading first: SQLite ${sessions.at(-1).sqliteMedian}s, PostgreSQL ${sessions.at(-1).postgresMedian}s (${sessions.at(-1).ratio} ×)`)
     }
+    record('chunkyR3PairSqlite', 'chunky `upload`, R=3, master on SQLite (in turns with the next row)', walls[0])
+    record('chunkyR3Pg', 'chunky `upload`, R=3, master on PostgreSQL (in turns with the row above)', walls[1])
+    results.chunky.r3PgSessions = sessions
   })
   await step('chunkyTus', 'chunky through tus', async () =>
     record('chunkyTus', 'tus (`tus-js-client` → chunky node `/tus/`, R=1, 10 MiB PATCHes; durable, committed)', await tusIntoChunky(work, file, size, runs)))
