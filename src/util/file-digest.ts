@@ -49,6 +49,12 @@ export interface WrittenFileDigest {
  * on one thread of the bench machine, well above what a node takes in there.
  */
 const MAX_WORKERS = 1
+
+/**
+ * The thread's young generation, in MiB: it allocates little but small messages and hash objects,
+ * and V8's default lets that garbage grow to tens of MiB of the node's memory before it is collected.
+ */
+const WORKER_YOUNG_MB = 4
 const READ_BYTES = 1024 * 1024
 
 // Runs in each worker (plain JS, evaluated: no separate file to find next to the compiled code).
@@ -242,7 +248,7 @@ function pickWorker(): HashWorker {
 }
 
 function startWorker(): HashWorker {
-  const worker = new Worker(WORKER_SOURCE, {eval: true, workerData: {readBytes: READ_BYTES, shared: sharedMemory()}})
+  const worker = new Worker(WORKER_SOURCE, {eval: true, workerData: {readBytes: READ_BYTES, shared: sharedMemory()}, resourceLimits: {maxYoungGenerationSizeMb: WORKER_YOUNG_MB}})
   const slot: HashWorker = {worker, jobs: new Map(), slices: new Map()}
   pool.push(slot)
   worker.unref() // an idle pool never keeps a process alive
