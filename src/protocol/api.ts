@@ -1,5 +1,7 @@
 import {z} from 'zod'
 import {ByteCount, ChunkId, FileName, NodeId, Sha256Hex, Version, Zone} from './names.js'
+import {ChunkyError} from './errors.js'
+import {ReplicaInfo} from './messages.js'
 
 // HTTP bodies. Every route requires `authorization: Bearer <credential>` except GET /healthz and the
 // dashboard page; which credential kind may use which route is in credentials.ts and src/http/auth.ts
@@ -29,7 +31,7 @@ import {ByteCount, ChunkId, FileName, NodeId, Sha256Hex, Version, Zone} from './
 //   PUT    /chunks/:chunkId/:version     raw bytes, content-length = planned size; headers x-chunky-grant
 //                                        (grant.ts), x-chunky-chain (ChainHeader JSON) -> WriteResult
 //   GET    /chunks/:chunkId/:version     -> raw bytes, header x-chunky-sha256; 404 unless that version is held
-//   POST   /transfer                     TransferRequest -> tar stream (repair; one entry per replica)
+//   POST   /transfer                     TransferRequest -> transfer frames (repair; one per replica, below)
 // Errors from either: ErrorBody with the matching HTTP status (errors.ts).
 
 export const ErrorBody = z.object({error: z.object({code: z.string(), message: z.string()})})
@@ -149,8 +151,38 @@ export const ChainHeader = z.array(Target).max(16)
 
 export const TransferRequest = z.object({replicas: z.array(z.object({chunkId: ChunkId, version: Version})).min(1).max(1000)})
 export type TransferRequest = z.infer<typeof TransferRequest>
-/** PAX header keys on each tar entry of a transfer; the entry name is `<chunkId>.<version>`. */
-export const TRANSFER_PAX = {chunkId: 'chunky.chunk_id', version: 'chunky.version', sha256: 'chunky.sha256'} as const
+
+// The answer to POST /transfer (200, TRANSFER_CONTENT_TYPE, neither chunked nor a content-length: it
+// ends when the source closes the connection) is a run of frames, one per replica sent, then an end
+// frame: a 4-byte big-endian length n, n bytes of JSON (TransferFrame), then the replica's `size`
+// bytes as they are on disk; n = 0 ends the transfer. A puller reads the bytes straight into its own
+// buffers (no HTTP or archive parsing), and a link that closes before the end frame is a broken transfer.
+export const TRANSFER_CONTENT_TYPE = 'application/x-chunky-replicas'
+export const TransferFrame = ReplicaInfo
+export type TransferFrame = z.infer<typeof TransferFrame>
+export const MAX_TRANSFER_FRAME_HEAD = 4096
+
+/** A frame's length and JSON, to be followed by the replica's bytes; no replica: the end frame. */
+export function encodeTransferFrame(replica?: TransferFrame): Buffer {
+  if (!replica) return Buffer.alloc(4)
+  const json = Buffer.from(JSON.stringify(replica))
+  const frame = Buffer.alloc(4 + json.length)
+  frame.writeUInt32BE(json.length, 0)
+  json.copy(frame, 4)
+  return frame
+}
+
+export function decodeTransferFrame(json: Buffer): TransferFrame {
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(json.toString('utf8'))
+  } catch {
+    throw new ChunkyError('BAD_MESSAGE', 'a transfer frame is not JSON')
+  }
+  const frame = TransferFrame.safeParse(parsed)
+  if (!frame.success) throw new ChunkyError('BAD_MESSAGE', `a transfer frame is malformed: ${z.prettifyError(frame.error)}`)
+  return frame.data
+}
 
 export const ManifestChunk = z.object({
   index: z.number().int().nonnegative(),

@@ -78,7 +78,7 @@ const Delete = z.object({
   version: Version,
   reason: z.enum(['stale', 'corrupt', 'unreferenced', 'excess']),
 })
-/** Pull these replicas from `source` (one streamed tar transfer), verify, store durably, answer `replicated`. */
+/** Pull these replicas from `source` (one streamed transfer), verify, store durably, answer `replicated`. */
 const Replicate = z.object({
   type: z.literal('replicate'),
   taskId: z.string().min(1).max(64),

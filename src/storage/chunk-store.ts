@@ -8,14 +8,20 @@ import type {FileDigest} from '../util/file-digest.js'
 
 export type {ReplicaInfo}
 
-/** Bytes arriving from a socket, a tar entry or a generator; each piece is passed on as it comes. */
+/**
+ * Bytes arriving from a socket or a generator; each piece is passed on as it comes. A producer may
+ * reuse a piece's memory once the next piece is asked for (a repair transfer reads into a few buffers
+ * it lends out), so a store that keeps a piece longer copies it.
+ */
 export type ChunkBody = AsyncIterable<Buffer | Uint8Array>
 
 export interface OpenedReplica {
   size: number
   sha256: string
-  /** The bytes, read from disk as they are consumed; destroy it to stop early. */
+  /** The bytes, read from disk as they are consumed; destroy it to stop early, or once done with `read`. */
   stream: Readable
+  /** Reads the bytes at `position` into `into` (as many as fit and are there); resolves with their count. */
+  read(into: Buffer, position: number): Promise<number>
 }
 
 export interface WriteOptions {

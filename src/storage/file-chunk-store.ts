@@ -162,7 +162,8 @@ export class FileChunkStore implements ChunkStore, RangeReader {
       throw err
     }
     const {size} = await handle.stat() // what is really there: a truncated file must not promise more
-    return {size, sha256: replica.sha256, stream: handle.createReadStream({highWaterMark: READ_PIECE_BYTES})}
+    const read = async (into: Buffer, position: number) => (await handle.read(into, 0, Math.min(into.length, Math.max(0, size - position)), position)).bytesRead
+    return {size, sha256: replica.sha256, stream: handle.createReadStream({highWaterMark: READ_PIECE_BYTES}), read} // the stream closes the handle
   }
 
   has(chunkId: string, version: number): boolean {
@@ -228,9 +229,9 @@ export class FileChunkStore implements ChunkStore, RangeReader {
 }
 
 /**
- * Whole-replica reads (GET /chunks, /transfer, verify) in pieces of this size: with the default 64 KiB,
- * the per-piece work of the file read, the tar entry and the HTTP chunk framing cost the source more
- * CPU than the bytes themselves.
+ * Whole-replica reads (GET /chunks, verify) in pieces of this size: with the default 64 KiB, the
+ * per-piece work of the file read and the HTTP chunk framing cost the source more CPU than the bytes
+ * themselves.
  */
 export const READ_PIECE_BYTES = 1024 * 1024
 

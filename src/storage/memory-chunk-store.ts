@@ -15,7 +15,7 @@ export class MemoryChunkStore implements ChunkStore {
     const wanted = checkReplica(replica)
     const check = new BodyCheck(wanted)
     const parts: Buffer[] = []
-    for await (const buf of check.pass(body)) parts.push(buf)
+    for await (const buf of check.pass(body)) parts.push(Buffer.from(buf)) // a copy: the producer may reuse the piece
     check.finish()
     const info: ReplicaInfo = {chunkId: wanted.chunkId, version: wanted.version, size: wanted.size, sha256: wanted.sha256}
     this.replicas.set(replicaKey(info.chunkId, info.version), {info, bytes: Buffer.concat(parts)})
@@ -29,7 +29,8 @@ export class MemoryChunkStore implements ChunkStore {
   async open(chunkId: string, version: number): Promise<OpenedReplica> {
     const held = this.replicas.get(replicaKey(chunkId, version))
     if (!held) throw notFound(chunkId, version)
-    return {size: held.bytes.length, sha256: held.info.sha256, stream: Readable.from([held.bytes])}
+    const read = async (into: Buffer, position: number) => held.bytes.copy(into, 0, Math.min(position, held.bytes.length))
+    return {size: held.bytes.length, sha256: held.info.sha256, stream: Readable.from([held.bytes]), read}
   }
 
   has(chunkId: string, version: number): boolean {
