@@ -22,6 +22,7 @@ const READ_BUFFERS = 4
 const READ_BUFFER_BYTES = 1024 * 1024
 const MAX_RESPONSE_HEAD = 16 * 1024
 const MAX_ERROR_BODY = 64 * 1024
+const SPARE_READ_BYTES = 64 * 1024
 
 export interface TransferAuth {
   /** This node's credential. */
@@ -169,8 +170,10 @@ export function pullTransfer(url: URL, auth: TransferAuth, request: TransferRequ
     const arm = (): boolean => {
       armedBuffer = undefined
       if (phase === 'body') {
-        armedBuffer = free.pop()! // one is free whenever reading goes on (below)
-        armed = armedBuffer.subarray(0, Math.min(bodyLeft, READ_BUFFER_BYTES))
+        // One is free whenever reading goes on (below), except after a read that came while paused:
+        // a TLS socket hands over every record it has decrypted. Such a read gets memory of its own.
+        armedBuffer = free.pop()
+        armed = armedBuffer ? armedBuffer.subarray(0, Math.min(bodyLeft, READ_BUFFER_BYTES)) : Buffer.allocUnsafe(Math.min(bodyLeft, SPARE_READ_BYTES))
       } else if (phase === 'refused' || phase === 'end') armed = small
       else armed = small.subarray(filled, want)
       return free.length > 0 && holds === 0
@@ -183,11 +186,12 @@ export function pullTransfer(url: URL, auth: TransferAuth, request: TransferRequ
           if (refusal.reduce((sum, b) => sum + b.length, 0) < MAX_ERROR_BODY) refusal.push(Buffer.from(armed.subarray(0, n)))
         } else if (phase === 'end') fail(new ChunkyError('NODE_UNREACHABLE', 'the source sent bytes after the end of a transfer'))
         else gotSmall(n)
+        if (settled) return false
+        if (arm()) return true
       } catch (err) {
-        fail(err as Error)
+        fail(err as Error) // a throw here would take the node down
+        return false
       }
-      if (settled) return false
-      if (arm()) return true
       paused = true
       return false
     }

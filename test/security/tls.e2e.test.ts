@@ -83,6 +83,24 @@ describe('a TLS cluster', () => {
     expect(await sha256File(out)).toBe(await sha256File(file))
   })
 
+  it('copies chunks between nodes over https: a drained node\'s chunks reach a new node, each verified', async () => {
+    const file = join(dir.path, 'moved.bin')
+    await writeFile(file, randomBytes(3 * 1024 * 1024 + 5))
+    const upload = await runCli(['upload', file, '--name', 'secure/moved.bin', '--chunk-size', '1MiB'], clientEnv(creds.rw))
+    expect(upload.code, upload.stderr).toBe(0)
+    nodes.push(await startDaemon(['node', '--master', master.url, '--port', '0', '--id', 'n4', '--zone', 'n4', '--data-dir', join(dir.path, 'n4'),
+      '--token', creds.node, '--ca', ca, '--heartbeat-interval', '200ms', ...tlsArgs()]))
+    const drained = await runCli(['nodes', 'drain', 'n1', '--wait', '--json'], clientEnv(creds.rw), 30_000)
+    expect(drained.code, drained.stderr).toBe(0)
+    const after = StatusDoc.parse(JSON.parse((await runCli(['status', 'secure/moved.bin', '--json'], clientEnv(creds.ro))).stdout))
+    for (const chunk of after.files[0]!.chunks) {
+      const fresh = chunk.replicas.filter((r) => r.state === 'fresh' && r.node !== 'n1').map((r) => r.node)
+      expect(fresh.sort()).toEqual(['n2', 'n3', 'n4'])
+    }
+    const undrained = await runCli(['nodes', 'undrain', 'n1'], clientEnv(creds.rw))
+    expect(undrained.code, undrained.stderr).toBe(0)
+  })
+
   it('a client that does not trust the CA is refused with a clear one-line error', async () => {
     const result = await runCli(['status'], clientEnv(creds.ro, false))
     expect(result.code).toBe(1)
