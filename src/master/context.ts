@@ -15,6 +15,8 @@ export interface MasterContext {
   /** Deletes sent and not confirmed yet (resent by the repair loop). */
   pendingDeletes: PendingDeletes
   deletes: DeleteSender
+  /** With a metadata store apart from the working copy: resolves once every change so far is in it. */
+  durable?: () => Promise<void>
   log: Logger
   /** Counters and histograms moved where things happen (telemetry/metrics.ts). */
   metrics: MasterMetrics
@@ -30,7 +32,7 @@ export interface MasterContext {
 }
 
 /** Wires a master context on an open database (the master, tests and the benchmark share this). */
-export function createMasterContext(opts: {db: Db; clock: Clock; log: Logger; metrics: MasterMetrics; nodeTimeoutMs: number; replicas: number; minReplicas: number; leadership?: Leadership}): MasterContext {
+export function createMasterContext(opts: {db: Db; clock: Clock; log: Logger; metrics: MasterMetrics; nodeTimeoutMs: number; replicas: number; minReplicas: number; leadership?: Leadership; durable?: () => Promise<void>}): MasterContext {
   const {db, clock, log, metrics} = opts
   const nodes = new NodeRegistry(db, clock, opts.nodeTimeoutMs)
   const pendingDeletes = new PendingDeletes(clock)
@@ -39,7 +41,8 @@ export function createMasterContext(opts: {db: Db; clock: Clock; log: Logger; me
     nodes,
     replicaTable: new ReplicaTable(db),
     pendingDeletes,
-    deletes: new DeleteSender(nodes, log, metrics, pendingDeletes),
+    deletes: new DeleteSender(nodes, log, metrics, pendingDeletes, opts.durable),
+    durable: opts.durable,
     log,
     metrics,
     clock,

@@ -252,7 +252,7 @@ function refuseUpgrade(socket: Duplex, status: string, err: ChunkyError): void {
 function startTerm(opts: MasterOptions & {log: Logger; clock: Clock}, db: Db, leadership: Leadership, sync: MetaSync | undefined, url: string): Term {
   const {log, clock} = opts
   const metrics = new MasterMetrics()
-  const ctx = createMasterContext({db, clock, log, metrics, nodeTimeoutMs: opts.nodeTimeoutMs, replicas: opts.replicas, minReplicas: opts.minReplicas, leadership})
+  const ctx = createMasterContext({db, clock, log, metrics, nodeTimeoutMs: opts.nodeTimeoutMs, replicas: opts.replicas, minReplicas: opts.minReplicas, leadership, durable: sync && (() => sync.flush())})
   const {nodes} = ctx
   const uploads = new Uploads(ctx)
   const uploadExpiryMs = opts.uploadExpiryMs ?? UPLOAD_TTL_MS

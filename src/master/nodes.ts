@@ -363,29 +363,60 @@ const MAX_LISTED_DELETES = 1000
 /**
  * Sends `delete` commands and logs them as one `delete.sent` line per node and occasion (not one per
  * replica), listing the replicas (up to MAX_LISTED_DELETES).
+ *
+ * A delete may follow from a change not yet in the metadata store (a commit makes the old version
+ * stale): with a store apart from the working copy (PostgreSQL), `durable` resolves once every change
+ * made so far is stored, and deletes wait for it. Sent sooner, a leader killed before its write
+ * leaves a store that still names the old version, whose copies the nodes have deleted. If the write
+ * fails, this master stops leading and its deletes are dropped; the next leader decides them again
+ * from the nodes' reports.
  */
 export class DeleteSender {
   private readonly sent = new Map<string, {counts: Map<DeleteReason, number>; chunks: {chunkId: string; version: number; reason: DeleteReason}[]}>()
+  /** Deletes waiting for `durable`, sent together once it resolves. */
+  private waiting: {nodeId: string; chunkId: string; version: number; reason: DeleteReason}[] = []
 
   constructor(
     private readonly nodes: NodeRegistry,
     private readonly log: Logger,
     private readonly metrics: MasterMetrics,
     private readonly pending: PendingDeletes,
+    private readonly durable?: () => Promise<void>,
   ) {}
 
+  /** True when the delete is sent, or will be once durable: false when the node has no open link. */
   send(nodeId: string, chunkId: string, version: number, reason: DeleteReason): boolean {
-    const sent = this.nodes.send(nodeId, {type: 'delete', chunkId, version, reason})
-    if (sent) {
-      this.pending.confirmed(nodeId, chunkId, version) // re-added last: the map stays in sending order
-      this.pending.add(nodeId, chunkId, version, reason)
-      this.metrics.deletesSent.inc({reason})
-      const perNode = this.sent.get(nodeId) ?? {counts: new Map<DeleteReason, number>(), chunks: []}
-      perNode.counts.set(reason, (perNode.counts.get(reason) ?? 0) + 1)
-      if (perNode.chunks.length < MAX_LISTED_DELETES) perNode.chunks.push({chunkId, version, reason})
-      this.sent.set(nodeId, perNode)
+    if (this.durable) {
+      if (!this.nodes.isConnected(nodeId)) return false
+      if (this.waiting.push({nodeId, chunkId, version, reason}) === 1) queueMicrotask(() => this.sendWaiting())
+    } else if (!this.nodes.send(nodeId, {type: 'delete', chunkId, version, reason})) {
+      return false
     }
-    return sent
+    this.pending.confirmed(nodeId, chunkId, version) // re-added last: the map stays in sending order
+    this.pending.add(nodeId, chunkId, version, reason)
+    this.metrics.deletesSent.inc({reason})
+    const perNode = this.sent.get(nodeId) ?? {counts: new Map<DeleteReason, number>(), chunks: []}
+    perNode.counts.set(reason, (perNode.counts.get(reason) ?? 0) + 1)
+    if (perNode.chunks.length < MAX_LISTED_DELETES) perNode.chunks.push({chunkId, version, reason})
+    this.sent.set(nodeId, perNode)
+    return true
+  }
+
+  /** After a microtask, so the change a caller makes with its deletes (in the same turn) is in the write waited for. */
+  private sendWaiting(): void {
+    const batch = this.waiting
+    this.waiting = []
+    this.durable!().then(
+      () => {
+        for (const {nodeId, chunkId, version, reason} of batch) {
+          // a link closed meanwhile: not pending, as if never sent (the node's next report finds the copy)
+          if (!this.nodes.send(nodeId, {type: 'delete', chunkId, version, reason})) this.pending.confirmed(nodeId, chunkId, version)
+        }
+      },
+      () => {
+        for (const {nodeId, chunkId, version} of batch) this.pending.confirmed(nodeId, chunkId, version)
+      },
+    )
   }
 
   /** Logs what was sent since the last flush, e.g. `sent 3 deletes to n1 (stale 2, unreferenced 1) after commit`. */

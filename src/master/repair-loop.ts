@@ -153,7 +153,7 @@ export class RepairLoop {
     /** Only for the log line: how old an unfinished upload is when expireUploads forgets it. */
     private readonly uploadTtlMs = UPLOAD_TTL_MS,
   ) {
-    this.deletes = new DeleteSender(ctx.nodes, ctx.log, ctx.metrics, ctx.pendingDeletes)
+    this.deletes = new DeleteSender(ctx.nodes, ctx.log, ctx.metrics, ctx.pendingDeletes, ctx.durable)
     this.needy = Array.from({length: ctx.replicas}, () => new Set<string>())
     const db = ctx.db
     this.q = {

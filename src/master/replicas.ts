@@ -37,7 +37,7 @@ export class ReplicaRecords {
   private readonly table: ReplicaTable
 
   constructor(private readonly ctx: MasterContext) {
-    this.deletes = new DeleteSender(ctx.nodes, ctx.log, ctx.metrics, ctx.pendingDeletes)
+    this.deletes = new DeleteSender(ctx.nodes, ctx.log, ctx.metrics, ctx.pendingDeletes, ctx.durable)
     this.table = ctx.replicaTable
     const db = ctx.db
     this.q = {

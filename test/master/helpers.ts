@@ -11,14 +11,14 @@ import {messageLogger} from '../../src/util/log.js'
 export const sha = (text: string) => createHash('sha256').update(text).digest('hex')
 
 /** A master context on a temp database with a hand-driven clock and fake node links that record what they are sent. */
-export async function testContext(opts: {replicas?: number; minReplicas?: number; dir?: string} = {}) {
+export async function testContext(opts: {replicas?: number; minReplicas?: number; dir?: string; durable?: () => Promise<void>} = {}) {
   const dir = opts.dir ?? (await mkdtemp(join(tmpdir(), 'chunky-master-')))
   const clock = {t: 1_000_000, now() {return this.t}}
   const db = openDatabase(dir)
   const lines: string[] = []
   const log = messageLogger((line) => void lines.push(line))
   const metrics = new MasterMetrics()
-  const ctx = createMasterContext({db, clock, log, metrics, nodeTimeoutMs: 10_000, replicas: opts.replicas ?? 3, minReplicas: opts.minReplicas ?? 2})
+  const ctx = createMasterContext({db, clock, log, metrics, nodeTimeoutMs: 10_000, replicas: opts.replicas ?? 3, minReplicas: opts.minReplicas ?? 2, durable: opts.durable})
   const {nodes} = ctx
   const sent = new Map<string, MasterToNode[]>()
   /** Registers an alive, connected node. */

@@ -11,7 +11,7 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0)) await cleanup()
 })
 
-async function cluster(opts: {replicas?: number; minReplicas?: number; dir?: string} = {}) {
+async function cluster(opts: {replicas?: number; minReplicas?: number; dir?: string; durable?: () => Promise<void>} = {}) {
   const setup = await testContext(opts)
   cleanups.push(setup.cleanup)
   for (const [id, zone] of [['n1', 'a'], ['n2', 'b'], ['n3', 'c']] as const) setup.addNode(id, zone)
@@ -27,6 +27,51 @@ function store(setup: Setup & {records: ReplicaRecords}, plan: UploadPlan, copie
     }
   }
 }
+
+describe('deletes after a commit, with a metadata store apart from the working copy', () => {
+  /** A store write the test finishes by hand: resolve, or fail as a lost leadership would. */
+  function heldStore() {
+    const writes: {resolve(): void; reject(err: Error): void}[] = []
+    return {writes, durable: () => new Promise<void>((resolve, reject) => void writes.push({resolve, reject}))}
+  }
+  const deletesSent = (setup: Setup) => [...setup.sent.values()].flat().filter((m) => m.type === 'delete')
+  const until = async (check: () => boolean) => {
+    for (let i = 0; i < 100 && !check(); i++) await new Promise((resolve) => setImmediate(resolve))
+  }
+
+  async function committedTwice(held: ReturnType<typeof heldStore>) {
+    const setup = await cluster({durable: held.durable})
+    const plan1 = setup.uploads.plan(planRequest('v.mp4', 100_000))
+    store(setup, plan1, 3)
+    setup.uploads.commit(plan1.uploadId)
+    const changed = planRequest('v.mp4', 100_000, 'b') // both chunks change: v1 of each becomes stale
+    const plan2 = setup.uploads.plan(changed)
+    store(setup, plan2, 3)
+    setup.uploads.commit(plan2.uploadId)
+    await until(() => held.writes.length > 0)
+    return setup
+  }
+
+  it('are sent only once the store holds the commit', async () => {
+    const held = heldStore()
+    const setup = await committedTwice(held)
+    expect(held.writes.length).toBeGreaterThan(0)
+    expect(deletesSent(setup)).toEqual([]) // a leader killed now leaves v1 named in the store and on every disk
+    for (const write of held.writes.splice(0)) write.resolve()
+    await until(() => deletesSent(setup).length === 6)
+    expect(deletesSent(setup)).toHaveLength(6) // v1 of 2 chunks on 3 nodes
+    expect(deletesSent(setup).every((m) => m.type === 'delete' && m.version === 1 && m.reason === 'stale')).toBe(true)
+  })
+
+  it('are never sent when the store write fails (this master no longer leads)', async () => {
+    const held = heldStore()
+    const setup = await committedTwice(held)
+    for (const write of held.writes.splice(0)) write.reject(new Error('lost the leader lock'))
+    await until(() => setup.ctx.pendingDeletes.due(0, 100).length === 0)
+    expect(deletesSent(setup)).toEqual([])
+    expect(setup.ctx.pendingDeletes.due(0, 100)).toEqual([]) // nothing left to resend either
+  })
+})
 
 describe('version hand-out', () => {
   it('is persisted before the plan is answered: after a reopen the next version is higher', async () => {
