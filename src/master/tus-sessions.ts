@@ -102,7 +102,11 @@ export class TusSessions {
     return view(this.open(id, true))
   }
 
-  /** The node taking a PATCH becomes the holder (a new epoch unless it already was); a deferred length may be set. */
+  /**
+   * The node taking a PATCH becomes the holder (a new epoch unless it already was); a deferred length
+   * may be set, and when every byte of it is on W nodes already (the last PATCH was empty and the
+   * chunks before it are stored), the file is committed here: no chunk's advance is left to do it.
+   */
   claim(id: string, request: TusClaimRequest): TusSession {
     const row = this.open(id)
     if (request.length !== undefined) {
@@ -118,7 +122,7 @@ export class TusSessions {
       }
       return this.row(id)
     })()
-    if (updated.length === 0) return this.finish(updated)
+    if (updated.length !== null && updated.offset >= updated.length) return this.finish(updated)
     return view(updated)
   }
 

@@ -143,6 +143,27 @@ describe('tus uploads', () => {
     expect(sha256(await downloaded('tus/deferred.bin'))).toBe(sha256(body))
   })
 
+  it('a deferred length given with an empty last PATCH on a chunk boundary commits, the chunk before it stored or still on its way', async () => {
+    const auth = {authorization: `Bearer ${rw}`}
+    const patchAt = (url: string, offset: number, extra: Record<string, string>, body?: Buffer) =>
+      tusRequest(url, 'PATCH', {...auth, 'content-type': 'application/offset+octet-stream', 'upload-offset': String(offset), ...extra}, body)
+    for (const [name, waitForW] of [['tus/boundary-stored.bin', true], ['tus/boundary-sent.bin', false]] as const) {
+      const created = await tusRequest(`${node('n3')}/tus/`, 'POST', {...auth, 'upload-defer-length': '1', 'upload-metadata': `name ${Buffer.from(name).toString('base64')}`})
+      expect(created.status).toBe(201)
+      const url = created.headers.get('location')!
+      const body = randomBytes(CHUNK)
+      const first = await patchAt(url, 0, {}, body)
+      expect(first.status).toBe(204)
+      expect(first.headers.get('upload-offset')).toBe(String(CHUNK))
+      // Another node answers the master's offset: the chunk is on W nodes.
+      if (waitForW) await waitFor('the chunk on W nodes', async () => (await tusRequest(url.replace(node('n3'), node('n1')), 'HEAD', auth)).headers.get('upload-offset') === String(CHUNK), 30_000)
+      const last = await patchAt(url, CHUNK, {'upload-length': String(CHUNK)})
+      expect(last.status).toBe(204)
+      expect(last.headers.get('upload-offset')).toBe(String(CHUNK))
+      expect(sha256(await downloaded(name))).toBe(sha256(body))
+    }
+  })
+
   it('a signed upload link uploads its name without a credential and refuses another name or a larger size', async () => {
     const share = await runCli(['share', '--upload', 'tus/linked.bin', '--max-size', '2MiB', '--node', 'n2', '--json'], cluster.env)
     expect(share.code, share.stderr).toBe(0)

@@ -71,6 +71,16 @@ describe('tus sessions in the master', () => {
     expect(() => plan(0, DEFAULT_CHUNK_SIZE, 'a')).toThrow(/complete and committed/)
   })
 
+  it('a deferred length given once every chunk is stored (an empty last PATCH on a chunk boundary) commits', async () => {
+    const s = await setup()
+    const session = s.tus.create({name: 'up/deferred.bin', length: null, metadata: '', maxSize: null, node: 'n1'})
+    const chunk = s.tus.planChunk(session.id, {node: 'n1', epoch: session.epoch, index: 0, size: DEFAULT_CHUNK_SIZE, sha256: sha('a')})
+    for (const node of ['n1', 'n2']) s.records.stored(node, 'L1', {chunkId: chunk.chunkId, version: chunk.version, size: chunk.size, sha256: chunk.sha256})
+    expect(s.tus.advance(session.id, {node: 'n1', epoch: session.epoch, index: 0})).toMatchObject({offset: DEFAULT_CHUNK_SIZE, length: null, state: 'open'})
+    expect(s.tus.claim(session.id, {node: 'n1', length: DEFAULT_CHUNK_SIZE})).toMatchObject({offset: DEFAULT_CHUNK_SIZE, length: DEFAULT_CHUNK_SIZE, state: 'done'})
+    expect(s.db.prepare('SELECT size, chunk_count FROM files WHERE name = ?').get('up/deferred.bin')).toEqual({size: DEFAULT_CHUNK_SIZE, chunk_count: 1})
+  })
+
   it('expires an unfinished session (410 from then on) and refuses more open sessions than the cap', async () => {
     const s = await setup(1000)
     const a = s.tus.create({name: 'up/a.bin', length: 10, metadata: '', maxSize: null, node: 'n1'})
