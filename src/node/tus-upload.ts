@@ -118,6 +118,14 @@ export class TusUpload {
     return this.session
   }
 
+  /**
+   * `node` holds the upload, open, in the epoch this object has, with nothing failed or under way:
+   * the next PATCH continues here from the session as last answered.
+   */
+  continuesOn(node: string): boolean {
+    return this.session.holder === node && this.session.state === 'open' && !this.failed && !this.unfinished && !this.patching
+  }
+
   get committed(): boolean {
     return this.session.state === 'done'
   }

@@ -155,17 +155,38 @@ async function patch(ctx: NodeContext, tus: TusContext, req: IncomingMessage, re
   if (contentType(req) !== TUS_CONTENT_TYPE) throw new ChunkyError('UNSUPPORTED_MEDIA_TYPE', `a PATCH body is Content-Type: ${TUS_CONTENT_TYPE}`)
   const offsetText = header(req, 'upload-offset')
   if (offsetText === undefined || !/^\d{1,16}$/.test(offsetText)) throw new ChunkyError('BAD_REQUEST', 'a PATCH needs Upload-Offset: the offset HEAD answers')
-  const known = await sessionIn(tus, id, scope)
   const length = lengthHeader(req, true)
-  const setsLength = length !== null && known.length === null
-  // Held here already (the PATCHes of one client, one after another): no new epoch to ask for.
-  const session = known.holder === ctx.id && !setsLength ? known : await tus.master.claim(id, {node: ctx.id, ...(setsLength ? {length} : {})})
+  const live = tus.uploads.get(id)
+  let session: TusSession
+  let check = async (): Promise<void> => {}
+  if (live?.continuesOn(ctx.id) && (length === null || live.state.length !== null)) {
+    // The next PATCH of a client this node takes the upload from: the master is asked for the session
+    // while the body arrives, not before (a round trip each PATCH), and its answer is checked before ours.
+    session = inScope(live.state, scope)
+    const asked = tus.master.get(id)
+    asked.catch(() => {}) // awaited by check(), after the body
+    check = async () => {
+      const now = await sessionIn(tus, id, scope, asked)
+      if (now.holder !== ctx.id || now.epoch !== session.epoch) throw new ChunkyError('UPLOAD_LOCKED', `tus upload ${id} was taken over by ${now.holder ?? 'another node'}: ask it for the offset (HEAD) again`)
+    }
+  } else {
+    const known = await sessionIn(tus, id, scope)
+    const setsLength = length !== null && known.length === null
+    // Held here already (after a restart, or a PATCH that failed): no new epoch to ask for.
+    session = known.holder === ctx.id && !setsLength ? known : await tus.master.claim(id, {node: ctx.id, ...(setsLength ? {length} : {})})
+  }
   const offset = localOffset(ctx, tus, session)
   if (Number(offsetText) !== offset) {
+    await check() // a session gone or taken over says so rather than 409
     res.setHeader('upload-offset', String(offset))
     throw new ChunkyError('OFFSET_MISMATCH', `this upload is at offset ${offset}, not ${offsetText}: ask for it with HEAD and continue from there`)
   }
-  const upload = await receive(ctx, tus, req, session, scope)
+  let upload: {offset: number; session: TusSession}
+  try {
+    upload = await receive(ctx, tus, req, session, scope)
+  } finally {
+    await check() // a session gone or taken over is the answer, even when the body failed too
+  }
   if (res.destroyed || (req.destroyed && !req.complete)) return // the client went away: what it sent is kept, nobody to answer
   res.writeHead(204, {...sessionHeaders(upload.session), 'upload-offset': String(upload.offset), 'content-length': 0})
   res.end()
@@ -234,17 +255,22 @@ async function spoolChecked(req: IncomingMessage, spool: string, checksum: {algo
   }
 }
 
-/** The session if this scope may see it: a signed link only its own name. */
-async function sessionIn(tus: TusContext, id: string, scope: Scope): Promise<TusSession> {
+/** The session if this scope may see it (inScope); `asked` is the master's answer when it was asked for already. */
+async function sessionIn(tus: TusContext, id: string, scope: Scope, asked = tus.master.get(id)): Promise<TusSession> {
   let session: TusSession
   try {
-    session = await tus.master.get(id)
+    session = await asked
   } catch (err) {
     const code = (err as ChunkyError).code
     if (code === 'UPLOAD_NOT_FOUND' || code === 'UPLOAD_EXPIRED') await tus.tails.drop(id) // a tail of an upload gone for good
     throw err
   }
   if (session.state === 'done' && !tus.busy.has(id)) await tus.tails.drop(id)
+  return inScope(session, scope)
+}
+
+/** The session if this scope may see it: a signed link only its own name. */
+function inScope(session: TusSession, scope: Scope): TusSession {
   if (scope.kind === 'link' && scope.link.u !== session.name) throw new ChunkyError('FORBIDDEN', `this upload link is for ${scope.link.u}, not this upload`)
   return session
 }
