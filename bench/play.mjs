@@ -7,7 +7,7 @@
 //
 // Needs `npm run build` first and nginx for the comparison (`npm run bench:setup`).
 import {createHash, randomBytes} from 'node:crypto'
-import {createWriteStream} from 'node:fs'
+import {createWriteStream, existsSync, readFileSync} from 'node:fs'
 import {mkdir, mkdtemp, rm, writeFile} from 'node:fs/promises'
 import {request} from 'node:http'
 import {tmpdir} from 'node:os'
@@ -58,6 +58,12 @@ function ttfb(url, offset, token) {
   })
 }
 
+function cpuSeconds(pid) {
+  if (!existsSync(`/proc/${pid}/stat`)) return NaN
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')
+  return (Number(fields[11]) + Number(fields[12])) / 100 // utime, stime in clock ticks (100 a second on Linux)
+}
+
 async function nginxServing(work, file) {
   const nginx = (await which('nginx')) ?? ((await which('/usr/sbin/nginx')) ? '/usr/sbin/nginx' : undefined)
   if (!nginx) return undefined
@@ -104,8 +110,19 @@ try {
   results.samples = {}
   if (nginx) results.nginx = median((results.samples.nginx = await timeRuns(RUNS, () => curlGet(nginx.url))))
   else results.skipped = 'nginx is not installed (npm run bench:setup installs it)'
-  results.nodeHolding = median((results.samples.holding = await timeRuns(RUNS, () => curlGet(holding, auth))))
-  results.nodeEmpty = median((results.samples.empty = await timeRuns(RUNS, () => curlGet(empty, auth))))
+  // CPU seconds per GiB of each node while it serves (all threads, from /proc): where the time goes
+  const pids = Object.fromEntries(['n1', 'n2', 'n3'].map((id) => [id, cluster.nodes.get(id).pid]))
+  const cpuPerGiB = async (fn) => {
+    const before = Object.fromEntries(Object.entries(pids).map(([id, pid]) => [id, cpuSeconds(pid)]))
+    const samples = await fn()
+    const gib = (SIZE * RUNS) / (1024 * MiB)
+    return [samples, Object.fromEntries(Object.entries(pids).map(([id, pid]) => [id, round((cpuSeconds(pid) - before[id]) / gib, 2)]))]
+  }
+  results.cpuSecondsPerGiB = {}
+  ;[results.samples.holding, results.cpuSecondsPerGiB.holding] = await cpuPerGiB(() => timeRuns(RUNS, () => curlGet(holding, auth)))
+  results.nodeHolding = median(results.samples.holding)
+  ;[results.samples.empty, results.cpuSecondsPerGiB.empty] = await cpuPerGiB(() => timeRuns(RUNS, () => curlGet(empty, auth)))
+  results.nodeEmpty = median(results.samples.empty)
   const seeks = []
   for (let i = 0; i < SEEKS; i++) seeks.push(await ttfb(holding, Math.floor(Math.random() * (SIZE - 1)), TOKEN))
   results.seekTtfbMs = round(median(seeks), 2)

@@ -4,7 +4,7 @@ import {ChunkyError, HEADER_SHA256, type FileManifest} from '../protocol/index.j
 import {CorruptBlockError, MAX_READ_BLOCKS} from '../storage/index.js'
 import type {NodeContext} from './context.js'
 import type {ServedManifest} from './manifests.js'
-import {peerGet} from './peer-get.js'
+import {RangeRequest} from './peer-range.js'
 
 // Playing a file straight from the cluster (SPEC.md): GET/HEAD {node}/v1/files/{name} with a read
 // credential, or behind a share link. Any node serves any file from one manifest: chunks it holds
@@ -381,22 +381,20 @@ async function* readLocal(ctx: NodeContext, chunk: ManifestChunk, from: number, 
  * loopback), so a request for the whole rest of a chunk would arrive whole.
  */
 export const PEER_FIRST_RANGE_BYTES = 128 * 1024
-export const PEER_RANGE_BYTES = 1024 * 1024
-export const PEER_RANGES_OPEN = 3
+export const PEER_RANGE_BYTES = 4 * 1024 * 1024
+export const PEER_RANGES_OPEN = 2
 
 /** Bytes of a chunk from another node, asked with this node's credential, range after range. */
 async function* readPeer(ctx: NodeContext, url: string, chunk: ManifestChunk, from: number, to: number, signal: AbortSignal): AsyncGenerator<Piece> {
   const target = new URL(`/v1/chunks/${chunk.chunkId}/${chunk.version}`, url)
-  const open: OpenRange[] = []
+  const opts = {token: ctx.token, ...(ctx.ca ? {ca: ctx.ca} : {}), signal, alloc: allocRead, pieceBytes: PEER_PIECE_BYTES}
+  const open: RangeRequest[] = []
   let asked = from
   let length = PEER_FIRST_RANGE_BYTES
   const askMore = () => {
     while (open.length < PEER_RANGES_OPEN && asked < to) {
-      const start = asked
-      const end = Math.min(to, start + length)
-      const response = peerGet(target, {headers: {authorization: `Bearer ${ctx.token}`, range: `bytes=${start}-${end - 1}`}, ca: ctx.ca, signal})
-      response.catch(() => {}) // seen when awaited, or dropped in finally
-      open.push({start, end, response})
+      const end = Math.min(to, asked + length)
+      open.push(new RangeRequest(target, asked, end, chunk.sha256, opts))
       asked = end
       length = Math.min(length * 2, PEER_RANGE_BYTES)
     }
@@ -404,115 +402,20 @@ async function* readPeer(ctx: NodeContext, url: string, chunk: ManifestChunk, fr
   try {
     askMore()
     while (open.length > 0) {
-      const current = open[0]!
-      const response = await current.response
-      yield* rangeBody(ctx, response, chunk, current.start, current.end)
+      for await (const piece of open[0]!.pieces()) {
+        ctx.metrics.filePeerBytes.inc(sizeOf(piece))
+        yield piece
+      }
       open.shift()
       askMore()
     }
   } finally {
-    for (const left of open) left.response.then((response) => response.destroy(), () => {}) // asked for but not needed: the reader left or this peer failed
+    for (const left of open) left.cancel() // asked for but not needed: the reader left or this peer failed
   }
 }
 
-interface OpenRange {
-  start: number
-  end: number
-  response: Promise<IncomingMessage>
-}
-
-/** The bytes [start, end) of a chunk in a peer's answer to a Range request; throws if the answer is not those bytes, or is cut short. */
-async function* rangeBody(ctx: NodeContext, response: IncomingMessage, chunk: ManifestChunk, start: number, end: number): AsyncGenerator<Piece> {
-  try {
-    if (response.statusCode !== 206 && response.statusCode !== 200) throw new ChunkyError('NODE_UNREACHABLE', `HTTP ${response.statusCode}`)
-    if (response.headers[HEADER_SHA256] !== chunk.sha256) throw new ChunkyError('NODE_UNREACHABLE', 'the peer holds other bytes for this version')
-    let skip = response.statusCode === 200 ? start : 0 // a peer that ignored the Range
-    let left = end - start
-    for await (const parts of gatheredPieces(response)) {
-      const piece: Piece = []
-      for (let part of parts) {
-        if (skip > 0) {
-          const dropped = Math.min(skip, part.length)
-          part = part.subarray(dropped)
-          skip -= dropped
-        }
-        if (part.length > left) part = part.subarray(0, left)
-        if (part.length === 0) continue
-        left -= part.length
-        piece.push(part)
-      }
-      if (piece.length === 0) continue
-      ctx.metrics.filePeerBytes.inc(sizeOf(piece))
-      yield piece
-      if (left === 0) break
-    }
-    if (left > 0) throw new ChunkyError('NODE_UNREACHABLE', `the peer's answer ended ${left} bytes short`)
-  } finally {
-    if (!response.complete) response.destroy() // cut short: this socket is done; one read to the end goes back to the peer pool
-  }
-}
-
-/** A peer's response is passed on in pieces of this size (and paused while one waits to be sent). */
+/** A peer's answer is passed on in pieces of up to this size (and read no further while two wait to be sent). */
 export const PEER_PIECE_BYTES = 1024 * 1024
-
-/**
- * The body of a peer's response gathered into pieces of PEER_PIECE_BYTES (the first one as soon as it
- * comes: a seek waits for nothing). A socket read is 64 KiB, and passing each on in a write of its
- * own was most of this node's CPU time in its profile. While a piece is sent the response keeps
- * coming, until the next piece is full. Ends with an error if the response is cut short.
- */
-async function* gatheredPieces(response: IncomingMessage): AsyncGenerator<Piece> {
-  let queue: Buffer[] = []
-  let queued = 0
-  let ended = false
-  let failure: Error | undefined
-  let first = true
-  let wake: (() => void) | undefined
-  const notify = () => {
-    wake?.()
-    wake = undefined
-  }
-  const onData = (piece: Buffer) => {
-    queue.push(piece)
-    queued += piece.length
-    if (queued >= PEER_PIECE_BYTES) response.pause()
-    if (first || queued >= PEER_PIECE_BYTES) notify()
-  }
-  const onEnd = () => {
-    ended = true
-    notify()
-  }
-  const onError = (err: Error) => {
-    failure ??= err
-    notify()
-  }
-  const onClose = () => {
-    if (!response.complete) failure ??= new ChunkyError('NODE_UNREACHABLE', 'the peer closed the connection mid-answer')
-    ended = true
-    notify()
-  }
-  response.on('data', onData).on('end', onEnd).on('error', onError).on('close', onClose)
-  try {
-    for (;;) {
-      if (queue.length > 0 && (first || queued >= PEER_PIECE_BYTES || ended || failure)) {
-        const gathered = queue
-        queue = []
-        queued = 0
-        first = false
-        response.resume()
-        yield gathered
-      } else if (failure) {
-        throw failure
-      } else if (ended) {
-        return
-      } else {
-        await new Promise<void>((resolve) => (wake = resolve))
-      }
-    }
-  } finally {
-    response.off('data', onData).off('end', onEnd).off('error', onError).off('close', onClose)
-  }
-}
 
 /** Replicas found rotten here (node id/chunk.version -> when reported): reported once, and not read for a minute, while the master has them replaced. */
 const reported = new Map<string, number>()

@@ -1,6 +1,7 @@
 import {execFileSync} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
-import {writeFile} from 'node:fs/promises'
+import {readFile, writeFile} from 'node:fs/promises'
+import {request} from 'node:https'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {StatusDoc} from '../../src/protocol/index.js'
@@ -101,6 +102,24 @@ describe('a TLS cluster', () => {
     expect(undrained.code, undrained.stderr).toBe(0)
   })
 
+  it('a node holding none of a file serves it over https, every byte fetched from its peers over https', async () => {
+    const file = join(dir.path, 'played.bin')
+    const bytes = randomBytes(5 * 1024 * 1024 + 77)
+    await writeFile(file, bytes)
+    const upload = await runCli(['upload', file, '--name', 'secure/played.bin', '--chunk-size', '1MiB'], clientEnv(creds.rw))
+    expect(upload.code, upload.stderr).toBe(0)
+    const empty = await startDaemon(['node', '--master', master.url, '--port', '0', '--id', 'n5', '--zone', 'n5', '--data-dir', join(dir.path, 'n5'),
+      '--token', creds.node, '--ca', ca, '--heartbeat-interval', '200ms', ...tlsArgs()])
+    nodes.push(empty)
+    await waitFor('n5 alive', async () => StatusDoc.parse(JSON.parse((await runCli(['status', '--json'], clientEnv(creds.ro))).stdout)).nodes.some((n) => n.id === 'n5' && n.state === 'alive'))
+    const whole = await httpsGet(`${empty.url}/v1/files/secure/played.bin`, {authorization: `Bearer ${creds.ro}`})
+    expect(whole.status).toBe(200)
+    expect(whole.body.equals(bytes)).toBe(true)
+    const ranged = await httpsGet(`${empty.url}/v1/files/secure/played.bin`, {authorization: `Bearer ${creds.ro}`, range: 'bytes=1048000-4200000'})
+    expect(ranged.status).toBe(206)
+    expect(ranged.body.equals(bytes.subarray(1048000, 4200001))).toBe(true)
+  })
+
   it('a client that does not trust the CA is refused with a clear one-line error', async () => {
     const result = await runCli(['status'], clientEnv(creds.ro, false))
     expect(result.code).toBe(1)
@@ -140,3 +159,18 @@ describe('a TLS cluster', () => {
     }
   })
 })
+
+/** A GET with this cluster's CA; the whole answer. */
+async function httpsGet(url: string, headers: Record<string, string>): Promise<{status: number; body: Buffer}> {
+  const trusted = await readFile(ca, 'utf8')
+  return new Promise((resolve, reject) => {
+    const req = request(url, {headers, ca: trusted}, (res) => {
+      const parts: Buffer[] = []
+      res.on('data', (d: Buffer) => parts.push(d))
+      res.on('end', () => resolve({status: res.statusCode ?? 0, body: Buffer.concat(parts)}))
+      res.on('error', reject)
+    })
+    req.on('error', reject)
+    req.end()
+  })
+}
