@@ -9,15 +9,17 @@
 // - the event loop's p99 lag, scraped every 2 s throughout (prom-client resets it at each scrape);
 // then cuts DIE of the links at once and waits until every chunk is back at R, counting any live
 // node the master marked dead on the way (from its log). Prints one JSON line.
-// Usage: node bench/scale-repair.mjs [CHUNKS=1000000] [NODES=256] [DIE=32]
+// Usage: node bench/scale-repair.mjs [CHUNKS=1000000] [NODES=256] [DIE=32] (CHUNKY_BENCH_LOG=FILE keeps the master's log)
 import {spawn} from 'node:child_process'
+import {createWriteStream} from 'node:fs'
 import {createHash} from 'node:crypto'
-import {mkdir, mkdtemp, rm} from 'node:fs/promises'
+import {mkdir, mkdtemp, readFile, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join, resolve} from 'node:path'
 import {createInterface} from 'node:readline'
 import WebSocket from 'ws'
 import {openDatabase} from '../dist/src/master/db.js'
+import {REPORT_BATCH_SIZE as BATCH} from '../dist/src/protocol/constants.js'
 
 const CHUNKS = Number(process.argv[2] ?? 1_000_000)
 const NODES = Number(process.argv[3] ?? 256)
@@ -26,7 +28,6 @@ const R = 3
 const PER_FILE = 1000
 const SIZE = 10 * 1024 * 1024
 const HEARTBEAT_MS = 2000
-const BATCH = 2000
 const SECRET = 'scale-repair-bench-secret-0123456789'
 const ROOT = resolve(import.meta.dirname, '..')
 const DEADLINE_MS = Number(process.env.CHUNKY_BENCH_DEADLINE_MS ?? 1_800_000)
@@ -77,7 +78,11 @@ const noteDeaths = (line) => {
   const dead = /node (\S+) is dead/.exec(line)?.[1]
   if (dead) deadNodes.add(dead)
 }
-createInterface({input: master.stderr}).on('line', noteDeaths)
+const keepLog = process.env.CHUNKY_BENCH_LOG ? createWriteStream(process.env.CHUNKY_BENCH_LOG) : undefined
+createInterface({input: master.stderr}).on('line', (line) => {
+  keepLog?.write(`${line}\n`)
+  noteDeaths(line)
+})
 const sockets = []
 const stopAll = async () => {
   for (const ws of sockets) ws.terminate()
@@ -91,6 +96,7 @@ try {
   const url = await new Promise((resolveUrl) => {
     const lines = createInterface({input: master.stdout})
     lines.on('line', (line) => {
+      keepLog?.write(`${line}\n`)
       noteDeaths(line)
       nodeToken ??= /(node-[0-9a-f]{64})/.exec(line)?.[1]
       const listening = /^listening on (\S+)$/.exec(line)?.[1]
@@ -189,6 +195,8 @@ try {
   const lagAfterStart = Math.max(...lagP99s.slice(startSamples))
   const liveMarkedDead = [...deadNodes].filter((id) => !killed.has(id))
   const text = await scrape()
+  // the master's peak RSS (Linux): the start, with every link's report arriving at once, is where it peaks
+  const peakKiB = Number(/^VmHWM:\s+(\d+) kB/m.exec(await readFile(`/proc/${master.pid}/status`, 'utf8').catch(() => ''))?.[1])
   console.log(
     JSON.stringify({
       chunks: CHUNKS,
@@ -211,6 +219,7 @@ try {
       roundSlicesOver50Ms: gauge(text, 'chunky_repair_round_duration_seconds_count') - gauge(text, 'chunky_repair_round_duration_seconds_bucket{le="0.05"}'),
       lagSamples: lagP99s.length,
       masterRssMiB: Math.round(gauge(text, 'process_resident_memory_bytes') / 1024 / 1024),
+      masterPeakRssMiB: Number.isFinite(peakKiB) ? Math.round(peakKiB / 1024) : null,
     }),
   )
 } finally {
