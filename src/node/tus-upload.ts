@@ -1,8 +1,8 @@
-import {type FileHandle, open} from 'node:fs/promises'
 import {ChunkyError, type PlannedChunk, type TusSession, type WriteResult} from '../protocol/index.js'
 import {BLOCK_SIZE, WRITE_BATCH_BYTES} from '../storage/index.js'
-import {digestAsWritten, type FileDigest, type WrittenFileDigest} from '../util/file-digest.js'
-import {writeAll} from '../util/fs.js'
+import {DirectFile} from '../util/direct-write.js'
+import {digestAsWritten, digestSlices, type FileDigest, type SliceDigest} from '../util/file-digest.js'
+import {acquireSlice, releaseSlice, SLICE_BYTES} from '../util/shared-slices.js'
 import {ChainForwarder} from './chain-forward.js'
 import type {NodeContext} from './context.js'
 import {checkGrant, sendFile, storeAndForward} from './put-chunk.js'
@@ -16,7 +16,7 @@ const CHUNK_TRIES = 3
  * stored run at most this many chunks ahead of what the master holds on W nodes.
  */
 export const TUS_CHUNKS_IN_FLIGHT = 3
-/** Memory one PATCH holds: the write batch gathering and the one being written. */
+/** Memory one PATCH holds: the write batch gathering, and the one being copied into shared memory for the disk (util/shared-slices.ts). */
 export const TUS_PATCH_MEMORY = 2 * WRITE_BATCH_BYTES
 
 /** A whole chunk of the upload, written to its tail file, being fsynced and hashed. */
@@ -34,15 +34,20 @@ interface WholeChunk {
  */
 const FLUSH_EVERY_BYTES = 4 * WRITE_BATCH_BYTES
 
+/** A write batch goes to the disk from one slice of the memory shared with the hashing thread. */
+const BATCH_BYTES = Math.min(WRITE_BATCH_BYTES, SLICE_BYTES)
+/** Batches of one upload on their way to the disk and the hashing thread at once. */
+const WRITES_IN_FLIGHT = 3
+
 /**
  * A tus upload on the node that holds it. Bytes go straight to the tail file of the chunk they
- * belong to (tus-tails.ts), in batches, hashed back from the file on the hashing thread as they land
- * (util/file-digest.ts), and a PATCH answers once they are fsynced. A chunk once whole is planned by
- * the master and becomes the replica here (a hard link, no copy) and down its chain at the version the
- * master hands out, while the next chunk's bytes arrive; the master's offset moves once it is on W
- * nodes. The last byte waits for every chunk and the commit. One object lives across the PATCHes of
- * an upload while chunks of it are in flight (TusContext.uploads); otherwise a PATCH resumes from the
- * tail files.
+ * belong to (tus-tails.ts), in batches that skip the page cache (util/direct-write.ts), each hashed
+ * on the hashing thread from the very memory handed to the disk (util/file-digest.ts), and a PATCH
+ * answers once they are fsynced. A chunk once whole is planned by the master and becomes the replica
+ * here (a hard link, no copy) and down its chain at the version the master hands out, while the next
+ * chunk's bytes arrive; the master's offset moves once it is on W nodes. The last byte waits for
+ * every chunk and the commit. One object lives across the PATCHes of an upload while chunks of it are
+ * in flight (TusContext.uploads); otherwise a PATCH resumes from the tail files.
  */
 export class TusUpload {
   /** Offset of the chunk filling now. */
@@ -51,13 +56,15 @@ export class TusUpload {
   private filled = 0
   /** Bytes of it fsynced: base + synced is what this node holds durably. */
   private synced = 0
-  private file: FileHandle | undefined
-  private digest: WrittenFileDigest | undefined
+  private file: DirectFile | undefined
+  private digest: SliceDigest | undefined
   private batch: Buffer[] = []
   private batchBytes = 0
   /** Bytes of the filling chunk written to its file. */
   private written = 0
   private writing: Promise<void> = Promise.resolve()
+  /** Batches of the filling chunk being written and hashed. */
+  private readonly writes = new Set<Promise<unknown>>()
   /** A background flush of the filling chunk's file, and how far the last one started. */
   private flushing: Promise<unknown> | undefined
   private flushedTo = 0
@@ -144,13 +151,14 @@ export class TusUpload {
       let rest = buf
       while (rest.length > 0) {
         if (!this.file) await this.startChunk()
-        const piece = rest.subarray(0, this.session.chunkSize - this.filled)
+        // A batch ends at a multiple of its size in the file, so each lands on whole blocks (O_DIRECT).
+        const piece = rest.subarray(0, Math.min(this.session.chunkSize - this.filled, BATCH_BYTES - (this.filled % BATCH_BYTES)))
         this.batch.push(piece)
         this.batchBytes += piece.length
         this.filled += piece.length
         rest = rest.subarray(piece.length)
         if (this.filled === this.session.chunkSize) await this.chunkWhole()
-        else if (this.batchBytes >= WRITE_BATCH_BYTES) await this.writeBatch()
+        else if (this.filled % BATCH_BYTES === 0) await this.writeBatch()
       }
     }
   }
@@ -212,11 +220,10 @@ export class TusUpload {
   /** Opens the file of the chunk at `base` (filled bytes of it are already there, fsynced) and its digest. */
   private async startChunk(): Promise<void> {
     const path = this.pathOf(this.base)
-    const file = await open(path, this.filled > 0 ? 'r+' : 'w')
+    const file = await DirectFile.open(path, this.filled > 0 ? 'existing' : 'empty')
     try {
       if (this.filled > 0) await file.truncate(this.filled) // nothing past what was fsynced
-      this.digest = digestAsWritten(path, {blockSize: BLOCK_SIZE})
-      if (this.filled > 0) this.digest.written(this.filled)
+      this.digest = digestSlices({blockSize: BLOCK_SIZE, ...(this.filled > 0 ? {after: {path, bytes: this.filled}} : {})})
     } catch (err) {
       await file.close()
       throw err
@@ -225,20 +232,34 @@ export class TusUpload {
     this.written = this.flushedTo = this.filled
   }
 
-  /** Writes the gathered batch, after the one being written (one write in flight, one batch gathering). */
+  /**
+   * Writes the gathered batch while up to WRITES_IN_FLIGHT - 1 earlier ones are still being written
+   * and hashed (a write that skips the page cache waits for the disk); `writing` settles once this one
+   * and every one before it are done.
+   */
   private async writeBatch(): Promise<void> {
-    await this.writing
+    while (this.writes.size >= WRITES_IN_FLIGHT) await Promise.race(this.writes)
     if (this.batchBytes === 0) return
     const buffers = this.batch
     const bytes = this.batchBytes
+    const position = this.filled - bytes
     this.batch = []
     this.batchBytes = 0
     const file = this.file!
     const digest = this.digest!
-    const position = this.written
-    this.writing = writeAll(file, buffers, position).then(() => {
+    const slice = await acquireSlice()
+    let at = 0
+    for (const buf of buffers) at += buf.copy(slice.bytes, at)
+    // Handed to the hashing thread here, batch after batch: it hashes them in the order given.
+    const stored = Promise.allSettled([file.write(slice.bytes.subarray(0, bytes), position), digest.update(slice, bytes)])
+    const before = this.writing
+    const done = (async () => {
+      const [wrote, hashed] = await stored
+      releaseSlice(slice) // only once both the disk and the hashing thread are done with it
+      await before
+      if (wrote.status === 'rejected') throw wrote.reason
+      if (hashed.status === 'rejected') throw hashed.reason
       this.written = position + bytes
-      digest.written(this.written)
       if (!this.flushing && this.written - this.flushedTo >= FLUSH_EVERY_BYTES) {
         this.flushedTo = this.written
         this.flushing = file.datasync().then(
@@ -246,7 +267,13 @@ export class TusUpload {
           () => (this.flushing = undefined), // the fsync that counts reports it
         )
       }
-    })
+    })()
+    this.writing = done
+    const settled: Promise<void> = done.then(
+      () => void this.writes.delete(settled),
+      () => void this.writes.delete(settled), // its failure reaches the PATCH through `writing`
+    )
+    this.writes.add(settled)
   }
 
   /** Everything taken of the filling chunk is written and fsynced; then it counts in the tail (a new file's name made durable too). */
@@ -287,7 +314,7 @@ export class TusUpload {
     )
     this.syncing.set(start, synced)
     void synced.then(() => this.syncing.delete(start))
-    const digest = this.digest!.finish(size)
+    const digest = this.digest!.finish()
     digest.catch(() => {}) // awaited once the chunk is sent; unsent (a failure first), it is not waited for
     const chunk: WholeChunk = {start, size, digest, synced}
     this.file = undefined

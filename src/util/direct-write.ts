@@ -34,11 +34,17 @@ export class DirectFile {
 
   /** Creates `path`, which must not exist. */
   static async create(path: string, mode = 0o644): Promise<DirectFile> {
+    return DirectFile.open(path, 'new', mode)
+  }
+
+  /** Opens `path`: `new` creates it (it must not exist), `empty` creates or empties it, `existing` keeps its bytes. */
+  static async open(path: string, how: 'new' | 'empty' | 'existing', mode = 0o644): Promise<DirectFile> {
+    const flags = {new: constants.O_CREAT | constants.O_EXCL, empty: constants.O_CREAT | constants.O_TRUNC, existing: 0}[how]
     try {
-      return new DirectFile(path, await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_DIRECT, mode), undefined)
+      return new DirectFile(path, await open(path, constants.O_WRONLY | flags | constants.O_DIRECT, mode), undefined)
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EINVAL') throw err
-      return new DirectFile(path, undefined, await open(path, 'w', mode)) // the refused open may have created it
+      return new DirectFile(path, undefined, await open(path, how === 'existing' ? 'r+' : 'w', mode)) // the refused open may have created it
     }
   }
 

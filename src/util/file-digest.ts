@@ -180,10 +180,16 @@ export function digestAsWritten(path: string, opts: DigestOptions = {}): Written
   }
 }
 
-/** Starts a digest of bytes handed over in shared slices (SliceDigest). */
-export function digestSlices(opts: {blockSize?: number} = {}): SliceDigest {
+/**
+ * Starts a digest of bytes handed over in shared slices (SliceDigest). With `after`, the digest
+ * starts with the first `bytes` of the file at `path`, read back from it (bytes a writer holds no
+ * more: an earlier request's), and the slices continue from there.
+ */
+export function digestSlices(opts: {blockSize?: number; after?: {path: string; bytes: number}} = {}): SliceDigest {
   const slot = pickWorker()
-  const {id, done} = openJob(slot, {start: 0, blockSize: opts.blockSize ?? 0})
+  const {id, done} = openJob(slot, {start: 0, blockSize: opts.blockSize ?? 0, ...(opts.after ? {path: opts.after.path} : {})})
+  if (opts.after) slot.worker.postMessage({op: 'upTo', id, end: opts.after.bytes})
+  let handed = opts.after?.bytes ?? 0 // where finish() stops: the file may hold more than was handed over
   let finished = false
   return {
     update(slice, length) {
@@ -193,12 +199,13 @@ export function digestSlices(opts: {blockSize?: number} = {}): SliceDigest {
         waiting.push(resolve)
         slot.slices.set(id, waiting)
         slot.worker.postMessage({op: 'slice', id, offset: slice.offset, length})
+        handed += length
       })
     },
     finish() {
       if (finished) return Promise.reject(new Error('finish() was called twice'))
       finished = true
-      return finishJob(slot, id, done, null)
+      return finishJob(slot, id, done, opts.after ? handed : null)
     },
     cancel() {
       if (finished) return

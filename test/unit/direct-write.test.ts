@@ -60,3 +60,28 @@ test('a body that fails midway gives its slices back: later writes still find sl
     await file.close()
   }
 })
+
+test('open: `empty` empties a file that exists, `existing` keeps its bytes and writes past them; `new` refuses one that exists', async () => {
+  const path = join(root, 'reopened')
+  const first = randomBytes(MiB + 123)
+  const file = await DirectFile.open(path, 'empty')
+  try {
+    await writeAndDigestSlices(file, 0, inPieces(first, 300_000))
+    await file.sync()
+  } finally {
+    await file.close()
+  }
+  const again = await DirectFile.open(path, 'existing')
+  const rest = randomBytes(2 * MiB)
+  try {
+    await again.write(rest, first.length) // an odd position: through the page cache
+    await again.sync()
+  } finally {
+    await again.close()
+  }
+  expect(sha256(await readFile(path))).toBe(sha256(Buffer.concat([first, rest])))
+  await expect(DirectFile.open(path, 'new')).rejects.toMatchObject({code: 'EEXIST'})
+  const emptied = await DirectFile.open(path, 'empty')
+  await emptied.close()
+  expect((await readFile(path)).length).toBe(0)
+})

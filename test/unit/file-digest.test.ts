@@ -4,7 +4,8 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {crc32} from 'node:zlib'
 import {afterAll, beforeAll, expect, test} from 'vitest'
-import {digestAsWritten, digestFile} from '../../src/util/file-digest.js'
+import {digestAsWritten, digestFile, digestSlices} from '../../src/util/file-digest.js'
+import {acquireSlice, releaseSlice} from '../../src/util/shared-slices.js'
 
 // The read-back digest of a file as it is written (node writes, download verification).
 
@@ -56,4 +57,23 @@ test('a missing file is an error with its code; a cancelled digest answers nothi
   cancelled.written(1024)
   cancelled.cancel()
   await expect(digestFile(path)).resolves.toMatchObject({size: 1024})
+})
+
+test('slices after bytes read back from a file: the digest covers both, and not what the file holds past them', async () => {
+  const path = join(root, 'continued')
+  const earlier = randomBytes(1024 * 1024 + 777)
+  const later = [randomBytes(1024 * 1024), randomBytes(5000)]
+  await writeFile(path, Buffer.concat([earlier, later[0]!, randomBytes(9999)])) // the file also holds bytes the digest was not handed
+  const digest = digestSlices({blockSize: 64 * 1024, after: {path, bytes: earlier.length}})
+  for (const piece of later) {
+    const slice = await acquireSlice()
+    piece.copy(slice.bytes)
+    await digest.update(slice, piece.length)
+    releaseSlice(slice)
+  }
+  const whole = Buffer.concat([earlier, ...later])
+  const got = await digest.finish()
+  expect(got).toMatchObject({size: whole.length, sha256: sha256(whole)})
+  const blocks = Math.ceil(whole.length / (64 * 1024))
+  expect([...got.blockSums]).toEqual(Array.from({length: blocks}, (_, i) => crc32(whole.subarray(i * 64 * 1024, (i + 1) * 64 * 1024))))
 })
