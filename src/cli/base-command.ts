@@ -72,6 +72,15 @@ export abstract class ChunkyCommand extends Command {
     return this.exit(failure.exitCode)
   }
 
+  // Hints in ordinary output name the binary as the user ran it too (`./bin/run.js upload FILE`).
+  public override log(message = '', ...args: unknown[]): void {
+    super.log(withInvokedBin(message, this.config.bin), ...args)
+  }
+
+  public override logToStderr(message = '', ...args: unknown[]): void {
+    super.logToStderr(withInvokedBin(message, this.config.bin), ...args)
+  }
+
   /**
    * Where the master is and how to talk to it: each setting from its flag, else its environment
    * variable (oclif reads those into the flag), else the config file, else the default.

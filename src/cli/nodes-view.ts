@@ -4,14 +4,15 @@ import {table} from './table.js'
 
 // `chunky nodes` as text: one row per node, then one line per drain under way.
 
-
 export function renderNodes(nodes: readonly NodeInfo[]): string {
   if (nodes.length === 0) return 'nodes: none yet (start one with `chunky node --master URL`)'
   const rows = [['NODE', 'ZONE', 'STATE', 'LAST HEARD', 'CHUNKS', 'USED', 'FREE', 'REACHABLE', 'URL']]
   for (const node of nodes) {
     const heard = node.lastHeartbeatMsAgo >= NEVER_HEARD_MS ? 'never' : `${formatDuration(node.lastHeartbeatMsAgo)} ago`
     const state = node.state === 'drained' && !node.alive ? 'drained (stopped)' : node.state
-    rows.push([node.id, node.zone || '-', state, heard, String(node.chunks), formatBytes(node.bytes), formatBytes(node.freeBytes), node.reachable ? 'yes' : 'NO', node.url])
+    // reachable is what other nodes found copying from it: a dead node's is only its last
+    const reachable = !node.alive ? '-' : node.reachable ? 'yes' : 'NO'
+    rows.push([node.id, node.zone || '-', state, heard, String(node.chunks), formatBytes(node.bytes), formatBytes(node.freeBytes), reachable, node.url])
   }
   const alive = nodes.filter((node) => node.alive).length
   const drains = nodes.flatMap((node) => (node.drain && node.state !== 'drained' ? [`  ${drainLine(node)}`] : []))

@@ -18,9 +18,11 @@ let dir: string
 let master: FakeServer
 let flaky: FakeServer
 let steady: FakeServer
-let flakyAnswer: 'fail' | 'checksum' | 'chain-broken' | 'master-changing' = 'fail'
+let flakyAnswer: 'fail' | 'checksum' | 'chain-broken' | 'master-changing' | 'expired' = 'fail'
 /** With 'master-changing', how many writes flaky refuses (no master link, then a stale grant) before it stores. */
 let masterChangingWrites = 0
+/** Writes the flaky node refuses as GRANT_EXPIRED before it takes one (mode 'expired'). */
+let expiredWrites = 0
 /** W in the fake plan; with 2, steady also reports a copy on "mirror" (its chain). */
 let quorum = 1
 /** Indexes the fake master says the cluster already holds (a resumed upload). */
@@ -34,13 +36,18 @@ let lastPlan: UploadPlanRequest | undefined
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'chunky-upload-'))
-  const node = (id: string, behave: () => 'fail' | 'checksum' | 'chain-broken' | 'master-changing' | 'store') =>
+  const node = (id: string, behave: () => typeof flakyAnswer | 'store') =>
     fakeServer((req, res, body) => {
       const [, , id24, version] = (req.url ?? '').split('/')
       const mode = behave()
       if (id === 'flaky') flakyWrites++
       if (mode === 'fail') return json(res, 503, {error: {code: 'INTERNAL', message: 'disk on fire'}})
       if (mode === 'checksum') return json(res, 422, {error: {code: 'CHECKSUM_MISMATCH', message: 'the bytes do not match the planned SHA-256'}})
+      if (mode === 'expired' && expiredWrites > 0) {
+        expiredWrites--
+        // worded without "expired": the client must go by the code
+        return json(res, 403, {error: {code: 'GRANT_EXPIRED', message: 'this write grant is past its time: ask the master for a new plan'}})
+      }
       if (mode === 'master-changing' && masterChangingWrites > 0) {
         masterChangingWrites--
         if (masterChangingWrites % 3 === 2) return json(res, 503, {error: {code: 'MASTER_UNREACHABLE', message: 'not connected to the master yet: try again shortly'}})
@@ -78,7 +85,7 @@ beforeAll(async () => {
     if (url.endsWith('/replan')) {
       const replan = JSON.parse(body.toString())
       replans.push(replan)
-      return json(res, 200, planned(replan.index, [target(flakyAnswer === 'master-changing' ? 'flaky' : 'steady')]))
+      return json(res, 200, planned(replan.index, [target(flakyAnswer === 'master-changing' || flakyAnswer === 'expired' ? 'flaky' : 'steady')]))
     }
     if (url.endsWith('/commit')) {
       committed++
@@ -184,6 +191,21 @@ describe('uploadFile', () => {
     expect(replans).toEqual([{index: 0, exclude: []}, {index: 0, exclude: []}, {index: 0, exclude: []}]) // a fresh grant each time, nobody left out
     expect(flakyWrites).toBe(4)
     expect(committed).toBe(1)
+  })
+
+  it('re-plans a chunk whose grant expired (by its code, GRANT_EXPIRED), on the same node, without blaming it', async () => {
+    flakyAnswer = 'expired'
+    expiredWrites = 1
+    const bytes = randomBytes(CHUNK)
+    const path = join(dir, 'expired.bin')
+    await writeFile(path, bytes)
+    const notes: string[] = []
+    const result = await uploadFile({path, chunkSize: CHUNK, node: 'flaky', master: master.url, token: 't'}, {...silentView, note: (m) => notes.push(m)})
+    expect(result).toMatchObject({uploadedChunks: 1, entryNode: 'flaky'})
+    expect(replans).toEqual([{index: 0, exclude: []}])
+    expect(flakyWrites).toBe(2)
+    expect(committed).toBe(1)
+    expect(notes.join('\n')).not.toContain('not sending to it')
   })
 
   it('refuses a missing file and a bad name before any request', async () => {

@@ -1,3 +1,4 @@
+import {mkdtemp, rm} from 'node:fs/promises'
 import {createServer} from 'node:net'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
@@ -141,6 +142,18 @@ describe.concurrent('conventions of well-kept CLIs', () => {
     const result = await runCli(['config', 'set', 'master'])
     expect(result.code).toBe(2)
     expect(result.stderr).toMatch(/\(see `\.\/bin\/run\.js config set --help`\)\n$/)
+  })
+
+  it('hints in ordinary output name the binary as it was run, not only those in errors', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'chunky-hint-config-'))
+    try {
+      expect((await runCli(['config', 'set', 'token', 'rw-hint'], {CHUNKY_CONFIG_DIR: dir})).code).toBe(0)
+      const result = await runCli(['config', 'get'], {CHUNKY_CONFIG_DIR: dir})
+      expect(result.code, result.stderr).toBe(0)
+      expect(result.stdout).toContain('token = (set; `./bin/run.js config get token` shows it)')
+    } finally {
+      await rm(dir, {recursive: true, force: true})
+    }
   })
 
   it('shell completion: `autocomplete script bash` prints a script that completes chunky commands', async () => {

@@ -1,9 +1,10 @@
 import {describe, expect, it} from 'vitest'
 import {describeFailure, UsageError, usageMessage} from '../../src/cli/failure.js'
+import {renderNodes} from '../../src/cli/nodes-view.js'
 import {renderFiles, renderGrid, renderSummary, replicaCell} from '../../src/cli/status-view.js'
 import {table} from '../../src/cli/table.js'
 import {InterruptedError} from '../../src/client/index.js'
-import {ChunkyError, type StatusDoc} from '../../src/protocol/index.js'
+import {ChunkyError, type NodeInfo, type StatusDoc} from '../../src/protocol/index.js'
 
 const sha = 'a'.repeat(64)
 const doc: StatusDoc = {
@@ -83,5 +84,18 @@ describe('failures', () => {
   it("rewrites oclif's flag parse errors as one line pointing at --help", () => {
     const err = new Error('Parsing --chunk-size \n\t"x" is not a size\nSee more help with --help')
     expect(usageMessage(err, 'upload')).toBe('bad value for --chunk-size: "x" is not a size (see `chunky upload --help`)')
+  })
+})
+
+describe('nodes rendering', () => {
+  const node = (id: string, alive: boolean, reachable: boolean): NodeInfo => ({
+    id, url: `http://127.0.0.1:740${id.slice(1)}`, zone: '', state: alive ? 'alive' : 'dead', alive,
+    lastHeartbeatMsAgo: 500, chunks: 2, bytes: 2048, freeBytes: 4096, reachable,
+  })
+
+  it('says whether an alive node can be copied from, and nothing of the kind for a dead one', () => {
+    const rows = renderNodes([node('n1', true, true), node('n2', true, false), node('n3', false, true)]).split('\n')
+    expect(rows[0]).toBe('nodes: 3, 2 alive')
+    expect(rows.slice(2).map((row) => row.split(/ +/).at(-2))).toEqual(['yes', 'NO', '-'])
   })
 })
