@@ -6,7 +6,7 @@ import {argvWithConfigFile, configFlag, inConfigFile} from '../src/cli/daemon-co
 import {durationFlag, httpUrl, httpUrls, logLevelFlag, sizeFlag} from '../src/cli/flags.js'
 import {resolveNodeToken} from '../src/cli/secrets.js'
 import {readCa, readTlsFiles, trustCa} from '../src/cli/tls-files.js'
-import {startNode} from '../src/node/index.js'
+import {startNode, type LinkRefusal} from '../src/node/index.js'
 import {ChunkyError, DEFAULT_CHUNK_SIZE, DEFAULT_NODE_PORT, NodeId, Zone} from '../src/protocol/index.js'
 import {createDaemonLogger} from '../src/telemetry/logger.js'
 
@@ -59,7 +59,7 @@ Its credential is the node credential (node-…) from the join command \`chunky 
     if (ca) trustCa(ca) // the chain push to the next node goes through the global agent too
     // Log lines wait until the `listening on` line is out (SPEC.md: plain text lines first).
     const logger = createDaemonLogger({level: flags['log-level'], base: {role: 'node'}})
-    let refused: string | undefined
+    let refused: {reason: string; why: LinkRefusal} | undefined
     const node = await startNode({
       masterUrl: flags.master,
       host: flags.host,
@@ -72,9 +72,9 @@ Its credential is the node credential (node-…) from the join command \`chunky 
       scrubIntervalMs: flags['scrub-interval'],
       token,
       tls,
-      // The master answered 401/403: retrying cannot help, so stop and say why (exit 1).
-      onLinkRefused: (reason) => {
-        refused = reason
+      // The master refused the credential (401/403) or the id: retrying cannot help, so stop and say why (exit 1).
+      onLinkRefused: (reason, why) => {
+        refused = {reason, why}
         this.interrupt.abort()
       },
       ca,
@@ -91,9 +91,10 @@ Its credential is the node credential (node-…) from the join command \`chunky 
     await untilAborted(this.interrupt.signal)
     logger.log.info({event: 'node.stopping', nodeId: node.id}, `node ${node.id} shutting down`)
     await node.close()
-    if (refused !== undefined) {
-      throw new ChunkyError('UNAUTHORIZED', `${refused}: give the node its node credential (node-…) from the join command \`chunky master\` prints`)
+    if (refused?.why === 'credential') {
+      throw new ChunkyError('UNAUTHORIZED', `${refused.reason}: give the node its node credential (node-…) from the join command \`chunky master\` prints`)
     }
+    if (refused?.why === 'id-in-use') throw new ChunkyError('NODE_ID_IN_USE', refused.reason)
     this.exit(0)
   }
 }

@@ -13,7 +13,7 @@ import {commandHandler} from './commands.js'
 import type {NodeContext} from './context.js'
 import {InflightWork} from './inflight.js'
 import {ManifestCache} from './manifests.js'
-import {MasterLink} from './master-link.js'
+import {MasterLink, type LinkRefusal} from './master-link.js'
 import {loadOrCreateNodeId} from './node-id.js'
 import {nodeRequestHandler} from './routes.js'
 import {Scrubber, type ScrubResult} from './scrub.js'
@@ -21,6 +21,8 @@ import {TUS_MEMORY_BUDGET} from './tus.js'
 import {TusMaster} from './tus-master.js'
 import {TusTails} from './tus-tails.js'
 import {trackVersions, VersionFloor} from './version-floor.js'
+
+export type {LinkRefusal}
 
 export interface NodeOptions {
   /** http(s)://host:port of the master; its WebSocket is ws(s)://host:port/ws */
@@ -50,8 +52,8 @@ export interface NodeOptions {
   corsOrigins?: string[]
   /** Bytes all tus PATCHes may hold in memory at once; default TUS_MEMORY_BUDGET (256 MiB), at least one chunk. */
   tusMemoryBytes?: number
-  /** The master refused this node's credential: the link stops instead of retrying (see MasterLink). */
-  onLinkRefused?: (reason: string) => void
+  /** The master refused this node's credential or its id: the link stops instead of retrying (see MasterLink). */
+  onLinkRefused?: (reason: string, refused: LinkRefusal) => void
 }
 
 export interface RunningNode {

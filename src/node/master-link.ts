@@ -21,6 +21,9 @@ import type {Logger} from '../util/log.js'
 /** The commands a node carries out; `welcome` and `ack` are the link's own business. */
 export type NodeCommand = Exclude<MasterToNode, {type: 'welcome'} | {type: 'ack'}>
 
+/** Why the master refused this node for good: its credential, or its id (another node has it). */
+export type LinkRefusal = 'credential' | 'id-in-use'
+
 export interface MasterLinkOptions {
   /** The master's URL, or several comma-separated (`A,B`): the link goes to the one that leads. */
   masterUrl: string
@@ -39,10 +42,11 @@ export interface MasterLinkOptions {
   /** How long to wait for the master's `ack` of a `stored`. */
   ackTimeoutMs?: number
   /**
-   * The master refused this node's credential (401 unknown, 403 wrong kind). Given: the link stops
-   * and calls this instead of retrying (retrying cannot help). Not given: it keeps retrying.
+   * The master refused this node for good: its credential (401 unknown, 403 wrong kind), or its id,
+   * in use by a connected node. Given: the link stops and calls this instead of retrying (retrying
+   * cannot help). Not given: it keeps retrying.
    */
-  onRefused?: (reason: string) => void
+  onRefused?: (reason: string, refused: LinkRefusal) => void
 }
 
 interface PendingAck {
@@ -212,16 +216,16 @@ export class MasterLink {
   private async run(): Promise<void> {
     let failures = 0
     while (!this.closing) {
-      const {welcomed, reason, credentialRefused} = await this.connectOnce()
+      const {welcomed, reason, refused} = await this.connectOnce()
       if (this.closing) break
-      if (!welcomed && !credentialRefused && this.masters.length > 1) {
+      if (!welcomed && !refused && this.masters.length > 1) {
         // Another master may lead now (this one stands by, or is gone): try each once before backing off.
         this.current = (this.current + 1) % this.masters.length
         if (this.current !== 0) continue
       }
-      if (credentialRefused && this.opts.onRefused) {
+      if (refused && this.opts.onRefused) {
         this.opts.log.error({event: 'master.refused', master: this.masterUrl, reason}, `${reason}: not retrying`)
-        this.opts.onRefused(reason ?? 'the master refused this node\'s credential')
+        this.opts.onRefused(reason ?? 'the master refused this node', refused)
         break
       }
       if (welcomed) failures = 0
@@ -239,7 +243,7 @@ export class MasterLink {
   }
 
   /** One connection, from dial to close. Resolves (never rejects) with whether the master welcomed us. */
-  private connectOnce(): Promise<{welcomed: boolean; reason?: string; credentialRefused?: boolean}> {
+  private connectOnce(): Promise<{welcomed: boolean; reason?: string; refused?: LinkRefusal}> {
     return new Promise((resolve) => {
       const ws = new WebSocket(masterWsUrl(this.masterUrl), {
         headers: {authorization: `Bearer ${this.opts.token}`},
@@ -250,7 +254,7 @@ export class MasterLink {
       this.ws = ws
       let welcomed = false
       let reason: string | undefined
-      let credentialRefused = false
+      let refused: LinkRefusal | undefined
       let heartbeat: NodeJS.Timeout | undefined
       let silence: NodeJS.Timeout | undefined
       let silenceMs = Math.max(3 * this.opts.heartbeatIntervalMs, this.minSilenceMs())
@@ -284,7 +288,7 @@ export class MasterLink {
             // no ErrorBody: the status says enough
           }
           reason = `the master refused this node's link (${detail})`
-          credentialRefused = res.statusCode === 401 || res.statusCode === 403
+          if (res.statusCode === 401 || res.statusCode === 403) refused = 'credential'
           req.destroy()
           ws.terminate()
         })
@@ -365,8 +369,11 @@ export class MasterLink {
         // Another node with this id is connected: at start that is a mistake to stop on (a second node on
         // a copied data dir or a repeated --id); after having been a member, it is our own old link that
         // the master has not seen die yet, and retrying gets in once it has.
-        if (code === WS_CLOSE.DUPLICATE_ID && !this.everWelcomed) credentialRefused = true
-        resolve({welcomed, reason, credentialRefused})
+        if (code === WS_CLOSE.DUPLICATE_ID && !this.everWelcomed) {
+          refused = 'id-in-use'
+          reason = `the master refused this node: ${why.toString() || 'its id is in use by a connected node'}`
+        }
+        resolve({welcomed, reason, refused})
       })
     })
   }

@@ -15,6 +15,8 @@ export const HTTP_STATUS = {
   NODE_NOT_FOUND: 404,
   /** `nodes forget` of a node that is alive: only dead nodes can be forgotten. */
   NODE_ALIVE: 409,
+  /** A node whose id a connected node has (close code 4003 on its link): it stops instead of retrying. */
+  NODE_ID_IN_USE: 409,
   VERSION_CONFLICT: 409,
   NOT_DURABLE: 409,
   /** A grant or command of a master that no longer leads (an older epoch than the node has seen). */

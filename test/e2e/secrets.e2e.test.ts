@@ -94,6 +94,15 @@ describe('a cluster keyed from files, and nodes with the wrong credential', () =
     await waitFor('both nodes alive', async () => (await status(master.url, creds.ro)).nodes.filter((n) => n.state === 'alive').length === 2, 15_000)
   })
 
+  it('a second node with the id of a connected one exits 1 saying so (not blaming its credential), and the first stays', async () => {
+    const result = await runCli(['node', '--master', master.url, '--port', '0', '--id', 'f1', '--data-dir', join(dir.path, 'f1-copy'), '--token', creds.node], {}, 20_000)
+    expect(result.code).toBe(1)
+    const lines = result.stderr.trim().split('\n')
+    expect(lines).toHaveLength(1)
+    expect(lines[0]).toMatch(/^chunky: .*node id f1 is in use by a connected node: give this node another --id \(or its own --data-dir\)$/)
+    expect((await status(master.url, creds.ro)).nodes.find((n) => n.id === 'f1')).toMatchObject({state: 'alive'})
+  })
+
   it('a node given a client credential exits 1 with the reason, before trying', async () => {
     const result = await runCli(['node', '--master', master.url, '--port', '0', '--id', 'c1', '--data-dir', join(dir.path, 'c1'), '--token', creds.rw], {}, 20_000)
     expect(result.code).toBe(1)
