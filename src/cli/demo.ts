@@ -183,7 +183,9 @@ async function story(opts: DemoOptions, dir: string, daemons: DaemonProcess[]): 
 
   say('\nall checks passed: durable upload, verified download, stale copy found, deleted and replaced')
   if (opts.keep) {
-    say(`\nthe cluster keeps running (--keep): dashboard ${master.url}/#token=${deriveCredentials(token).ro}; press Ctrl-C to stop it and clean up`)
+    const credentials = deriveCredentials(token)
+    say(`\nthe cluster keeps running (--keep): dashboard ${master.url}/#token=${credentials.ro}; press Ctrl-C to stop it and clean up`)
+    say(`to use it from another shell: export CHUNKY_MASTER=${master.url} CHUNKY_TOKEN=${credentials.rw}, then \`chunky status\` or \`chunky upload FILE\``)
     await untilAborted(signal)
   }
 }

@@ -38,8 +38,21 @@ export function usageMessage(err: unknown, commandId: string | undefined, bin = 
   message = message.replace(/\s*See more help with --help\s*$/, '').replace(/^The following errors? occurred:\s*/, '')
   const flag = /^Parsing --(\S+)\s*\n\s*([\s\S]*)$/.exec(message)
   if (flag) message = `bad value for --${flag[1]}: ${flag[2]}`
+  const missing = missingArgs(err)
+  if (missing) message = missing
   const help = commandId ? `${bin} ${commandId} --help` : `${bin} --help`
   return `${oneLine(message)} (see \`${help}\`)`
+}
+
+/** oclif's "Missing 1 required arg: id id of the node" as `missing ID: id of the node`. */
+function missingArgs(err: unknown): string | undefined {
+  const args = (err as {args?: unknown}).args
+  if (!(err instanceof Error) || !err.message.startsWith('Missing ') || !Array.isArray(args) || args.length === 0) return undefined
+  const said = (args as {name?: string; description?: string; options?: string[]}[]).map((arg) => {
+    const what = [arg.description, arg.options ? `one of ${arg.options.join(', ')}` : undefined].filter(Boolean).join(', ')
+    return `${(arg.name ?? 'an argument').toUpperCase()}${what ? `: ${what}` : ''}`
+  })
+  return `missing ${said.join('; ')}`
 }
 
 export function oneLine(text: string): string {

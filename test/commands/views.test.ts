@@ -85,6 +85,12 @@ describe('failures', () => {
     const err = new Error('Parsing --chunk-size \n\t"x" is not a size\nSee more help with --help')
     expect(usageMessage(err, 'upload')).toBe('bad value for --chunk-size: "x" is not a size (see `chunky upload --help`)')
   })
+
+  it('names the missing arguments once each, in capitals, with what they are', () => {
+    const args = [{name: 'key', description: 'which setting', options: ['master', 'token', 'zone']}, {name: 'value', description: 'its value'}]
+    const err = Object.assign(new Error('Missing 2 required args:\nkey (master|token|zone) which setting\nvalue                   its value\nSee more help with --help'), {args})
+    expect(usageMessage(err, 'config set')).toBe('missing KEY: which setting, one of master, token, zone; VALUE: its value (see `chunky config set --help`)')
+  })
 })
 
 describe('nodes rendering', () => {

@@ -113,6 +113,18 @@ describe('the dashboard in headless Chromium', () => {
     console.log(`dashboard screenshot: ${SCREENSHOT}`)
   })
 
+  it('shows a node being drained, in its row and in the header, and back in service after undrain', async () => {
+    // three nodes are alive now and R is 3: the drain cannot finish, so it stays draining
+    const id = (await page.$$eval('#nodes tr[data-state=alive]', (trs) => trs.map((tr) => (tr as HTMLElement).dataset.nodeId!)))[0]!
+    const drain = await runCli(['nodes', 'drain', id], cluster!.env)
+    expect(drain.code, drain.stderr).toBe(0)
+    await page.waitForSelector(`#nodes tr[data-node-id="${id}"][data-state=draining] .badge:text("draining")`, {timeout: 15_000})
+    await page.waitForSelector('#summary:text("1 draining")')
+    const undrain = await runCli(['nodes', 'undrain', id], cluster!.env)
+    expect(undrain.code, undrain.stderr).toBe(0)
+    await page.waitForSelector(`#nodes tr[data-node-id="${id}"][data-state=alive]`, {timeout: 15_000})
+  })
+
   it('logs in from a #token= fragment and removes it from the address bar', async () => {
     const second = await browser!.newPage()
     try {
