@@ -4,12 +4,15 @@ import {pathSegments, queryParam, readJson, sendError, sendJson, toChunkyError} 
 import {
   type BalanceReport,
   BadReplicaReport,
+  type BatchEntryError,
   ChunkyError,
+  CommitBatchRequest,
   type CredentialHashes,
   fileNameProblem,
   MAX_JSON_BODY,
   type MasterHealth,
   ReplanRequest,
+  UploadPlanBatchRequest,
   UploadPlanRequest,
   ShareRequest,
   UploadShareRequest,
@@ -105,6 +108,15 @@ async function route(deps: HttpApiDeps, req: IncomingMessage, res: ServerRespons
       const request = await readJson(req, UploadPlanRequest)
       return answerPersisted(deps, res, uploads.plan(request))
     }
+    // A folder's files in one request each way; every entry is planned or committed as on its own.
+    if (third === 'batch' && segments.length === 3 && method === 'POST') {
+      const {uploads: requests} = await readJson(req, UploadPlanBatchRequest)
+      return answerPersisted(deps, res, {plans: requests.map((request) => eachOnItsOwn(() => uploads.plan(request)))})
+    }
+    if (third === 'commit' && segments.length === 3 && method === 'POST') {
+      const {uploadIds} = await readJson(req, CommitBatchRequest)
+      return answerPersisted(deps, res, {results: uploadIds.map((uploadId) => eachOnItsOwn(() => uploads.commit(uploadId)))})
+    }
     if (third && segments.length === 4 && method === 'POST' && fourth === 'replan') {
       const request = await readJson(req, ReplanRequest)
       return answerPersisted(deps, res, uploads.replan(third, request))
@@ -171,6 +183,16 @@ async function routeTus(deps: HttpApiDeps, req: IncomingMessage, res: ServerResp
 async function answerPersisted(deps: HttpApiDeps, res: ServerResponse, body: unknown): Promise<void> {
   await deps.persist()
   sendJson(res, 200, body)
+}
+
+/** One entry of a batch: its refusal is its answer, and the other entries go on. */
+function eachOnItsOwn<T>(call: () => T): T | BatchEntryError {
+  try {
+    return call()
+  } catch (err) {
+    if (!(err instanceof ChunkyError)) throw err
+    return {error: {code: err.code, message: err.message}}
+  }
 }
 
 /** Reading (and reporting a bad replica, which a download does) needs `read`; anything that changes files needs `write`. */

@@ -16,6 +16,8 @@ import {ReplicaInfo} from './messages.js'
 //   POST   /api/uploads                  UploadPlanRequest -> UploadPlan
 //   POST   /api/uploads/:uploadId/replan ReplanRequest -> PlannedChunk
 //   POST   /api/uploads/:uploadId/commit (empty JSON {}) -> CommitResult
+//   POST   /api/uploads/batch            UploadPlanBatchRequest -> UploadPlanBatch (each entry planned as POST /api/uploads)
+//   POST   /api/uploads/commit           CommitBatchRequest -> CommitBatch (each entry committed as its own commit)
 //   GET    /api/files                    -> FileList
 //   GET    /api/files?prefix=P&chunks=1  -> PrefixFileList (every file under P with its chunk SHA-256s, one request)
 //   GET    /api/files/:name              -> FileManifest   (name URL-encoded as ONE segment: encodeURIComponent)
@@ -137,6 +139,22 @@ export type ReplanRequest = z.infer<typeof ReplanRequest>
 
 export const CommitResult = z.object({name: FileName, size: ByteCount, chunks: z.number().int().nonnegative(), committedAt: z.string()})
 export type CommitResult = z.infer<typeof CommitResult>
+
+/** Files planned or committed in one request of a folder upload; more go in further requests. */
+export const MAX_BATCH_FILES = 100
+/** Why one entry of a batch failed (the others are answered as usual). */
+export const BatchEntryError = z.object({error: z.object({code: z.string(), message: z.string()})})
+export type BatchEntryError = z.infer<typeof BatchEntryError>
+export const UploadPlanBatchRequest = z.object({uploads: z.array(UploadPlanRequest).min(1).max(MAX_BATCH_FILES)})
+export type UploadPlanBatchRequest = z.input<typeof UploadPlanBatchRequest>
+/** In the order of the request's uploads. */
+export const UploadPlanBatch = z.object({plans: z.array(z.union([UploadPlan, BatchEntryError]))})
+export type UploadPlanBatch = z.infer<typeof UploadPlanBatch>
+export const CommitBatchRequest = z.object({uploadIds: z.array(z.string()).min(1).max(MAX_BATCH_FILES)})
+export type CommitBatchRequest = z.infer<typeof CommitBatchRequest>
+/** In the order of the request's uploadIds. */
+export const CommitBatch = z.object({results: z.array(z.union([CommitResult, BatchEntryError]))})
+export type CommitBatch = z.infer<typeof CommitBatch>
 
 /** What a write to a node (and its chain) achieved: the nodes that hold the chunk durably, and those that failed. */
 export const WriteResult = z.object({

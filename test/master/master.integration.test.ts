@@ -4,7 +4,7 @@ import {join} from 'node:path'
 import WebSocket from 'ws'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {startMaster, type RunningMaster} from '../../src/master/index.js'
-import {FileManifest, StatusDoc, UploadPlan, WS_CLOSE, type MasterToNode} from '../../src/protocol/index.js'
+import {deriveCredential, FileManifest, StatusDoc, UploadPlan, WS_CLOSE, type MasterToNode} from '../../src/protocol/index.js'
 import {FakeNode, until} from './fake-node.js'
 import {planRequest} from './helpers.js'
 import {messageLogger} from '../../src/util/log.js'
@@ -204,6 +204,67 @@ describe('master over real HTTP and WebSocket', () => {
 
     expect((await api(master, 'GET', '/healthz')).status).toBe(200)
     expect(lines.some((l) => l.startsWith('malformed message from'))).toBe(true)
+  })
+
+  it('plans and commits a batch of uploads in order, each on its own: a bad entry fails only itself', async () => {
+    const wrongSize = {...planRequest('batch/bad.mp4', 100_000), size: 99}
+    const planned = await api(master, 'POST', '/api/uploads/batch', {uploads: [planRequest('batch/a.mp4', 100_000, 'ba'), wrongSize, planRequest('batch/b.mp4', 10, 'bb')]})
+    expect(planned.status).toBe(200)
+    expect(planned.body.plans).toHaveLength(3)
+    const [a, bad, b] = planned.body.plans
+    expect(UploadPlan.parse(a).name).toBe('batch/a.mp4')
+    expect(bad.error.code).toBe('BAD_REQUEST')
+    expect(bad.error.message).toContain('chunks')
+    expect(UploadPlan.parse(b).name).toBe('batch/b.mp4')
+
+    // b gets its W = 2 copies, a does not: b commits, a is NOT_DURABLE, an unknown id is UPLOAD_NOT_FOUND.
+    let reqId = 1000
+    for (const chunk of b.chunks) {
+      for (const target of chunk.targets.slice(0, 2)) {
+        const node = nodes.find((n) => n.id === target.id)!
+        const id = ++reqId
+        node.send({type: 'stored', reqId: id, replica: {chunkId: chunk.chunkId, version: chunk.version, size: chunk.size, sha256: chunk.sha256}})
+        await node.waitFor((m) => m.type === 'ack' && m.reqId === id)
+      }
+    }
+    const committed = await api(master, 'POST', '/api/uploads/commit', {uploadIds: [a.uploadId, 'no-such-upload', b.uploadId]})
+    expect(committed.status).toBe(200)
+    const [ca, missing, cb] = committed.body.results
+    expect(ca.error.code).toBe('NOT_DURABLE')
+    expect(missing.error.code).toBe('UPLOAD_NOT_FOUND')
+    expect(cb).toMatchObject({name: 'batch/b.mp4', size: 10, chunks: 1})
+    expect(FileManifest.parse((await api(master, 'GET', `/api/files/${encodeURIComponent('batch/b.mp4')}`)).body).size).toBe(10)
+    expect((await api(master, 'GET', `/api/files/${encodeURIComponent('batch/a.mp4')}`)).status).toBe(404)
+    // a is still in progress: its copies arrive later and it commits then
+    for (const chunk of a.chunks) {
+      for (const target of chunk.targets.slice(0, 2)) {
+        const node = nodes.find((n) => n.id === target.id)!
+        const id = ++reqId
+        node.send({type: 'stored', reqId: id, replica: {chunkId: chunk.chunkId, version: chunk.version, size: chunk.size, sha256: chunk.sha256}})
+        await node.waitFor((m) => m.type === 'ack' && m.reqId === id)
+      }
+    }
+    expect((await api(master, 'POST', '/api/uploads/commit', {uploadIds: [a.uploadId]})).body.results[0]).toMatchObject({name: 'batch/a.mp4', chunks: 2})
+  })
+
+  it('refuses an empty or oversized batch with 400, and a batch from a read-only credential with 403', async () => {
+    const many = Array.from({length: 101}, (_, i) => planRequest(`batch/many-${i}`, 10))
+    for (const [path, body] of [
+      ['/api/uploads/batch', {uploads: []}],
+      ['/api/uploads/batch', {uploads: many}],
+      ['/api/uploads/commit', {uploadIds: []}],
+      ['/api/uploads/commit', {uploadIds: Array.from({length: 101}, (_, i) => `u${i}`)}],
+    ] as const) {
+      const refused = await api(master, 'POST', path, body)
+      expect(refused.status, `${path} with ${JSON.stringify(body).slice(0, 40)}`).toBe(400)
+      expect(refused.body.error.code).toBe('BAD_REQUEST')
+    }
+    const readOnly = deriveCredential(TOKEN, 'ro')
+    const rw = deriveCredential(TOKEN, 'rw')
+    expect((await api(master, 'POST', '/api/uploads/batch', {uploads: [planRequest('batch/ro', 10)]}, readOnly)).status).toBe(403)
+    expect((await api(master, 'POST', '/api/uploads/commit', {uploadIds: ['x']}, readOnly)).status).toBe(403)
+    expect((await api(master, 'POST', '/api/uploads/batch', {uploads: [planRequest('batch/rw', 10)]}, rw)).status).toBe(200)
+    expect((await api(master, 'POST', '/api/uploads/commit', {uploadIds: ['x']}, rw)).body.results[0].error.code).toBe('UPLOAD_NOT_FOUND')
   })
 
   it('refuses a second node with the id of a connected one (4003), leaving the first alone', async () => {
