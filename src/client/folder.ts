@@ -1,25 +1,32 @@
 import {mkdir, readdir, stat} from 'node:fs/promises'
 import {basename, dirname, join, relative, resolve, sep} from 'node:path'
 import {performance} from 'node:perf_hooks'
-import {ChunkyError, DEFAULT_CHUNK_SIZE, fileNameProblem, type PrefixFileList} from '../protocol/index.js'
+import {ChunkyError, DEFAULT_CHUNK_SIZE, fileNameProblem, type PrefixFileList, type UploadPlan} from '../protocol/index.js'
 import {downloadFile, measureRtt, type DownloadResult} from './download.js'
-import {throwIfAborted} from './errors.js'
+import {InterruptedError, throwIfAborted} from './errors.js'
 import {hashChunks} from './hash.js'
 import {masterApi} from './master-api.js'
+import {withMasterRetry} from './master-retry.js'
 import type {Probe} from './nearest.js'
 import {planChunks} from './plan.js'
 import {runPool} from './pool.js'
-import {LostNodes, nearestEntryNode, sendHashed, type HashedFile, type UploadResult} from './upload.js'
+import {LostNodes, nearestEntryNode, planRequestFor, sendHashed, sendPlanned, type HashedFile, type SendContext, type UploadResult} from './upload.js'
 import type {TransferView} from './view.js'
 
 // Folders: `chunky upload DIR`, `chunky sync DIR` and `chunky download --prefix P` (SPEC.md "Operating
 // a cluster"). What makes a large folder cheap: the master is asked once for every file under the
 // prefix with its chunks' SHA-256 (GET /api/files?prefix=P&chunks=1); each local file is hashed and
-// compared with that list here, so an unchanged file costs no request at all, and only new or changed
-// files are planned and committed (two requests each; the master then skips their unchanged chunks).
+// compared with that list here, so an unchanged file costs no request at all. New or changed files are
+// planned and committed in batches (one request each way for up to BATCH_FILES small files; the master
+// then skips their unchanged chunks); a large file, or one its batch could not do, goes on its own.
 
 /** Files uploaded (or downloaded) at once; each has up to `concurrency` chunks in flight. */
 export const FILES_IN_FLIGHT = 4
+/** Files planned, and committed, in one request to the master (it takes up to MAX_BATCH_FILES). */
+export const BATCH_FILES = 64
+/** A batch also ends at this many chunks or bytes: its requests stay small, and a big file is committed as soon as it is sent. */
+const BATCH_CHUNKS = 4096
+const BATCH_BYTES = 256 * 1024 * 1024
 
 export interface LocalFile {
   /** Path on disk. */
@@ -158,14 +165,20 @@ export async function syncFolder(opts: FolderOptions, view: TransferView): Promi
     view.start(`uploading ${changed.length} file${changed.length === 1 ? '' : 's'}`, bytes)
     const progress = new FolderProgress(view)
     const lost = new LostNodes(view) // a node lost by one file is not sent to by the others either
-    await runPool(changed, FILES_IN_FLIGHT, async (file, signal) => {
-      const started = performance.now()
-      const sent = await sendHashed(file, {api, entryNode, byRtt, opts: {...opts, signal}, lost}, progress.fileView(file.name))
-      docs.set(file.name, {
-        name: file.name, size: file.size, chunks: file.ranges.length, uploadedChunks: sent, skippedChunks: file.ranges.length - sent,
-        entryNode, seconds: Math.round(performance.now() - started) / 1000,
-      })
-    }, opts.signal)
+    const send: SendContext = {api, entryNode, byRtt, opts, lost}
+    const done = (file: HashedFile, sent: number, started: number) => docs.set(file.name, {
+      name: file.name, size: file.size, chunks: file.ranges.length, uploadedChunks: sent, skippedChunks: file.ranges.length - sent,
+      entryNode, seconds: Math.round(performance.now() - started) / 1000,
+    })
+    for (const batch of batches(changed)) {
+      throwIfAborted(opts.signal)
+      const alone = batch.length > 1 ? await sendBatch(batch, send, view, progress, done) : batch
+      // One file at a time, as `chunky upload FILE` sends it: its errors are reported as they always were.
+      await runPool(alone, FILES_IN_FLIGHT, async (file, signal) => {
+        const started = performance.now()
+        done(file, await sendHashed(file, {...send, opts: {...opts, signal}}, progress.fileView(file.name)), started)
+      }, opts.signal)
+    }
   }
   for (const file of unchanged) docs.set(file.name, unchangedDoc(file, entryNode))
 
@@ -180,6 +193,68 @@ export async function syncFolder(opts: FolderOptions, view: TransferView): Promi
   }
   view.stop()
   return summarize(hashed, docs, changed, unchanged.length, toDelete, false)
+}
+
+/** The changed files in batches of up to BATCH_FILES files, BATCH_CHUNKS chunks and BATCH_BYTES bytes, in order. */
+function batches(files: HashedFile[]): HashedFile[][] {
+  const out: HashedFile[][] = []
+  let batch: HashedFile[] = []
+  let chunks = 0
+  let bytes = 0
+  for (const file of files) {
+    if (batch.length > 0 && (batch.length === BATCH_FILES || chunks + file.ranges.length > BATCH_CHUNKS || bytes + file.size > BATCH_BYTES)) {
+      out.push(batch)
+      batch = []
+      chunks = 0
+      bytes = 0
+    }
+    batch.push(file)
+    chunks += file.ranges.length
+    bytes += file.size
+  }
+  if (batch.length > 0) out.push(batch)
+  return out
+}
+
+/**
+ * Plans a batch in one request, sends each file's chunks as a single upload does, and commits those sent
+ * in one request. Returns the files left to the one-file path: those whose plan or commit was refused,
+ * or whose sending failed (planning again is harmless, and the master skips what was already stored).
+ */
+async function sendBatch(
+  files: HashedFile[],
+  send: SendContext,
+  view: TransferView,
+  progress: FolderProgress,
+  done: (file: HashedFile, sent: number, started: number) => void,
+): Promise<HashedFile[]> {
+  const {api, opts} = send
+  const retry = {signal: opts.signal, view, masters: api.masters}
+  const {plans} = await withMasterRetry(() => api.planUploads(files.map((file) => planRequestFor(file, send))), {...retry, what: 'planning'})
+  if (plans.length !== files.length) throw new ChunkyError('BAD_MESSAGE', 'the master answered a batch plan with the wrong number of plans: upload again')
+  const alone: HashedFile[] = []
+  const sent: Array<{file: HashedFile; plan: UploadPlan; chunks: number; started: number}> = []
+  await runPool(files.map((file, i) => ({file, plan: plans[i]!})), FILES_IN_FLIGHT, async ({file, plan}, signal) => {
+    if ('error' in plan) return void alone.push(file)
+    const started = performance.now()
+    try {
+      sent.push({file, plan, chunks: await sendPlanned(file, plan, {...send, opts: {...opts, signal}}, progress.fileView(file.name)), started})
+    } catch (err) {
+      if (err instanceof InterruptedError || signal.aborted) throw err
+      alone.push(file)
+    }
+  }, opts.signal)
+  if (sent.length === 0) return alone
+  // A commit that got no answer is sent again (withMasterRetry). An entry refused then, or at all
+  // (UPLOAD_NOT_FOUND after a lost answer, NOT_DURABLE while a new master hears from the nodes), goes
+  // the one-file path: planned again, it finds its chunks held and commits (or says why it cannot).
+  const {results} = await withMasterRetry(() => api.commitUploads(sent.map((entry) => entry.plan.uploadId)), {...retry, what: 'committing'})
+  if (results.length !== sent.length) throw new ChunkyError('BAD_MESSAGE', 'the master answered a batch commit with the wrong number of results: upload again')
+  sent.forEach((entry, i) => {
+    if ('error' in results[i]!) alone.push(entry.file)
+    else done(entry.file, entry.chunks, entry.started)
+  })
+  return alone
 }
 
 function summarize(hashed: HashedFile[], docs: Map<string, UploadResult>, changed: HashedFile[], unchanged: number, deleted: string[], dryRun: boolean): FolderResult {

@@ -2,6 +2,7 @@ import {setTimeout as sleep} from 'node:timers/promises'
 import {z} from 'zod'
 import {
   BalanceReport,
+  CommitBatch,
   CommitResult,
   FileList,
   FileManifest,
@@ -17,6 +18,7 @@ import {
   type UploadShareRequest,
   StatusDoc,
   UploadPlan,
+  UploadPlanBatch,
   type BadReplicaReport,
   type ReplanRequest,
   type UploadPlanRequest,
@@ -42,6 +44,10 @@ export interface MasterApi {
   planUpload(request: UploadPlanRequest): Promise<UploadPlan>
   replan(uploadId: string, request: ReplanRequest): Promise<PlannedChunk>
   commit(uploadId: string): Promise<CommitResult>
+  /** Several uploads planned in one request; each answer is a plan or that entry's error, in order. */
+  planUploads(requests: UploadPlanRequest[]): Promise<UploadPlanBatch>
+  /** Several uploads committed in one request, each on its own; in order. */
+  commitUploads(uploadIds: string[]): Promise<CommitBatch>
   files(): Promise<z.infer<typeof FileList>>
   /** Every committed file whose name starts with `prefix`, with its chunks' SHA-256: one request for a whole folder. */
   filesUnder(prefix: string): Promise<PrefixFileList>
@@ -159,6 +165,8 @@ export function masterApi(masterUrl: string, token: string | undefined, opts: Ma
     planUpload: (request) => call(UploadPlan, 'POST', '/api/uploads', request),
     replan: (uploadId, request) => call(PlannedChunk, 'POST', upload(uploadId, 'replan'), request),
     commit: (uploadId) => call(CommitResult, 'POST', upload(uploadId, 'commit'), {}),
+    planUploads: (requests) => call(UploadPlanBatch, 'POST', '/api/uploads/batch', {uploads: requests}),
+    commitUploads: (uploadIds) => call(CommitBatch, 'POST', '/api/uploads/commit', {uploadIds}),
     files: () => call(FileList, 'GET', '/api/files'),
     filesUnder: (prefix) => call(PrefixFileList, 'GET', `/api/files?prefix=${encodeURIComponent(prefix)}&chunks=1`),
     manifest: (name) => call(FileManifest, 'GET', file(name)),

@@ -2,7 +2,7 @@ import {stat} from 'node:fs/promises'
 import {basename} from 'node:path'
 import {performance} from 'node:perf_hooks'
 import {setTimeout as sleep} from 'node:timers/promises'
-import {ChunkyError, DEFAULT_CHUNK_SIZE, fileNameProblem, type NodeSummary, type PlannedChunk, type UploadPlan} from '../protocol/index.js'
+import {ChunkyError, DEFAULT_CHUNK_SIZE, fileNameProblem, type NodeSummary, type PlannedChunk, type UploadPlan, type UploadPlanRequest} from '../protocol/index.js'
 import {InterruptedError, throwIfAborted} from './errors.js'
 import {masterChanging, masterTries, withMasterRetry} from './master-retry.js'
 import {hashChunks} from './hash.js'
@@ -126,7 +126,16 @@ export async function sendHashed(file: HashedFile, ctx: SendContext, view: Trans
   // Planning again is harmless (unused versions are only skipped numbers), so a master that does not
   // answer is retried. The master skips chunks it already holds: committed ones, and those an
   // interrupted run of this upload left on at least W nodes (that is how a re-run resumes).
-  const request = {
+  const plan = await withMasterRetry(() => api.planUpload(planRequestFor(file, ctx)), {signal: opts.signal, view, masters: api.masters, what: 'planning'})
+  const sent = await sendPlanned(file, plan, ctx, view)
+  view.step('committing')
+  await commitWithRetry(api, plan, {...opts, path: file.path, name: file.name}, view)
+  return sent
+}
+
+/** What the master is asked to plan for a hashed file. */
+export function planRequestFor(file: HashedFile, ctx: Pick<SendContext, 'entryNode' | 'byRtt'>): UploadPlanRequest {
+  return {
     name: file.name,
     size: file.size,
     chunkSize: file.chunkSize,
@@ -134,15 +143,13 @@ export async function sendHashed(file: HashedFile, ctx: SendContext, view: Trans
     entryNode: ctx.entryNode,
     ...(ctx.byRtt.length > 0 ? {byRtt: ctx.byRtt} : {}),
   }
-  const plan = await withMasterRetry(() => api.planUpload(request), {signal: opts.signal, view, masters: api.masters, what: 'planning'})
+}
+
+/** Sends the chunks of a planned file that the cluster lacks; returns how many were sent. Commit is the caller's. */
+export async function sendPlanned(file: HashedFile, plan: UploadPlan, ctx: SendContext, view: TransferView): Promise<number> {
   checkPlan(plan, file.ranges, file.digests)
-
   const toSend = plan.chunks.filter((chunk) => !chunk.skip)
-  const sendOpts: UploadOptions = {...opts, path: file.path, name: file.name}
-  await sendChunks(plan, toSend, file.ranges, api, sendOpts, view, ctx.lost)
-
-  view.step('committing')
-  await commitWithRetry(api, plan, sendOpts, view)
+  await sendChunks(plan, toSend, file.ranges, ctx.api, {...ctx.opts, path: file.path, name: file.name}, view, ctx.lost)
   return toSend.length
 }
 
