@@ -1,7 +1,7 @@
 import {mkdir, readdir, stat} from 'node:fs/promises'
 import {basename, dirname, join, relative, resolve, sep} from 'node:path'
 import {performance} from 'node:perf_hooks'
-import {ChunkyError, DEFAULT_CHUNK_SIZE, fileNameProblem, type PrefixFileList, type UploadPlan} from '../protocol/index.js'
+import {ChunkyError, DEFAULT_CHUNK_SIZE, fileNameProblem, isErrorCode, MAX_BATCH_FILES, type PrefixFileList, type UploadPlan} from '../protocol/index.js'
 import {downloadFile, measureRtt, type DownloadResult} from './download.js'
 import {InterruptedError, throwIfAborted} from './errors.js'
 import {hashChunks} from './hash.js'
@@ -184,12 +184,17 @@ export async function syncFolder(opts: FolderOptions, view: TransferView): Promi
 
   if (toDelete.length > 0) {
     view.step(`removing ${toDelete.length} file${toDelete.length === 1 ? '' : 's'} the folder no longer has`)
-    await runPool(toDelete, FILES_IN_FLIGHT, async (name) => {
-      await api.remove(name).catch((err: unknown) => {
-        // removed meanwhile by someone else: the goal is reached all the same
-        if (!(err instanceof ChunkyError && (err.code === 'FILE_NOT_FOUND' || err.code === 'NOT_FOUND'))) throw err
-      })
-    }, opts.signal)
+    // Up to MAX_BATCH_FILES names a request. Removing again is harmless, so a lost answer is retried;
+    // a name removed meanwhile (by someone else, or by the try whose answer was lost) is removed all the same.
+    for (let at = 0; at < toDelete.length; at += MAX_BATCH_FILES) {
+      throwIfAborted(opts.signal)
+      const names = toDelete.slice(at, at + MAX_BATCH_FILES)
+      const {results} = await withMasterRetry(() => api.removeMany(names), {signal: opts.signal, view, masters: api.masters, what: 'removing'})
+      if (results.length !== names.length) throw new ChunkyError('BAD_MESSAGE', 'the master answered a batch removal with the wrong number of results: sync again')
+      for (const result of results) {
+        if ('error' in result && result.error.code !== 'FILE_NOT_FOUND') throw new ChunkyError(isErrorCode(result.error.code) ? result.error.code : 'BAD_MESSAGE', result.error.message)
+      }
+    }
   }
   view.stop()
   return summarize(hashed, docs, changed, unchanged.length, toDelete, false)

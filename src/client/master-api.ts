@@ -3,6 +3,7 @@ import {z} from 'zod'
 import {
   BalanceReport,
   CommitBatch,
+  RemoveBatch,
   CommitResult,
   FileList,
   FileManifest,
@@ -53,6 +54,8 @@ export interface MasterApi {
   filesUnder(prefix: string): Promise<PrefixFileList>
   manifest(name: string): Promise<FileManifest>
   remove(name: string): Promise<z.infer<typeof RemoveResult>>
+  /** Several names removed in one request, each on its own; each answer is a result or that name's error, in order. */
+  removeMany(names: string[]): Promise<RemoveBatch>
   status(name?: string): Promise<StatusDoc>
   balance(): Promise<BalanceReport>
   reportBadReplica(report: z.input<typeof BadReplicaReport>): Promise<void>
@@ -171,6 +174,7 @@ export function masterApi(masterUrl: string, token: string | undefined, opts: Ma
     filesUnder: (prefix) => call(PrefixFileList, 'GET', `/api/files?prefix=${encodeURIComponent(prefix)}&chunks=1`),
     manifest: (name) => call(FileManifest, 'GET', file(name)),
     remove: (name) => call(RemoveResult, 'DELETE', file(name)),
+    removeMany: (names) => call(RemoveBatch, 'POST', '/api/files/remove', {names}),
     status: (name) => call(StatusDoc, 'GET', name === undefined ? '/api/status' : `/api/status?name=${encodeURIComponent(name)}`),
     balance: () => call(BalanceReport, 'GET', '/api/rebalance'),
     share: (request) => call(ShareAnswer, 'POST', '/api/share', request),

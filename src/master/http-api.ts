@@ -11,6 +11,7 @@ import {
   fileNameProblem,
   MAX_JSON_BODY,
   type MasterHealth,
+  RemoveBatchRequest,
   ReplanRequest,
   UploadPlanBatchRequest,
   UploadPlanRequest,
@@ -139,6 +140,11 @@ async function route(deps: HttpApiDeps, req: IncomingMessage, res: ServerRespons
     const name = [third, fourth, ...more].filter((s) => s !== undefined).join('/')
     if (segments.length >= 3 && method === 'GET') return sendJson(res, 200, views.manifest(checkName(name)))
     if (segments.length >= 3 && method === 'DELETE') return answerPersisted(deps, res, uploads.remove(checkName(name)))
+    // sync --delete: many names in one request, each removed as on its own
+    if (third === 'remove' && segments.length === 3 && method === 'POST') {
+      const {names} = await readJson(req, RemoveBatchRequest)
+      return answerPersisted(deps, res, {results: names.map((each) => eachOnItsOwn(() => uploads.remove(checkName(each))))})
+    }
   }
   if (second === 'share' && segments.length === 3 && third === 'upload' && method === 'POST') {
     return sendJson(res, 200, createUploadShare(ctx, await readJson(req, UploadShareRequest)))
@@ -200,7 +206,7 @@ function accessFor(method: string, resource: string | undefined, sub?: string): 
   if (resource === 'share' && sub === 'upload') return 'write' // an upload link lets its holder write
   if (resource === 'uploads') return 'write'
   if (resource === 'tus') return 'node' // only nodes keep tus sessions; clients speak tus to a node
-  if (resource === 'files' && method === 'DELETE') return 'write'
+  if (resource === 'files' && method !== 'GET') return 'write' // removing, one or many
   if (resource === 'nodes' && method !== 'GET') return 'write' // drain, undrain, forget
   return 'read'
 }

@@ -22,6 +22,7 @@ import {ReplicaInfo} from './messages.js'
 //   GET    /api/files?prefix=P&chunks=1  -> PrefixFileList (every file under P with its chunk SHA-256s, one request)
 //   GET    /api/files/:name              -> FileManifest   (name URL-encoded as ONE segment: encodeURIComponent)
 //   DELETE /api/files/:name              -> RemoveResult
+//   POST   /api/files/remove             RemoveBatchRequest -> RemoveBatch (each name removed as DELETE /api/files/:name)
 //   GET    /api/status[?name=NAME]       -> StatusDoc      (SPEC.md "chunky status --json")
 //   POST   /api/bad-replica              BadReplicaReport -> {ok: true}
 //   GET    /ws                           WebSocket upgrade for nodes (messages.ts)
@@ -263,6 +264,11 @@ export const BalanceReport = z.object({
 export type BalanceReport = z.infer<typeof BalanceReport>
 
 export const RemoveResult = z.object({name: FileName, removedChunks: z.number().int().nonnegative()})
+export const RemoveBatchRequest = z.object({names: z.array(FileName).min(1).max(MAX_BATCH_FILES)})
+export type RemoveBatchRequest = z.infer<typeof RemoveBatchRequest>
+/** In the order of the request's names. */
+export const RemoveBatch = z.object({results: z.array(z.union([RemoveResult, BatchEntryError]))})
+export type RemoveBatch = z.infer<typeof RemoveBatch>
 
 export const BadReplicaReport = z.object({chunkId: ChunkId, version: Version, node: NodeId, reason: z.string().max(1000)})
 

@@ -267,6 +267,33 @@ describe('master over real HTTP and WebSocket', () => {
     expect((await api(master, 'POST', '/api/uploads/commit', {uploadIds: ['x']}, rw)).body.results[0].error.code).toBe('UPLOAD_NOT_FOUND')
   })
 
+  it('removes many names in one request, in order, each on its own: a missing name fails only itself', async () => {
+    const planned = await api(master, 'POST', '/api/uploads/batch', {uploads: [planRequest('gone/a.mp4', 10, 'ga'), planRequest('gone/b.mp4', 10, 'gb')]})
+    const plans = planned.body.plans.map((plan: unknown) => UploadPlan.parse(plan))
+    let reqId = 2000
+    for (const plan of plans) {
+      for (const chunk of plan.chunks) {
+        for (const target of chunk.targets.slice(0, 2)) {
+          const node = nodes.find((n) => n.id === target.id)!
+          const id = ++reqId
+          node.send({type: 'stored', reqId: id, replica: {chunkId: chunk.chunkId, version: chunk.version, size: chunk.size, sha256: chunk.sha256}})
+          await node.waitFor((m) => m.type === 'ack' && m.reqId === id)
+        }
+      }
+    }
+    const committed = await api(master, 'POST', '/api/uploads/commit', {uploadIds: plans.map((plan: {uploadId: string}) => plan.uploadId)})
+    expect(committed.body.results.map((r: {name?: string}) => r.name)).toEqual(['gone/a.mp4', 'gone/b.mp4'])
+    const removed = await api(master, 'POST', '/api/files/remove', {names: ['gone/b.mp4', 'gone/never.mp4', 'gone/a.mp4']})
+    expect(removed.status).toBe(200)
+    expect(removed.body.results[0]).toEqual({name: 'gone/b.mp4', removedChunks: 1})
+    expect(removed.body.results[1].error.code).toBe('FILE_NOT_FOUND')
+    expect(removed.body.results[2]).toEqual({name: 'gone/a.mp4', removedChunks: 1})
+    for (const name of ['gone/a.mp4', 'gone/b.mp4']) expect((await api(master, 'GET', `/api/files/${encodeURIComponent(name)}`)).status).toBe(404)
+    expect((await api(master, 'POST', '/api/files/remove', {names: []})).status).toBe(400)
+    expect((await api(master, 'POST', '/api/files/remove', {names: Array.from({length: 101}, (_, i) => `gone/x${i}`)})).status).toBe(400)
+    expect((await api(master, 'POST', '/api/files/remove', {names: ['gone/a.mp4']}, deriveCredential(TOKEN, 'ro'))).status).toBe(403)
+  })
+
   it('refuses a second node with the id of a connected one (4003), leaving the first alone', async () => {
     const old = nodes.find((n) => n.id === 'n1')!
     const impostor = await FakeNode.connect(master.url, TOKEN, 'n1', {zone: 'a', hello: false})
