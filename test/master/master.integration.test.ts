@@ -25,6 +25,20 @@ describe('master over real HTTP and WebSocket', () => {
   let master: RunningMaster
   const lines: string[] = []
   const nodes: FakeNode[] = []
+  let reqId = 0
+
+  /** The nodes tell the master they stored each chunk (on the first two of its targets unless `on` says), and every `stored` is acknowledged. */
+  async function reportStored(chunks: UploadPlan['chunks'], on: (chunk: UploadPlan['chunks'][number]) => UploadPlan['chunks'][number]['targets'] = (chunk) => chunk.targets.slice(0, 2)) {
+    for (const chunk of chunks) {
+      for (const target of on(chunk)) {
+        const node = nodes.find((n) => n.id === target.id)!
+        const id = ++reqId
+        node.send({type: 'stored', reqId: id, replica: {chunkId: chunk.chunkId, version: chunk.version, size: chunk.size, sha256: chunk.sha256}})
+        const ack = await node.waitFor((m) => m.type === 'ack' && m.reqId === id)
+        expect(ack).toEqual({type: 'ack', reqId: id, ok: true})
+      }
+    }
+  }
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'chunky-master-it-'))
@@ -84,16 +98,7 @@ describe('master over real HTTP and WebSocket', () => {
     expect(early.status).toBe(409)
     expect(early.body.error.code).toBe('NOT_DURABLE')
 
-    let reqId = 0
-    for (const chunk of plan.chunks) {
-      for (const target of chunk.targets.filter((t) => t.id !== 'n1')) { // W = 2 copies, none on n1
-        const node = nodes.find((n) => n.id === target.id)!
-        const id = ++reqId
-        node.send({type: 'stored', reqId: id, replica: {chunkId: chunk.chunkId, version: chunk.version, size: chunk.size, sha256: chunk.sha256}})
-        const ack = await node.waitFor((m) => m.type === 'ack' && m.reqId === id)
-        expect(ack).toEqual({type: 'ack', reqId: id, ok: true})
-      }
-    }
+    await reportStored(plan.chunks, (chunk) => chunk.targets.filter((t) => t.id !== 'n1')) // W = 2 copies, none on n1
     const commit = await api(master, 'POST', `/api/uploads/${plan.uploadId}/commit`, {})
     expect(commit.status).toBe(200)
     expect(commit.body).toMatchObject({name: 'talks/keynote.mp4', size: 150_000, chunks: 3})
@@ -218,15 +223,7 @@ describe('master over real HTTP and WebSocket', () => {
     expect(UploadPlan.parse(b).name).toBe('batch/b.mp4')
 
     // b gets its W = 2 copies, a does not: b commits, a is NOT_DURABLE, an unknown id is UPLOAD_NOT_FOUND.
-    let reqId = 1000
-    for (const chunk of b.chunks) {
-      for (const target of chunk.targets.slice(0, 2)) {
-        const node = nodes.find((n) => n.id === target.id)!
-        const id = ++reqId
-        node.send({type: 'stored', reqId: id, replica: {chunkId: chunk.chunkId, version: chunk.version, size: chunk.size, sha256: chunk.sha256}})
-        await node.waitFor((m) => m.type === 'ack' && m.reqId === id)
-      }
-    }
+    await reportStored(b.chunks)
     const committed = await api(master, 'POST', '/api/uploads/commit', {uploadIds: [a.uploadId, 'no-such-upload', b.uploadId]})
     expect(committed.status).toBe(200)
     const [ca, missing, cb] = committed.body.results
@@ -236,14 +233,7 @@ describe('master over real HTTP and WebSocket', () => {
     expect(FileManifest.parse((await api(master, 'GET', `/api/files/${encodeURIComponent('batch/b.mp4')}`)).body).size).toBe(10)
     expect((await api(master, 'GET', `/api/files/${encodeURIComponent('batch/a.mp4')}`)).status).toBe(404)
     // a is still in progress: its copies arrive later and it commits then
-    for (const chunk of a.chunks) {
-      for (const target of chunk.targets.slice(0, 2)) {
-        const node = nodes.find((n) => n.id === target.id)!
-        const id = ++reqId
-        node.send({type: 'stored', reqId: id, replica: {chunkId: chunk.chunkId, version: chunk.version, size: chunk.size, sha256: chunk.sha256}})
-        await node.waitFor((m) => m.type === 'ack' && m.reqId === id)
-      }
-    }
+    await reportStored(a.chunks)
     expect((await api(master, 'POST', '/api/uploads/commit', {uploadIds: [a.uploadId]})).body.results[0]).toMatchObject({name: 'batch/a.mp4', chunks: 2})
   })
 
@@ -270,17 +260,7 @@ describe('master over real HTTP and WebSocket', () => {
   it('removes many names in one request, in order, each on its own: a missing name fails only itself', async () => {
     const planned = await api(master, 'POST', '/api/uploads/batch', {uploads: [planRequest('gone/a.mp4', 10, 'ga'), planRequest('gone/b.mp4', 10, 'gb')]})
     const plans = planned.body.plans.map((plan: unknown) => UploadPlan.parse(plan))
-    let reqId = 2000
-    for (const plan of plans) {
-      for (const chunk of plan.chunks) {
-        for (const target of chunk.targets.slice(0, 2)) {
-          const node = nodes.find((n) => n.id === target.id)!
-          const id = ++reqId
-          node.send({type: 'stored', reqId: id, replica: {chunkId: chunk.chunkId, version: chunk.version, size: chunk.size, sha256: chunk.sha256}})
-          await node.waitFor((m) => m.type === 'ack' && m.reqId === id)
-        }
-      }
-    }
+    for (const plan of plans) await reportStored(plan.chunks)
     const committed = await api(master, 'POST', '/api/uploads/commit', {uploadIds: plans.map((plan: {uploadId: string}) => plan.uploadId)})
     expect(committed.body.results.map((r: {name?: string}) => r.name)).toEqual(['gone/a.mp4', 'gone/b.mp4'])
     const removed = await api(master, 'POST', '/api/files/remove', {names: ['gone/b.mp4', 'gone/never.mp4', 'gone/a.mp4']})
