@@ -190,7 +190,6 @@ export async function syncFolder(opts: FolderOptions, view: TransferView): Promi
       throwIfAborted(opts.signal)
       const names = toDelete.slice(at, at + MAX_BATCH_FILES)
       const {results} = await withMasterRetry(() => api.removeMany(names), {signal: opts.signal, view, masters: api.masters, what: 'removing'})
-      if (results.length !== names.length) throw new ChunkyError('BAD_MESSAGE', 'the master answered a batch removal with the wrong number of results: sync again')
       for (const result of results) {
         if ('error' in result && result.error.code !== 'FILE_NOT_FOUND') throw new ChunkyError(isErrorCode(result.error.code) ? result.error.code : 'BAD_MESSAGE', result.error.message)
       }
@@ -236,7 +235,6 @@ async function sendBatch(
   const {api, opts} = send
   const retry = {signal: opts.signal, view, masters: api.masters}
   const {plans} = await withMasterRetry(() => api.planUploads(files.map((file) => planRequestFor(file, send))), {...retry, what: 'planning'})
-  if (plans.length !== files.length) throw new ChunkyError('BAD_MESSAGE', 'the master answered a batch plan with the wrong number of plans: upload again')
   const alone: HashedFile[] = []
   const sent: Array<{file: HashedFile; plan: UploadPlan; chunks: number; started: number}> = []
   await runPool(files.map((file, i) => ({file, plan: plans[i]!})), FILES_IN_FLIGHT, async ({file, plan}, signal) => {
@@ -254,7 +252,6 @@ async function sendBatch(
   // (UPLOAD_NOT_FOUND after a lost answer, NOT_DURABLE while a new master hears from the nodes), goes
   // the one-file path: planned again, it finds its chunks held and commits (or says why it cannot).
   const {results} = await withMasterRetry(() => api.commitUploads(sent.map((entry) => entry.plan.uploadId)), {...retry, what: 'committing'})
-  if (results.length !== sent.length) throw new ChunkyError('BAD_MESSAGE', 'the master answered a batch commit with the wrong number of results: upload again')
   sent.forEach((entry, i) => {
     if ('error' in results[i]!) alone.push(entry.file)
     else done(entry.file, entry.chunks, entry.started)

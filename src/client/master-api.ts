@@ -168,13 +168,13 @@ export function masterApi(masterUrl: string, token: string | undefined, opts: Ma
     planUpload: (request) => call(UploadPlan, 'POST', '/api/uploads', request),
     replan: (uploadId, request) => call(PlannedChunk, 'POST', upload(uploadId, 'replan'), request),
     commit: (uploadId) => call(CommitResult, 'POST', upload(uploadId, 'commit'), {}),
-    planUploads: (requests) => call(UploadPlanBatch, 'POST', '/api/uploads/batch', {uploads: requests}),
-    commitUploads: (uploadIds) => call(CommitBatch, 'POST', '/api/uploads/commit', {uploadIds}),
+    planUploads: async (requests) => ({plans: oneEach(await call(UploadPlanBatch, 'POST', '/api/uploads/batch', {uploads: requests}), 'plans', requests.length)}),
+    commitUploads: async (uploadIds) => ({results: oneEach(await call(CommitBatch, 'POST', '/api/uploads/commit', {uploadIds}), 'results', uploadIds.length)}),
     files: () => call(FileList, 'GET', '/api/files'),
     filesUnder: (prefix) => call(PrefixFileList, 'GET', `/api/files?prefix=${encodeURIComponent(prefix)}&chunks=1`),
     manifest: (name) => call(FileManifest, 'GET', file(name)),
     remove: (name) => call(RemoveResult, 'DELETE', file(name)),
-    removeMany: (names) => call(RemoveBatch, 'POST', '/api/files/remove', {names}),
+    removeMany: async (names) => ({results: oneEach(await call(RemoveBatch, 'POST', '/api/files/remove', {names}), 'results', names.length)}),
     status: (name) => call(StatusDoc, 'GET', name === undefined ? '/api/status' : `/api/status?name=${encodeURIComponent(name)}`),
     balance: () => call(BalanceReport, 'GET', '/api/rebalance'),
     share: (request) => call(ShareAnswer, 'POST', '/api/share', request),
@@ -186,6 +186,13 @@ export function masterApi(masterUrl: string, token: string | undefined, opts: Ma
 }
 
 /** The masters of `--master A,B` / CHUNKY_MASTER, in the order given. */
+/** A batch is answered one entry per entry asked, in order; anything else is a master bug, not a retry. */
+function oneEach<K extends string, T>(answer: Record<K, T[]>, key: K, asked: number): T[] {
+  const entries = answer[key]
+  if (entries.length !== asked) throw new ChunkyError('BAD_MESSAGE', `the master answered ${asked} batch entries with ${entries.length} ${key}: try again`)
+  return entries
+}
+
 export function masterUrls(list: string): string[] {
   return list.split(',').map((url) => url.trim()).filter((url) => url !== '')
 }
