@@ -167,9 +167,12 @@ export interface ExcessDelete {
 
 /**
  * Chunks with more than R fresh replicas that count (a dead node came back after its chunks were
- * repaired elsewhere, a rebalancing copy landed, a drained node was taken back): delete from the fullest
- * usable holders until R remain; for a moved chunk, from the node it moved away from (`moveSources`)
- * first. A draining node's copies are kept: they do not count, and serve reads until it is stopped.
+ * repaired elsewhere, a rebalancing copy landed, a drained node was taken back): delete from usable
+ * holders until R remain, one at a time, never a zone's last copy while another zone holds two (the
+ * copies that stay keep the widest zone spread: trimming by free space alone once left chunks only
+ * on nodes of one failure domain); within that, from the node the chunk moved away from
+ * (`moveSources`) first, then from the zone with the most copies, then from the fullest node.
+ * A draining node's copies are kept: they do not count, and serve reads until it is stopped.
  */
 export function planExcess(chunks: readonly RepairChunk[], nodes: readonly RepairNode[], R: number, moveSources: ReadonlyMap<string, string> = new Map()): ExcessDelete[] {
   const byId = new Map(nodes.map((node) => [node.id, node]))
@@ -178,14 +181,23 @@ export function planExcess(chunks: readonly RepairChunk[], nodes: readonly Repai
     const holders = chunk.replicas
       .filter((r) => isFresh(r) && countsTowardR(byId.get(r.nodeId)))
       .map((r) => byId.get(r.nodeId)!)
-    let surplus = holders.length - R
-    if (surplus <= 0) continue
+    if (holders.length <= R) continue
     const movedFrom = moveSources.get(chunk.chunkId)
-    const fullestFirst = holders
-      .filter((node) => node.usable)
-      .sort((a, b) => Number(b.id === movedFrom) - Number(a.id === movedFrom) || a.freeBytes - b.freeBytes || compareText(b.id, a.id))
-    for (const node of fullestFirst) {
-      if (surplus-- <= 0) break
+    const copiesInZone = new Map<string, number>()
+    for (const node of holders) copiesInZone.set(node.zone, (copiesInZone.get(node.zone) ?? 0) + 1)
+    const inZone = (node: RepairNode) => copiesInZone.get(node.zone)!
+    const candidates = holders.filter((node) => node.usable)
+    for (let left = holders.length; left > R && candidates.length > 0; left--) {
+      candidates.sort(
+        (a, b) =>
+          Number(inZone(a) === 1) - Number(inZone(b) === 1) ||
+          Number(b.id === movedFrom) - Number(a.id === movedFrom) ||
+          inZone(b) - inZone(a) ||
+          a.freeBytes - b.freeBytes ||
+          compareText(b.id, a.id),
+      )
+      const node = candidates.shift()!
+      copiesInZone.set(node.zone, inZone(node) - 1)
       deletes.push({chunkId: chunk.chunkId, version: chunk.version, nodeId: node.id})
     }
   }

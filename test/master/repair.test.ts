@@ -115,4 +115,25 @@ describe('planExcess', () => {
     expect(deletes.map((d) => d.nodeId)).toEqual(['b', 'a']) // d is fullest but has no link to take the command
     expect(planExcess([chunk(1, ['a', 'b', 'c'])], nodes, 3)).toEqual([])
   })
+
+  it('keeps the widest zone spread: a zone\'s last copy goes only when every zone holds one', () => {
+    // the fullest holders a and b are the only copies on z1 and z2; the three on z3 have the most room
+    const nodes = [node('a', 'z1', 10), node('b', 'z2', 20), node('c', 'z3', 900), node('d', 'z3', 800), node('e', 'z3', 700)]
+    const deletes = planExcess([chunk(1, ['a', 'b', 'c', 'd', 'e'])], nodes, 3)
+    expect(deletes.map((d) => d.nodeId)).toEqual(['e', 'd']) // fullest first within z3; a, b and c stay
+    // equal free space everywhere: still one copy per zone survives, not the lowest ids
+    const even = [node('n1', 'z0'), node('n2', 'z0'), node('n3', 'z0'), node('n4', 'z1'), node('n5', 'z2')]
+    const kept = new Set(['n1', 'n2', 'n3', 'n4', 'n5'])
+    for (const d of planExcess([chunk(2, [...kept])], even, 3)) kept.delete(d.nodeId)
+    expect(kept.size).toBe(3)
+    expect(new Set([...kept].map((id) => even.find((n) => n.id === id)!.zone))).toEqual(new Set(['z0', 'z1', 'z2']))
+  })
+
+  it('trims the node a chunk moved away from first, unless it holds its zone\'s only copy', () => {
+    const nodes = [node('a', 'z1', 900), node('b', 'z2'), node('c', 'z3'), node('d', 'z3', 10)]
+    const moved = (from: string) => new Map([[chunk(1, []).chunkId, from]])
+    expect(planExcess([chunk(1, ['a', 'b', 'c', 'd'])], nodes, 3, moved('c')).map((d) => d.nodeId)).toEqual(['c'])
+    // a moved away from z1, the only zone copy: the surplus comes off z3 (its fullest, d) instead
+    expect(planExcess([chunk(1, ['a', 'b', 'c', 'd'])], nodes, 3, moved('a')).map((d) => d.nodeId)).toEqual(['d'])
+  })
 })
