@@ -1,5 +1,6 @@
 import {availableParallelism} from 'node:os'
 import {Worker} from 'node:worker_threads'
+import {nativeCrc32Path} from './crc32.js'
 import {sharedMemory, type SharedSlice} from './shared-slices.js'
 
 // The SHA-256 of bytes of a file (and, for a replica, one CRC-32 per block), taken on a worker thread
@@ -64,8 +65,8 @@ const WORKER_SOURCE = `
 const {parentPort, workerData} = require('node:worker_threads')
 const {createHash} = require('node:crypto')
 const {openSync, readSync, closeSync} = require('node:fs')
-const {crc32} = require('node:zlib')
-const {readBytes, shared} = workerData
+const {readBytes, shared, crc32Path} = workerData
+const crc32 = crc32Path ? require(crc32Path).crc32 : require('node:zlib').crc32
 const buf = Buffer.allocUnsafe(readBytes)
 const sharedBytes = Buffer.from(shared)
 const jobs = new Map()
@@ -255,7 +256,7 @@ function pickWorker(): HashWorker {
 }
 
 function startWorker(): HashWorker {
-  const worker = new Worker(WORKER_SOURCE, {eval: true, workerData: {readBytes: READ_BYTES, shared: sharedMemory()}, resourceLimits: {maxYoungGenerationSizeMb: WORKER_YOUNG_MB}})
+  const worker = new Worker(WORKER_SOURCE, {eval: true, workerData: {readBytes: READ_BYTES, shared: sharedMemory(), crc32Path: nativeCrc32Path}, resourceLimits: {maxYoungGenerationSizeMb: WORKER_YOUNG_MB}})
   const slot: HashWorker = {worker, jobs: new Map(), slices: new Map()}
   pool.push(slot)
   worker.unref() // an idle pool never keeps a process alive
