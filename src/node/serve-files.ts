@@ -177,7 +177,7 @@ async function sendBytes(ctx: NodeContext, res: ServerResponse, file: ServedMani
   const {manifest, offsets} = file
   const open = (index: number, from: number) => {
     const chunk = manifest.chunks[index]!
-    return readChunk(ctx, chunk, index, from, Math.min(end - offsets[index]!, chunk.size), stop.signal)
+    return readChunk(ctx, chunk, index, from, Math.min(end - offsets[index]!, chunk.size), stop.signal, firstPeerRange(sent))
   }
   let current: AsyncGenerator<Piece> | undefined
   let next: Prefetched | undefined = first
@@ -299,7 +299,7 @@ function holdsFresh(ctx: NodeContext, chunk: ManifestChunk): boolean {
  * Bytes [from, to) of one chunk at the manifest's version: from this node's disk when it holds that
  * replica, else (or when a block fails) from the next fresh replica, picking up where the last left off.
  */
-async function* readChunk(ctx: NodeContext, chunk: ManifestChunk, index: number, from: number, to: number, signal: AbortSignal): AsyncGenerator<Piece> {
+async function* readChunk(ctx: NodeContext, chunk: ManifestChunk, index: number, from: number, to: number, signal: AbortSignal, firstRange = PEER_FIRST_RANGE_BYTES): AsyncGenerator<Piece> {
   let pos = from
   const failures: string[] = []
   const sources: {id: string; url?: string}[] = []
@@ -312,7 +312,7 @@ async function* readChunk(ctx: NodeContext, chunk: ManifestChunk, index: number,
   }
   for (const source of sources) {
     try {
-      const pieces = source.url === undefined ? readLocal(ctx, chunk, pos, to, signal) : readPeer(ctx, source.url, chunk, pos, to, signal)
+      const pieces = source.url === undefined ? readLocal(ctx, chunk, pos, to, signal) : readPeer(ctx, source.url, chunk, pos, to, signal, firstRange)
       for await (const piece of pieces) {
         pos += sizeOf(piece)
         yield piece
@@ -384,13 +384,24 @@ export const PEER_FIRST_RANGE_BYTES = 128 * 1024
 export const PEER_RANGE_BYTES = 4 * 1024 * 1024
 export const PEER_RANGES_OPEN = 2
 
+/**
+ * The first range asked of a peer for a chunk a read reaches after sending `sent` bytes: a quarter of
+ * that (within the bounds above). A reader that has taken tens of MiB is reading on, and each range
+ * costs the peer a request, a file open and a sidecar read (starting every chunk at 128 KiB made
+ * 7 ranges of each 10 MiB chunk); what a reader leaving then leaves in flight stays small beside
+ * what it took.
+ */
+export function firstPeerRange(sent: number): number {
+  return Math.min(PEER_RANGE_BYTES, Math.max(PEER_FIRST_RANGE_BYTES, 2 ** Math.floor(Math.log2(Math.max(1, sent / 4)))))
+}
+
 /** Bytes of a chunk from another node, asked with this node's credential, range after range. */
-async function* readPeer(ctx: NodeContext, url: string, chunk: ManifestChunk, from: number, to: number, signal: AbortSignal): AsyncGenerator<Piece> {
+async function* readPeer(ctx: NodeContext, url: string, chunk: ManifestChunk, from: number, to: number, signal: AbortSignal, firstRange: number): AsyncGenerator<Piece> {
   const target = new URL(`/v1/chunks/${chunk.chunkId}/${chunk.version}`, url)
   const opts = {token: ctx.token, ...(ctx.ca ? {ca: ctx.ca} : {}), signal, alloc: allocRead, pieceBytes: PEER_PIECE_BYTES}
   const open: RangeRequest[] = []
   let asked = from
-  let length = PEER_FIRST_RANGE_BYTES
+  let length = firstRange
   const askMore = () => {
     while (open.length < PEER_RANGES_OPEN && asked < to) {
       const end = Math.min(to, asked + length)
