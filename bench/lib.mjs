@@ -5,6 +5,7 @@ import {createReadStream} from 'node:fs'
 import {readFile} from 'node:fs/promises'
 import {createServer} from 'node:net'
 import {createInterface} from 'node:readline'
+import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 
 export const MiB = 1024 * 1024
@@ -195,4 +196,11 @@ export async function which(program) {
   } catch {
     return undefined
   }
+}
+
+/** One tus upload by bench/tus-client.mjs in a process of its own; its seconds (start to success). */
+export async function tusUpload({endpoint, file, size, chunkSize, metadata, token}) {
+  const args = [join(import.meta.dirname, 'tus-client.mjs'), endpoint, file, String(size), String(chunkSize), JSON.stringify(metadata), ...(token ? [token] : [])]
+  const {stdout} = await run(process.execPath, args, {timeoutMs: 300_000})
+  return Number(stdout.trim().split('\n').pop())
 }

@@ -5,7 +5,7 @@ import {createReadStream} from 'node:fs'
 import {mkdir, open, rm, writeFile} from 'node:fs/promises'
 import {Agent, request} from 'node:http'
 import {join} from 'node:path'
-import {MiB, bounded, freePort, run, startProcess, timeRuns, waitFor, which} from './lib.mjs'
+import {MiB, bounded, freePort, run, startProcess, timeRuns, tusUpload, waitFor, which} from './lib.mjs'
 
 const BENCH_DIR = import.meta.dirname
 const CHUNK = 10 * MiB
@@ -95,31 +95,21 @@ export async function curlGetFloor(url, work, runs, fsync = false) {
 
 /** `chunkSize` Infinity: tus-js-client's default, one PATCH for the whole file (it reads the file by path). */
 export async function tusNeighbour(work, file, size, runs, chunkSize = CHUNK) {
-  const {Upload} = await import('tus-js-client')
   const dir = join(work, 'tus')
   await mkdir(dir, {recursive: true})
   const server = await startProcess(process.execPath, [join(BENCH_DIR, 'tus-server.mjs'), dir], {ready: /^listening on /})
   const url = server.readyLine.split(' ').pop()
   try {
-    return await timeRuns(
-      runs,
-      async () => {
-        await new Promise((resolve, reject) => {
-          const upload = new Upload(createReadStream(file, {highWaterMark: MiB}), {
-            endpoint: `${url}/files`,
-            chunkSize,
-            uploadSize: size,
-            retryDelays: [],
-            metadata: {filename: 'bench.bin'},
-            onError: reject,
-            onSuccess: resolve,
-          })
-          upload.start()
-        })
-        await run('sync', []) // the FileStore does not fsync: `sync` puts its bytes on disk as the others do
-      },
-      {cleanup: async () => (await rm(dir, {recursive: true, force: true}), await mkdir(dir, {recursive: true}))},
-    )
+    const seconds = []
+    for (let i = 0; i < runs; i++) {
+      const upload = await tusUpload({endpoint: `${url}/files`, file, size, chunkSize, metadata: {filename: 'bench.bin'}})
+      const synced = performance.now()
+      await run('sync', []) // the FileStore does not fsync: `sync` puts its bytes on disk as the others do
+      seconds.push(upload + (performance.now() - synced) / 1000)
+      await rm(dir, {recursive: true, force: true})
+      await mkdir(dir, {recursive: true})
+    }
+    return seconds
   } finally {
     await server.stop()
     await rm(dir, {recursive: true, force: true})
