@@ -649,8 +649,6 @@ export class RepairLoop {
     const records = new Map((this.q.chunks.all(JSON.stringify(ids)) as ChunkRecordRow[]).map((row) => [row.chunk_id, row]))
     const rowsOf = this.rowsWithState(ids, records)
     const counts = new Map(nodes.map((node) => [node.id, countsTowardR(node)]))
-    const zoneOf = new Map(nodes.map((node) => [node.id, node.zone]))
-    const targetZone = zoneOf.get(target.id)
     const replicas: ReplicaInfo[] = []
     for (const id of ids) {
       const record = records.get(id)
@@ -658,13 +656,7 @@ export class RepairLoop {
       const rows = rowsOf.get(id) ?? []
       if (rows.some((row) => row.nodeId === target.id)) continue // the target holds some version of it already
       if (!rows.some((row) => row.nodeId === source.id && row.state === 'fresh')) continue
-      const counted = rows.filter((row) => row.state === 'fresh' && counts.get(row.nodeId))
-      if (counted.length !== this.ctx.replicas) continue
-      // A move that would narrow the chunk's zones is not made: the trim that follows keeps zone spread
-      // (planExcess), so it would delete another copy and leave the source as full as before.
-      const zonesAfter = new Set(counted.filter((row) => row.nodeId !== source.id).map((row) => zoneOf.get(row.nodeId)))
-      zonesAfter.add(targetZone)
-      if (zonesAfter.size < new Set(counted.map((row) => zoneOf.get(row.nodeId))).size) continue
+      if (rows.filter((row) => row.state === 'fresh' && counts.get(row.nodeId)).length !== this.ctx.replicas) continue
       if (replicas.length > 0 && record.size > budget) break
       replicas.push({chunkId: id, version: record.committed_version, size: record.size, sha256: record.sha256})
       budget -= record.size

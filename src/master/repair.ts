@@ -168,11 +168,12 @@ export interface ExcessDelete {
 /**
  * Chunks with more than R fresh replicas that count (a dead node came back after its chunks were
  * repaired elsewhere, a rebalancing copy landed, a drained node was taken back): delete from usable
- * holders until R remain, one at a time, never a zone's last copy while another zone holds two (the
- * copies that stay keep the widest zone spread: trimming by free space alone once left chunks only
- * on nodes of one failure domain); within that, from the node the chunk moved away from
- * (`moveSources`) first, then from the zone with the most copies, then from the fullest node.
- * A draining node's copies are kept: they do not count, and serve reads until it is stopped.
+ * holders until R remain, one at a time. A chunk the rebalancer moved loses the copy on the node it
+ * moved away from (`moveSources`): that is the move. Otherwise never a zone's last copy while another
+ * zone holds two, then from the zone with the most copies, then from the fullest node: the copies that
+ * stay keep the widest zone spread (trimming by free space alone once left chunks only on nodes of
+ * the two zones a bench then killed). A draining node's copies are kept: they do not count, and serve
+ * reads until it is stopped.
  */
 export function planExcess(chunks: readonly RepairChunk[], nodes: readonly RepairNode[], R: number, moveSources: ReadonlyMap<string, string> = new Map()): ExcessDelete[] {
   const byId = new Map(nodes.map((node) => [node.id, node]))
@@ -190,8 +191,8 @@ export function planExcess(chunks: readonly RepairChunk[], nodes: readonly Repai
     for (let left = holders.length; left > R && candidates.length > 0; left--) {
       candidates.sort(
         (a, b) =>
-          Number(inZone(a) === 1) - Number(inZone(b) === 1) ||
           Number(b.id === movedFrom) - Number(a.id === movedFrom) ||
+          Number(inZone(a) === 1) - Number(inZone(b) === 1) ||
           inZone(b) - inZone(a) ||
           a.freeBytes - b.freeBytes ||
           compareText(b.id, a.id),

@@ -129,11 +129,11 @@ describe('planExcess', () => {
     expect(new Set([...kept].map((id) => even.find((n) => n.id === id)!.zone))).toEqual(new Set(['z0', 'z1', 'z2']))
   })
 
-  it('trims the node a chunk moved away from first, unless it holds its zone\'s only copy', () => {
+  it('trims the node a chunk moved away from first, even its zone\'s only copy (the rebalancer\'s move)', () => {
     const nodes = [node('a', 'z1', 900), node('b', 'z2'), node('c', 'z3'), node('d', 'z3', 10)]
     const moved = (from: string) => new Map([[chunk(1, []).chunkId, from]])
-    expect(planExcess([chunk(1, ['a', 'b', 'c', 'd'])], nodes, 3, moved('c')).map((d) => d.nodeId)).toEqual(['c'])
-    // a moved away from z1, the only zone copy: the surplus comes off z3 (its fullest, d) instead
-    expect(planExcess([chunk(1, ['a', 'b', 'c', 'd'])], nodes, 3, moved('a')).map((d) => d.nodeId)).toEqual(['d'])
+    expect(planExcess([chunk(1, ['a', 'b', 'c', 'd'])], nodes, 3, moved('a')).map((d) => d.nodeId)).toEqual(['a'])
+    // without a move, z1's only copy stays and the surplus comes off z3 (its fullest node, d)
+    expect(planExcess([chunk(1, ['a', 'b', 'c', 'd'])], nodes, 3).map((d) => d.nodeId)).toEqual(['d'])
   })
 })
