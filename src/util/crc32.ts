@@ -8,19 +8,19 @@ import {crc32 as zlibCrc32} from 'node:zlib'
 
 type Crc32 = (data: Buffer, initial?: number) => number
 
-const require = createRequire(import.meta.url)
-
-/** The module path of the native CRC-32, for a worker thread to load it too (undefined: none here). */
-export const nativeCrc32Path: string | undefined = (() => {
+/** The native CRC-32 and its module path, or undefined when it cannot load or answers wrong. */
+const native = ((): {path: string; crc32: Crc32} | undefined => {
   try {
+    const require = createRequire(import.meta.url)
     const path = require.resolve('@node-rs/crc32')
-    const {crc32} = require(path) as {crc32: (data: Buffer, initial?: number) => number}
-    return crc32(Buffer.from('123456789')) === 0xcbf43926 ? path : undefined
+    const {crc32} = require(path) as {crc32: Crc32}
+    return crc32(Buffer.from('123456789')) === 0xcbf43926 ? {path, crc32} : undefined
   } catch {
     return undefined
   }
 })()
 
-export const crc32: Crc32 = nativeCrc32Path
-  ? (require(nativeCrc32Path) as {crc32: Crc32}).crc32
-  : (data, initial = 0) => zlibCrc32(data, initial)
+/** The module path of the native CRC-32, for a worker thread to load it too (undefined: none here). */
+export const nativeCrc32Path: string | undefined = native?.path
+
+export const crc32: Crc32 = native?.crc32 ?? ((data, initial = 0) => zlibCrc32(data, initial))
